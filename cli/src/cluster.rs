@@ -1,0 +1,138 @@
+//! Reaching the controller: through the API server's service proxy (as kubeseal does) or
+//! directly at a URL, and reading the kubeconfig's namespace.
+
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::error::{CliError, CliResult, Context, Hint};
+
+/// Where the controller lives and how to reach the API server.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE", env = "SEALED_SECRETS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Name of the controller's Service.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "SEALED_SECRETS_CONTROLLER_NAME",
+        default_value = "sealed-secrets-controller"
+    )]
+    pub controller_name: String,
+    /// Namespace of the controller's Service.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NS",
+        env = "SEALED_SECRETS_CONTROLLER_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub controller_namespace: String,
+}
+
+fn read_kubeconfig(args: &ClusterArgs) -> Result<Kubeconfig, kube::config::KubeconfigError> {
+    match &args.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+}
+
+/// The namespace the kubeconfig's (current or chosen) context names, if it names one.
+pub fn kubeconfig_namespace(args: &ClusterArgs) -> Option<String> {
+    let config = read_kubeconfig(args).ok()?;
+    let context_name = args.context.clone().or(config.current_context.clone())?;
+    config
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.namespace.clone())
+        .filter(|ns| !ns.is_empty())
+}
+
+async fn cluster_client(args: &ClusterArgs) -> CliResult<Client> {
+    let hint =
+        "point --kubeconfig (or KUBECONFIG) at your cluster, or give the certificate with --cert or --controller-url";
+    let kubeconfig = read_kubeconfig(args).context("cannot read the kubeconfig").hint(hint)?;
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .context("cannot use the kubeconfig")
+        .hint(hint)?;
+    Client::try_from(config)
+        .context("cannot create a Kubernetes client")
+        .hint(hint)
+}
+
+fn get(path: &str) -> CliResult<http::Request<Vec<u8>>> {
+    http::Request::get(path)
+        .header(http::header::ACCEPT, "application/x-pem-file, */*")
+        .body(Vec::new())
+        .map_err(|e| CliError::new("cannot build the request").source(e))
+}
+
+/// The PEM the controller serves at `/v1/cert.pem`, through the API server's service proxy.
+pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
+    let client = cluster_client(args).await?;
+    let (ns, name) = (&args.controller_namespace, &args.controller_name);
+    let not_found_hint = format!(
+        "check that the controller runs as Service {ns}/{name}; set --controller-name and --controller-namespace \
+         (a Helm install is usually named sealed-secrets), or seal offline with --cert"
+    );
+    let service: serde_json::Value = client
+        .request(get(&format!("/api/v1/namespaces/{ns}/services/{name}"))?)
+        .await
+        .context(format!("cannot find the controller Service {ns}/{name}"))
+        .hint(not_found_hint.clone())?;
+    let port = service
+        .pointer("/spec/ports/0/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    client
+        .request_text(get(&format!(
+            "/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy/v1/cert.pem"
+        ))?)
+        .await
+        .context(format!("cannot fetch the certificate from {ns}/{name}"))
+        .hint(not_found_hint)
+}
+
+/// GET an `http(s)://` URL.
+pub async fn fetch_url(url: &str) -> CliResult<String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+    let base = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
+    let base: http::Uri = base
+        .parse()
+        .map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    let mut config = Config::new(base);
+    config.default_namespace = String::new();
+    let client = Client::try_from(config).context("cannot create an HTTP client")?;
+    client
+        .request_text(get(&path)?)
+        .await
+        .context(format!("cannot fetch {url}"))
+        .hint("check the URL and that the controller is reachable from here")
+}
+
+/// The controller's certificate from its base URL (`--controller-url`).
+pub async fn fetch_cert_from_controller(base: &str) -> CliResult<String> {
+    fetch_url(&format!("{}/v1/cert.pem", base.trim_end_matches('/'))).await
+}

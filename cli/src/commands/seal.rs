@@ -1,0 +1,320 @@
+//! `sealant seal`: Secrets in, SealedSecrets out; `--raw` for one value; `--merge-into`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::Secret;
+use sealant_core::{Certificate, Scope, SecretBytes, hybrid_encrypt, yaml};
+use sealant_crds::{SEALING_KEY_ANNOTATION, SealOptions, SealedSecret, seal_secret};
+use serde_json::Value;
+
+use crate::cluster::{ClusterArgs, kubeconfig_namespace};
+use crate::commands::cert::{CertArgs, sealing_certificate};
+use crate::error::{CliError, CliResult, Hint};
+use crate::io::{self, Format, Privacy};
+use crate::render;
+
+#[derive(Debug, clap::Args)]
+pub struct SealCommand {
+    /// Input Secret(s): multi-document YAML or a JSON stream (default: standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    pub format: Format,
+    /// Write to FILE atomically instead of standard output; a .json/.yaml extension sets the format.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    #[command(flatten)]
+    pub cert: CertArgs,
+    /// Scope to seal for (default: from the Secret's annotations, else strict).
+    #[arg(long, value_parser = parse_scope)]
+    pub scope: Option<Scope>,
+    /// Override the Secret's name (with --raw: the name to seal for).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The namespace to seal for; must agree with the Secret's own.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Allow Secrets with neither data nor stringData.
+    #[arg(long)]
+    pub allow_empty_data: bool,
+    /// Add the sealed items to this existing SealedSecret file, keeping its format and scope.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["write", "raw"])]
+    pub merge_into: Option<PathBuf>,
+    /// Seal one value (from --from-file or standard input) and print the item's base64.
+    #[arg(long)]
+    pub raw: bool,
+    /// With --raw: the file holding the value (`key=path` is accepted; the key is ignored).
+    #[arg(long, value_name = "[KEY=]PATH", requires = "raw")]
+    pub from_file: Vec<String>,
+}
+
+pub fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse::<Scope>().map_err(|e| e.to_string())
+}
+
+/// One sealing job, from either command line.
+#[derive(Debug, Default)]
+pub struct SealRequest {
+    pub file: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub default_format: Option<Format>,
+    pub write: Option<PathBuf>,
+    pub cert: CertArgs,
+    pub scope: Option<Scope>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub allow_empty_data: bool,
+    pub merge_into: Option<PathBuf>,
+    pub raw: bool,
+    pub from_file: Vec<String>,
+    /// kubeseal's habits: a missing namespace means "default"; `--raw` prints no newline.
+    pub kubeseal: bool,
+}
+
+impl From<&SealCommand> for SealRequest {
+    fn from(c: &SealCommand) -> Self {
+        SealRequest {
+            file: c.file.clone(),
+            format: Some(c.format),
+            default_format: None,
+            write: c.write.clone(),
+            cert: c.cert.clone(),
+            scope: c.scope,
+            name: c.name.clone(),
+            namespace: c.namespace.clone(),
+            allow_empty_data: c.allow_empty_data,
+            merge_into: c.merge_into.clone(),
+            raw: c.raw,
+            from_file: c.from_file.clone(),
+            kubeseal: false,
+        }
+    }
+}
+
+/// The namespace to use when neither the input nor `-n` names one.
+fn fallback_namespace(req: &SealRequest, cluster: &ClusterArgs) -> Option<String> {
+    kubeconfig_namespace(cluster).or_else(|| req.kubeseal.then(|| "default".to_owned()))
+}
+
+/// The Secrets in an input text; every document must be a Secret.
+pub fn parse_secrets(text: &str, origin: &str) -> CliResult<Vec<Secret>> {
+    let docs = yaml::parse_documents(text)
+        .map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))
+        .hint("the input must be Secret manifests in YAML or JSON")?;
+    if docs.is_empty() {
+        return Err(CliError::new(format!("no secrets found in {origin}"))
+            .hint("the input must hold at least one Secret in YAML or JSON, UTF-8 encoded"));
+    }
+    docs.into_iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("Secret");
+            if kind != "Secret" || !doc.is_object() {
+                return Err(
+                    CliError::new(format!("document {} of {origin} is a {kind}, not a Secret", i + 1))
+                        .hint("seal takes plain Secret manifests (kind: Secret)"),
+                );
+            }
+            serde_json::from_value::<Secret>(doc)
+                .map_err(|e| CliError::new(format!("document {} of {origin} is not a valid Secret", i + 1)).source(e))
+                .hint("data values must be base64 strings and stringData values plain strings")
+        })
+        .collect()
+}
+
+pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
+    if !req.from_file.is_empty() && !req.raw {
+        return Err(CliError::usage("--from-file requires --raw"));
+    }
+    if req.raw {
+        return seal_raw(&req, cluster).await;
+    }
+    let origin = req
+        .file
+        .as_deref()
+        .map_or("standard input".to_owned(), |p| p.display().to_string());
+    let secrets = parse_secrets(&io::read_input(req.file.as_deref(), "Secret")?, &origin)?;
+    let cert = sealing_certificate(&req.cert, cluster).await?;
+    if let Some(target) = &req.merge_into {
+        return merge_into(&req, &cert, &secrets, target);
+    }
+
+    let needs_fallback = secrets
+        .iter()
+        .any(|s| s.metadata.namespace.as_deref().unwrap_or_default().is_empty());
+    let options = SealOptions {
+        scope: req.scope,
+        name: req.name.clone(),
+        namespace: req.namespace.clone(),
+        default_namespace: if needs_fallback && req.namespace.is_none() {
+            fallback_namespace(&req, cluster)
+        } else {
+            None
+        },
+        allow_empty_data: req.allow_empty_data,
+    };
+    let mut rng = rand::rng();
+    let mut values = Vec::with_capacity(secrets.len());
+    for secret in &secrets {
+        let sealed = seal_secret(&mut rng, &cert, secret, &options).map_err(|e| {
+            let hint = seal_hint(&e);
+            CliError::new(format!(
+                "cannot seal Secret {:?}",
+                secret.metadata.name.as_deref().unwrap_or_default()
+            ))
+            .source(e)
+            .hint(hint)
+        })?;
+        values.push(render::to_value(&sealed)?);
+    }
+    let format = req
+        .write
+        .as_deref()
+        .and_then(Format::from_extension)
+        .or(req.format)
+        .or(req.default_format)
+        .unwrap_or(Format::Yaml);
+    let text = render::documents(&values, format)?;
+    match &req.write {
+        Some(path) => io::write_atomic(path, text.as_bytes(), Privacy::Public),
+        None => io::print(&text),
+    }
+}
+
+fn seal_hint(e: &sealant_crds::SealError) -> &'static str {
+    use sealant_crds::SealError::*;
+    match e {
+        EmptyData(_) => "add data or stringData to the Secret, or pass --allow-empty-data",
+        MissingName => "set metadata.name in the Secret, or pass --name",
+        NamespaceMismatch { .. } => "drop -n, or change the Secret's metadata.namespace",
+        MissingNamespace(..) => {
+            "set metadata.namespace in the Secret or pass -n NAMESPACE (or seal --scope cluster-wide)"
+        }
+        Encrypt { .. } => "check that the certificate holds an RSA key of at least 2048 bits",
+    }
+}
+
+async fn seal_raw(req: &SealRequest, cluster: &ClusterArgs) -> CliResult {
+    if req.from_file.len() > 1 {
+        return Err(CliError::usage(
+            "must provide only one --from-file when encrypting a single item with --raw",
+        ));
+    }
+    let scope = req.scope.unwrap_or_default();
+    let namespace = match (&req.namespace, scope.needs_namespace()) {
+        (Some(ns), _) => ns.clone(),
+        (None, false) => String::new(),
+        (None, true) => fallback_namespace(req, cluster).ok_or_else(|| {
+            CliError::usage(format!(
+                "must provide the --namespace flag with --raw and --scope {scope}"
+            ))
+            .hint("pass -n NAMESPACE, or --scope cluster-wide")
+        })?,
+    };
+    let name = match (&req.name, scope.needs_name()) {
+        (Some(name), _) => name.clone(),
+        (None, false) => String::new(),
+        (None, true) => {
+            return Err(
+                CliError::usage("must provide the --name flag with --raw and --scope strict")
+                    .hint("pass --name NAME, or --scope namespace-wide or cluster-wide"),
+            );
+        }
+    };
+    let value = match req.from_file.first() {
+        Some(spec) => {
+            let path = spec.split_once('=').map_or(spec.as_str(), |(_, path)| path);
+            SecretBytes::new(io::read_bytes(Path::new(path))?)
+        }
+        None => {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|e| CliError::new("cannot read standard input").source(e))?;
+            SecretBytes::new(bytes)
+        }
+    };
+    let cert = sealing_certificate(&req.cert, cluster).await?;
+    let item = hybrid_encrypt(
+        &mut rand::rng(),
+        cert.public_key(),
+        value.expose(),
+        &scope.label(&namespace, &name),
+    )
+    .map_err(|e| CliError::new("cannot seal the value").source(e))?;
+    let mut out = STANDARD.encode(item);
+    if !req.kubeseal {
+        out.push('\n');
+    }
+    io::print(&out)
+}
+
+/// Seal `secrets` into the one SealedSecret in `target`, with its name, namespace and scope, and
+/// rewrite it in its own format.
+fn merge_into(req: &SealRequest, cert: &Certificate, secrets: &[Secret], target: &Path) -> CliResult {
+    let text = io::read_file(target)?;
+    let origin = target.display().to_string();
+    let docs = yaml::parse_documents(&text)
+        .map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))
+        .hint("--merge-into needs a file holding one SealedSecret")?;
+    let [doc] = docs.as_slice() else {
+        return Err(
+            CliError::new(format!("{origin} holds {} documents, not one SealedSecret", docs.len()))
+                .hint("--merge-into needs a file holding exactly one SealedSecret"),
+        );
+    };
+    let mut existing: SealedSecret = serde_json::from_value(doc.clone())
+        .map_err(|e| CliError::new(format!("{origin} is not a SealedSecret")).source(e))
+        .hint("--merge-into needs a file holding exactly one SealedSecret")?;
+    let scope = Scope::from_annotations(existing.metadata.annotations.as_ref());
+    if let Some(asked) = req.scope.filter(|s| *s != scope) {
+        return Err(
+            CliError::usage(format!("{origin} is sealed with scope {scope}, not {asked}"))
+                .hint("drop --scope: merged items always take the file's scope"),
+        );
+    }
+    let options = SealOptions {
+        scope: Some(scope),
+        name: existing.metadata.name.clone(),
+        namespace: None,
+        default_namespace: existing.metadata.namespace.clone(),
+        allow_empty_data: req.allow_empty_data,
+    };
+    let mut rng = rand::rng();
+    for secret in secrets {
+        let mut secret = secret.clone();
+        secret.metadata.namespace = existing.metadata.namespace.clone();
+        let sealed = seal_secret(&mut rng, cert, &secret, &options)
+            .map_err(|e| CliError::new(format!("cannot seal into {origin}")).source(e))?;
+        existing.spec.encrypted_data.extend(sealed.spec.encrypted_data);
+        let template = &mut existing.spec.template.metadata;
+        let new_template = sealed.spec.template.metadata;
+        merge_map(&mut template.labels, new_template.labels);
+        merge_map(&mut template.annotations, new_template.annotations);
+    }
+    let fingerprint = cert.public_key().fingerprint();
+    let annotations = existing.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    let mut fingerprints: Vec<String> = annotations
+        .get(SEALING_KEY_ANNOTATION)
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if !fingerprints.contains(&fingerprint) {
+        fingerprints.push(fingerprint);
+    }
+    annotations.insert(SEALING_KEY_ANNOTATION.to_owned(), fingerprints.join(","));
+
+    let text = render::documents(&[render::to_value(&existing)?], Format::of_text(&text))?;
+    io::write_atomic(target, text.as_bytes(), Privacy::Public)
+}
+
+fn merge_map(into: &mut Option<BTreeMap<String, String>>, from: Option<BTreeMap<String, String>>) {
+    if let Some(from) = from.filter(|m| !m.is_empty()) {
+        into.get_or_insert_with(BTreeMap::new).extend(from);
+    }
+}

@@ -1,0 +1,227 @@
+//! `sealant validate`: offline checks of SealedSecret files, with no private key.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sealant_core::{Certificate, Scope, yaml};
+use serde_json::Value;
+
+use crate::cluster::ClusterArgs;
+use crate::commands::cert::{self, CertArgs};
+use crate::error::{CliError, CliResult};
+use crate::io;
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateCommand {
+    /// Files and directories to check (directories are searched for .yaml, .yml and .json).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also check each item's length against this certificate's key.
+    #[arg(long, value_name = "PATH|URL", env = "SEALED_SECRETS_CERT")]
+    pub cert: Option<String>,
+}
+
+/// One thing wrong with one document.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub what: String,
+}
+
+const API_VERSION: &str = "bitnami.com/v1alpha1";
+/// RSA ciphertext (u16 prefix) + GCM tag: the least an item can be.
+const GCM_TAG_LEN: usize = 16;
+
+fn files_under(path: &Path, explicit: bool, out: &mut Vec<(PathBuf, bool)>) -> std::io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            files_under(&entry.path(), false, out)?;
+        }
+    } else if explicit || matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        out.push((path.to_path_buf(), explicit));
+    }
+    Ok(())
+}
+
+/// Check every SealedSecret in `text`. `explicit` files must hold at least one.
+pub fn check_text(file: &str, text: &str, explicit: bool, cert: Option<&Certificate>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut push = |what: String| {
+        problems.push(Problem {
+            file: file.to_owned(),
+            what,
+        })
+    };
+    let docs = match yaml::parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            push(format!("cannot parse: {e}"));
+            return problems;
+        }
+    };
+    let mut found = 0;
+    for (i, doc) in docs.iter().enumerate() {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let is_bitnami = api_version.starts_with("bitnami.com/");
+        if kind != "SealedSecret" && !is_bitnami {
+            continue;
+        }
+        found += 1;
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let at = if name.is_empty() {
+            format!("document {}", i + 1)
+        } else {
+            name.to_owned()
+        };
+        for problem in check_document(doc, kind, api_version, cert) {
+            push(format!("{at}: {problem}"));
+        }
+    }
+    if found == 0 && explicit {
+        push("no SealedSecret in this file".to_owned());
+    }
+    problems
+}
+
+fn annotations(doc: &Value, pointer: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let map = doc.pointer(pointer)?.as_object()?;
+    Some(
+        map.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
+    )
+}
+
+fn check_document(doc: &Value, kind: &str, api_version: &str, cert: Option<&Certificate>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if kind != "SealedSecret" {
+        problems.push(format!("kind: {kind:?} is not SealedSecret"));
+    }
+    if api_version != API_VERSION {
+        problems.push(format!("apiVersion: {api_version:?} is not {API_VERSION}"));
+    }
+    let scope = Scope::from_annotations(annotations(doc, "/metadata/annotations").as_ref());
+    let template_scope = Scope::from_annotations(annotations(doc, "/spec/template/metadata/annotations").as_ref());
+    if doc.pointer("/spec/template/metadata/annotations").is_some() && scope != template_scope {
+        problems.push(format!(
+            "metadata.annotations: scope is {scope} but spec.template.metadata.annotations says {template_scope}; the controller uses metadata's"
+        ));
+    }
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let namespace = doc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if name.is_empty() {
+        problems.push("metadata.name: missing".to_owned());
+    }
+    if namespace.is_empty() && scope.needs_namespace() {
+        problems.push(format!(
+            "metadata.namespace: missing, but scope {scope} binds the items to a namespace (apply it with -n exactly as it was sealed)"
+        ));
+    }
+    let Some(spec) = doc.get("spec") else {
+        problems.push("spec: missing".to_owned());
+        return problems;
+    };
+    let encrypted = spec.get("encryptedData");
+    if spec.get("data").is_some_and(|d| !d.is_null()) {
+        if encrypted.and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+            problems.push("spec.data: set together with spec.encryptedData".to_owned());
+        }
+        return problems;
+    }
+    let Some(items) = encrypted.and_then(Value::as_object) else {
+        problems.push("spec.encryptedData: missing or not a map".to_owned());
+        return problems;
+    };
+    for (key, value) in items {
+        let at = format!("spec.encryptedData.{key}");
+        let Some(text) = value.as_str() else {
+            problems.push(format!("{at}: not a string"));
+            continue;
+        };
+        let Ok(item) = STANDARD.decode(text) else {
+            problems.push(format!("{at}: not valid base64"));
+            continue;
+        };
+        let Some((prefix, _)) = item.split_first_chunk::<2>() else {
+            problems.push(format!("{at}: too short to be a sealed value"));
+            continue;
+        };
+        let rsa_len = usize::from(u16::from_be_bytes(*prefix));
+        if item.len() < 2 + rsa_len + GCM_TAG_LEN || rsa_len < 128 {
+            problems.push(format!("{at}: too short to be a sealed value ({} bytes)", item.len()));
+            continue;
+        }
+        if let Some(cert) = cert {
+            let want = cert.public_key().size_bytes();
+            if rsa_len != want {
+                problems.push(format!(
+                    "{at}: sealed to a {}-bit key, but the certificate's key is {} bits",
+                    rsa_len * 8,
+                    cert.public_key().bits()
+                ));
+            }
+        }
+    }
+    problems
+}
+
+pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult {
+    let cert = match &command.cert {
+        Some(source) => {
+            let args = CertArgs {
+                cert: Some(source.clone()),
+                controller_url: None,
+            };
+            Some(cert::parse(&cert::load_pem(&args, cluster).await?)?)
+        }
+        None => None,
+    };
+    let mut files = Vec::new();
+    for path in &command.paths {
+        files_under(path, true, &mut files).map_err(|e| {
+            CliError::new(format!("cannot read {}", path.display()))
+                .source(e)
+                .hint("check that the path exists and is readable")
+        })?;
+    }
+    let mut problems = Vec::new();
+    for (path, explicit) in &files {
+        let shown = path.display().to_string();
+        match std::fs::read(path).map(String::from_utf8) {
+            Ok(Ok(text)) => problems.extend(check_text(&shown, &text, *explicit, cert.as_ref())),
+            Ok(Err(_)) => problems.push(Problem {
+                file: shown,
+                what: "not UTF-8 text".into(),
+            }),
+            Err(e) => problems.push(Problem {
+                file: shown,
+                what: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    let report: String = problems.iter().map(|p| format!("{}: {}\n", p.file, p.what)).collect();
+    io::print(&report)?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(format!("{} problem(s) found", problems.len()))
+            .hint("fix the lines above; reseal with `sealant seal` when an item is broken"))
+    }
+}

@@ -1,0 +1,121 @@
+//! Files and terminals: reading input, printing output, and writing files atomically.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{CliError, CliResult, Context, Hint};
+
+/// Output document format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// The format a file's extension asks for, if it asks.
+    pub fn from_extension(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    /// The format of an existing document's text.
+    pub fn of_text(text: &str) -> Format {
+        if sealant_core::yaml::looks_like_json(text) {
+            Format::Json
+        } else {
+            Format::Yaml
+        }
+    }
+}
+
+/// `-` or no path means standard input.
+pub fn read_input(path: Option<&Path>, what: &str) -> CliResult<String> {
+    match path.filter(|p| p.as_os_str() != "-") {
+        Some(path) => read_file(path),
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("(tty detected: expecting json/yaml {what} in stdin)");
+            }
+            let mut bytes = Vec::new();
+            stdin
+                .lock()
+                .read_to_end(&mut bytes)
+                .context("cannot read standard input")?;
+            String::from_utf8(bytes)
+                .map_err(|_| CliError::new("standard input is not UTF-8 text").hint("give a YAML or JSON document"))
+        }
+    }
+}
+
+pub fn read_file(path: &Path) -> CliResult<String> {
+    let bytes = std::fs::read(path)
+        .context(format!("cannot read {}", path.display()))
+        .hint("check that the file exists and that you may read it")?;
+    String::from_utf8(bytes).map_err(|_| {
+        CliError::new(format!("{} is not UTF-8 text", path.display())).hint("give a YAML or JSON document")
+    })
+}
+
+pub fn read_bytes(path: &Path) -> CliResult<Vec<u8>> {
+    std::fs::read(path)
+        .context(format!("cannot read {}", path.display()))
+        .hint("check that the file exists and that you may read it")
+}
+
+/// Print to standard output. A reader that went away (`| head`) is not an error.
+pub fn print(text: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::new("cannot write to standard output").source(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Who may read a file we create.
+#[derive(Clone, Copy, Debug)]
+pub enum Privacy {
+    /// Safe to commit: 0644.
+    Public,
+    /// Holds a private key: 0600.
+    Private,
+}
+
+/// Write `contents` to `path` all at once: a temporary file in the same directory, synced, then
+/// renamed over the target. An existing file keeps its permissions; a new one gets `privacy`'s.
+pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let fail = |e: std::io::Error| {
+        CliError::new(format!("cannot write {}", path.display()))
+            .source(e)
+            .hint("check that the directory exists and that you may write to it")
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sealant-")
+        .tempfile_in(&dir)
+        .map_err(fail)?;
+    tmp.write_all(contents).map_err(fail)?;
+    let permissions = match std::fs::metadata(path) {
+        Ok(existing) => existing.permissions(),
+        Err(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::Permissions::from_mode(match privacy {
+                Privacy::Public => 0o644,
+                Privacy::Private => 0o600,
+            })
+        }
+    };
+    tmp.as_file().set_permissions(permissions).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}

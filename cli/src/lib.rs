@@ -1,0 +1,105 @@
+//! The `sealant` command line: argument parsing and dispatch. Commands live in `commands`.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub mod cluster;
+pub mod commands;
+pub mod error;
+pub mod io;
+pub mod kubeseal;
+pub mod render;
+
+use cluster::ClusterArgs;
+use commands::cert::CertCommand;
+use commands::keys::KeysCommand;
+use commands::seal::SealCommand;
+use commands::unseal::UnsealCommand;
+use commands::validate::ValidateCommand;
+use error::{CliError, CliResult};
+
+/// Keep Kubernetes secrets in Git: seal them for the cluster's controller, inspect and recover them.
+#[derive(Debug, Parser)]
+#[command(name = "sealant", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Encrypt Secret(s) into SealedSecret(s) that are safe to commit.
+    Seal(SealCommand),
+    /// Decrypt SealedSecret(s) offline with the controller's private keys.
+    Unseal(UnsealCommand),
+    /// Print the controller's certificate (or --info about it).
+    Cert(CertCommand),
+    /// Check SealedSecret files offline, without any private key.
+    Validate(ValidateCommand),
+    /// Manage sealing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Whether the binary was started under the name `kubeseal`.
+fn invoked_as_kubeseal(argv0: Option<&OsString>) -> bool {
+    argv0
+        .and_then(|a| Path::new(a).file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|name| name == "kubeseal")
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Seal(c) => commands::seal::run((&c).into(), &cli.cluster).await,
+        Command::Unseal(c) => commands::unseal::run(c.file.as_deref(), &c.private_keys, c.format),
+        Command::Cert(c) => commands::cert::run(&c, &cli.cluster).await,
+        Command::Validate(c) => commands::validate::run(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
+    }
+}
+
+fn parse<T: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> Result<T, clap::Error> {
+    T::command()
+        .try_get_matches_from(args)
+        .and_then(|m| T::from_arg_matches(&m))
+}
+
+/// Run the command line `args` (including the program name) and return the exit status.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let kubeseal = invoked_as_kubeseal(args.first());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return report(CliError::new("cannot start the async runtime").source(e)),
+    };
+    let outcome = if kubeseal {
+        match parse::<kubeseal::KubesealArgs>(args) {
+            Ok(parsed) => runtime.block_on(kubeseal::run(parsed)),
+            Err(e) => return clap_exit(e),
+        }
+    } else {
+        match parse::<Cli>(args) {
+            Ok(parsed) => runtime.block_on(dispatch(parsed)),
+            Err(e) => return clap_exit(e),
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
+    }
+}
+
+fn clap_exit(e: clap::Error) -> ExitCode {
+    // --help and --version go to stdout and succeed; usage errors exit 2.
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(error::EXIT_USAGE))
+}
+
+fn report(e: CliError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(e.exit_code())
+}

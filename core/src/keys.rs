@@ -1,0 +1,237 @@
+//! RSA keys: parsing PEM and key Secrets, and the SSH-style fingerprint used as the key id.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use rsa::traits::PublicKeyParts;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::secret::SecretBytes;
+use crate::yaml;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no PEM private key or key Secret found")]
+    NoKey,
+    #[error("the private key is not an RSA key (PEM type {0:?})")]
+    NotRsa(String),
+    #[error("cannot parse the {0} private key")]
+    Pem(&'static str, #[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot parse the key document")]
+    Document(#[source] yaml::YamlError),
+    #[error("the key Secret {0:?} has no data \"tls.key\"")]
+    MissingTlsKey(String),
+    #[error("the key Secret {0:?} has data \"tls.key\" that is not valid base64")]
+    Base64(String),
+    #[error("cannot encode the private key")]
+    Encode,
+}
+
+/// An RSA public key, as taken from a certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey(rsa::PublicKey);
+
+impl PublicKey {
+    pub fn from_rsa(key: rsa::PublicKey) -> Self {
+        Self(key)
+    }
+
+    /// From a DER `SubjectPublicKeyInfo`.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, rsa::pkcs8::spki::Error> {
+        rsa::PublicKey::from_public_key_der(der).map(Self)
+    }
+
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, rsa::pkcs8::spki::Error> {
+        Ok(self.0.to_public_key_der()?.into_vec())
+    }
+
+    pub fn rsa(&self) -> &rsa::PublicKey {
+        &self.0
+    }
+
+    /// Modulus size in bytes: the length of the RSA block in every item sealed to this key.
+    pub fn size_bytes(&self) -> usize {
+        self.0.size()
+    }
+
+    pub fn bits(&self) -> usize {
+        self.0.n().bit_width() as usize
+    }
+
+    /// `SHA256:<base64>` of the SSH wire encoding, the id sealed-secrets logs for a key.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({} bits, {})", self.bits(), self.fingerprint())
+    }
+}
+
+/// An RSA private key. The inner key wipes itself on drop; `Debug` shows only its fingerprint.
+#[derive(Clone)]
+pub struct PrivateKey {
+    key: rsa::PrivateKey,
+    public: PublicKey,
+}
+
+impl PrivateKey {
+    pub fn from_rsa(key: rsa::PrivateKey) -> Self {
+        let public = PublicKey(key.to_public_key());
+        Self { key, public }
+    }
+
+    pub fn rsa(&self) -> &rsa::PrivateKey {
+        &self.key
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// PKCS#1 `RSA PRIVATE KEY` PEM, the form the controller stores in `tls.key`.
+    pub fn to_pkcs1_pem(&self) -> Result<SecretBytes, KeyError> {
+        let pem = self
+            .key
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|_| KeyError::Encode)?;
+        Ok(SecretBytes::from(pem.as_bytes()))
+    }
+
+    /// One PEM block: PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`).
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let label = pem_label(pem).ok_or(KeyError::NoKey)?;
+        let key = match label {
+            "RSA PRIVATE KEY" => {
+                rsa::PrivateKey::from_pkcs1_pem(pem).map_err(|e| KeyError::Pem("PKCS#1", Box::new(e)))?
+            }
+            "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(pem).map_err(|e| match e {
+                rsa::pkcs8::Error::KeyMalformed(_) | rsa::pkcs8::Error::PublicKey(_) => KeyError::NotRsa(label.into()),
+                e => KeyError::Pem("PKCS#8", Box::new(e)),
+            })?,
+            other => return Err(KeyError::NotRsa(other.to_owned())),
+        };
+        Ok(Self::from_rsa(key))
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey([REDACTED], {})", self.public.fingerprint())
+    }
+}
+
+/// The label of the first PEM block in `text`, e.g. `RSA PRIVATE KEY`.
+fn pem_label(text: &str) -> Option<&str> {
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let end = text[start..].find("-----")?;
+    Some(&text[start..start + end])
+}
+
+/// Every `-----BEGIN ...-----` block in `text`, with its label.
+pub fn pem_blocks(text: &str) -> Vec<(&str, &str)> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(begin) = rest.find("-----BEGIN ") {
+        let block = &rest[begin..];
+        let Some(label) = pem_label(block) else { break };
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = block.find(&end_marker) else {
+            break;
+        };
+        let len = end + end_marker.len();
+        blocks.push((label, &block[..len]));
+        rest = &block[len..];
+    }
+    blocks
+}
+
+/// Private keys from a file's contents, in any form kubeseal's `--recovery-private-key` takes:
+/// PEM (PKCS#1 or PKCS#8, one or more blocks), a `kubernetes.io/tls` key Secret in YAML or
+/// JSON (several documents allowed), or a `v1 List` of key Secrets.
+pub fn parse_private_keys(contents: &[u8]) -> Result<Vec<PrivateKey>, KeyError> {
+    let text = String::from_utf8_lossy(contents);
+    let key_blocks: Vec<_> = pem_blocks(&text)
+        .into_iter()
+        .filter(|(label, _)| label.ends_with("PRIVATE KEY"))
+        .collect();
+    if !key_blocks.is_empty() {
+        return key_blocks
+            .into_iter()
+            .map(|(_, pem)| PrivateKey::from_pem(pem))
+            .collect();
+    }
+    let mut keys = Vec::new();
+    for doc in yaml::parse_documents(&text).map_err(KeyError::Document)? {
+        collect_secret_keys(&doc, &mut keys)?;
+    }
+    if keys.is_empty() {
+        Err(KeyError::NoKey)
+    } else {
+        Ok(keys)
+    }
+}
+
+fn collect_secret_keys(doc: &Value, keys: &mut Vec<PrivateKey>) -> Result<(), KeyError> {
+    if let Some(items) = doc.get("items").and_then(Value::as_array) {
+        for item in items {
+            collect_secret_keys(item, keys)?;
+        }
+        return Ok(());
+    }
+    if !doc.is_object() {
+        return Ok(());
+    }
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>")
+        .to_owned();
+    let pem = if let Some(encoded) = doc.pointer("/data/tls.key").and_then(Value::as_str) {
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| KeyError::Base64(name.clone()))?;
+        SecretBytes::new(bytes)
+    } else if let Some(plain) = doc.pointer("/stringData/tls.key").and_then(Value::as_str) {
+        SecretBytes::from(plain.as_bytes())
+    } else {
+        return Err(KeyError::MissingTlsKey(name));
+    };
+    let text = String::from_utf8_lossy(pem.expose()).into_owned();
+    let text = zeroize::Zeroizing::new(text);
+    keys.push(PrivateKey::from_pem(&text)?);
+    Ok(())
+}
+
+/// `SHA256:` + unpadded base64 of SHA-256 over the SSH `ssh-rsa` public key blob.
+pub fn fingerprint(key: &PublicKey) -> String {
+    fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    fn put_mpint(out: &mut Vec<u8>, be: &[u8]) {
+        let trimmed: &[u8] = match be.iter().position(|b| *b != 0) {
+            Some(i) => &be[i..],
+            None => &[],
+        };
+        if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
+            let mut padded = Vec::with_capacity(trimmed.len() + 1);
+            padded.push(0);
+            padded.extend_from_slice(trimmed);
+            put_string(out, &padded);
+        } else {
+            put_string(out, trimmed);
+        }
+    }
+    let mut blob = Vec::new();
+    put_string(&mut blob, b"ssh-rsa");
+    put_mpint(&mut blob, &key.rsa().e_bytes());
+    put_mpint(&mut blob, &key.rsa().n_bytes());
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(&blob)))
+}

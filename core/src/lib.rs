@@ -1,0 +1,18 @@
+//! Sealant's core: the sealed-secrets ciphertext format, scopes, keys, certificates and templates.
+//!
+//! Everything here works on bytes and values: no files, no network, no Kubernetes client.
+//! Randomness is passed in by the caller so that tests can be deterministic.
+
+pub mod cert;
+pub mod hybrid;
+pub mod keys;
+pub mod scope;
+pub mod secret;
+pub mod template;
+pub mod yaml;
+
+pub use cert::{CertError, Certificate, GeneratedKey};
+pub use hybrid::{HybridError, hybrid_decrypt, hybrid_encrypt};
+pub use keys::{KeyError, PrivateKey, PublicKey, fingerprint};
+pub use scope::Scope;
+pub use secret::SecretBytes;

@@ -1,0 +1,176 @@
+//! SealedSecret → Secret, exactly as the controller builds it (also used by `sealant unseal`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use sealant_core::template::{self, RenderError};
+use sealant_core::{HybridError, PrivateKey, Scope, SecretBytes, hybrid_decrypt};
+
+use crate::types::{API_VERSION, KIND, SealedSecret};
+use crate::{SEALING_KEY_ANNOTATION, SKIP_SET_OWNER_REFERENCES_ANNOTATION};
+
+#[derive(Clone, Copy, Debug)]
+pub struct UnsealOptions {
+    /// Accept the deprecated v1 `spec.data` (the controller's default is yes).
+    pub accept_v1_data: bool,
+}
+
+impl Default for UnsealOptions {
+    fn default() -> Self {
+        Self { accept_v1_data: true }
+    }
+}
+
+/// Why one `encryptedData` item could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("not valid base64")]
+    Base64,
+    #[error(transparent)]
+    Decrypt(#[from] HybridError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    /// One or more items failed; all of them are listed, as upstream's multierror does.
+    #[error("{}", ItemList(.0))]
+    Items(Vec<(String, ItemError)>),
+    #[error(transparent)]
+    Template(#[from] RenderError),
+    #[error("the SealedSecret uses the deprecated 'data' field, which is not accepted")]
+    V1DataRefused,
+    #[error("the SealedSecret has both 'data' and 'encryptedData'")]
+    BothDataAndEncryptedData,
+    #[error("the deprecated 'data' field does not hold a Secret")]
+    V1NotASecret,
+}
+
+impl UnsealError {
+    /// A PascalCase reason for status conditions, events and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            UnsealError::Items(_) | UnsealError::V1NotASecret => "DecryptFailed",
+            UnsealError::Template(_) => "TemplateError",
+            UnsealError::V1DataRefused | UnsealError::BothDataAndEncryptedData => "InvalidSpec",
+        }
+    }
+}
+
+struct ItemList<'a>(&'a [(String, ItemError)]);
+
+impl fmt::Display for ItemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, err)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{key}: {err}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Keys in the order to try them: those named by our sealing-key annotation (a comma-separated
+/// list of fingerprints) first.
+fn ordered_keys<'a>(ss: &SealedSecret, keys: &'a [PrivateKey]) -> Vec<&'a PrivateKey> {
+    let preferred: Vec<&str> = ss
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SEALING_KEY_ANNOTATION))
+        .map(|v| v.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let mut ordered: Vec<&PrivateKey> = keys.iter().collect();
+    if !preferred.is_empty() {
+        // A stable sort: named keys first, the rest in their given order.
+        ordered.sort_by_cached_key(|k| !preferred.contains(&k.public().fingerprint().as_str()));
+    }
+    ordered
+}
+
+/// The Secret the controller would write for `ss`, decrypted with `keys`.
+pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) -> Result<Secret, UnsealError> {
+    let name = ss.metadata.name.clone().unwrap_or_default();
+    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+    let scope = Scope::from_annotations(ss.metadata.annotations.as_ref());
+    let label = scope.label(&namespace, &name);
+    let keys = ordered_keys(ss, keys);
+
+    let mut secret = if let Some(v1) = &ss.spec.data {
+        if !options.accept_v1_data {
+            return Err(UnsealError::V1DataRefused);
+        }
+        if !ss.spec.encrypted_data.is_empty() {
+            return Err(UnsealError::BothDataAndEncryptedData);
+        }
+        let opened = STANDARD
+            .decode(v1)
+            .map_err(|_| ItemError::Base64)
+            .and_then(|item| Ok(hybrid_decrypt(keys.iter().copied(), &item, &label)?))
+            .map_err(|e| UnsealError::Items(vec![("data".to_owned(), e)]))?;
+        serde_json::from_slice::<Secret>(opened.expose()).map_err(|_| UnsealError::V1NotASecret)?
+    } else {
+        let template = &ss.spec.template;
+        let mut errors = Vec::new();
+        let mut items = BTreeMap::new();
+        for (key, encoded) in &ss.spec.encrypted_data {
+            let opened = STANDARD
+                .decode(encoded)
+                .map_err(|_| ItemError::Base64)
+                .and_then(|item| Ok(hybrid_decrypt(keys.iter().copied(), &item, &label)?));
+            match opened {
+                Ok(plain) => {
+                    items.insert(key.clone(), plain);
+                }
+                Err(e) => errors.push((key.clone(), e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(UnsealError::Items(errors));
+        }
+        let mut data: BTreeMap<String, SecretBytes> = items.clone();
+        if let Some(templates) = &template.data {
+            data.extend(template::render_all(templates, &items)?);
+        }
+        Secret {
+            metadata: template.metadata.clone(),
+            type_: template.type_.clone(),
+            immutable: template.immutable,
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    };
+
+    secret.metadata.name = ss.metadata.name.clone();
+    secret.metadata.namespace = ss.metadata.namespace.clone();
+    let skip_owner = ss
+        .spec
+        .template
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SKIP_SET_OWNER_REFERENCES_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    secret.metadata.owner_references = if skip_owner {
+        None
+    } else {
+        Some(vec![OwnerReference {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            name,
+            uid: ss.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }])
+    };
+    Ok(secret)
+}
