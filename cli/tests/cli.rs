@@ -1,0 +1,142 @@
+//! Golden CLI tests (tests/cmd/*.toml: args, stdin, stdout, stderr, exit status), including the
+//! binary invoked under the name `kubeseal`, plus the cases trycmd cannot express.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+fn sealant() -> &'static str {
+    env!("CARGO_BIN_EXE_sealant")
+}
+
+#[test]
+fn golden_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeseal = dir.path().join("kubeseal");
+    std::os::unix::fs::symlink(sealant(), &kubeseal).unwrap();
+    trycmd::TestCases::new()
+        .register_bin("kubeseal", &kubeseal)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .case("tests/cmd/*.toml")
+        .run();
+}
+
+/// `sealant ... | head -c0`: the reader is gone before we write. That is not an error.
+#[test]
+fn closed_stdout_is_not_an_error() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut child = Command::new(sealant())
+        .current_dir(repo)
+        .args(["cert", "--cert", "keys-example/demo.tls.crt"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}, stderr {stderr}");
+    assert_eq!(stderr, "");
+}
+
+/// `-w` never leaves a half-written file behind, and keeps an existing file's mode.
+#[test]
+fn write_is_atomic_and_keeps_the_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sealed.json");
+    std::fs::write(&out, "previous").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // A failing seal leaves the previous content alone.
+    let failed = Command::new(sealant())
+        .current_dir(repo)
+        .args([
+            "seal",
+            "--cert",
+            "tests/fixtures/local/expired-2048.crt",
+            "-f",
+            "keys-example/example.secret.yaml",
+            "-w",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
+
+    let ok = Command::new(sealant())
+        .current_dir(repo)
+        .args([
+            "seal",
+            "--cert",
+            "keys-example/demo.tls.crt",
+            "-f",
+            "keys-example/example.secret.yaml",
+            "-w",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.starts_with("{\n  \"kind\": \"SealedSecret\""),
+        "the .json extension sets the format: {written}"
+    );
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o640);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+}
+
+/// A generated key is written 0600: it is a private key.
+#[test]
+fn generated_key_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.yaml");
+    let cert = dir.path().join("cert.pem");
+    let out = Command::new(sealant())
+        .args(["keys", "generate", "--bits", "2048", "-w"])
+        .arg(&key)
+        .arg("--cert-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"", "the key is not printed when written to a file");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&cert).unwrap().permissions().mode() & 0o777, 0o644);
+
+    // The pair works: seal to the certificate, unseal with the key Secret.
+    let sealed = Command::new(sealant())
+        .args(["seal", "--raw", "--scope", "cluster-wide", "--cert"])
+        .arg(&cert)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"value")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(sealed.status.success());
+    let item = String::from_utf8(sealed.stdout).unwrap();
+    let doc = format!(
+        "{{\"apiVersion\":\"bitnami.com/v1alpha1\",\"kind\":\"SealedSecret\",\"metadata\":{{\"name\":\"x\",\"annotations\":{{\"sealedsecrets.bitnami.com/cluster-wide\":\"true\"}}}},\"spec\":{{\"encryptedData\":{{\"k\":\"{}\"}}}}}}",
+        item.trim()
+    );
+    let file = dir.path().join("sealed.json");
+    std::fs::write(&file, doc).unwrap();
+    let opened = Command::new(sealant())
+        .args(["unseal", "-o", "json", "--private-key"])
+        .arg(&key)
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+    assert!(String::from_utf8_lossy(&opened.stdout).contains("\"k\": \"dmFsdWU=\""));
+}
