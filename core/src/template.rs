@@ -319,6 +319,14 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_function_is_registered() {
+        for name in FUNCTIONS {
+            let source = format!("{{{{ if false }}}}{{{{ {name} }}}}{{{{ end }}}}");
+            assert!(with_functions(Template::new("t")).parse(&source).is_ok(), "{name} is not registered");
+        }
+    }
+
+    #[test]
     fn missing_key_prints_no_value_like_go() {
         assert_eq!(render_one("{{ .nope }}", &[]), "<no value>");
     }
