@@ -1,6 +1,8 @@
 //! Golden CLI tests (tests/cmd/*.toml: args, stdin, stdout, stderr, exit status), including the
 //! binary invoked under the name `kubeseal`, plus the cases trycmd cannot express.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test loudly
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 

@@ -1,6 +1,8 @@
 //! What `sealant seal` writes is opened by an independent implementation: a Python decryptor on
 //! pyca/cryptography (tests/oracle), which shares no code with us.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test loudly
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

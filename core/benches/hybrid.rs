@@ -3,6 +3,8 @@
 //! The RSA private-key operation is the floor of unsealing; compare with
 //! `openssl speed rsa4096` on the same machine.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test loudly
+
 use std::hint::black_box;
 use std::path::PathBuf;
 

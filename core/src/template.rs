@@ -322,7 +322,10 @@ mod tests {
     fn every_listed_function_is_registered() {
         for name in FUNCTIONS {
             let source = format!("{{{{ if false }}}}{{{{ {name} }}}}{{{{ end }}}}");
-            assert!(with_functions(Template::new("t")).parse(&source).is_ok(), "{name} is not registered");
+            assert!(
+                with_functions(Template::new("t")).parse(&source).is_ok(),
+                "{name} is not registered"
+            );
         }
     }
 

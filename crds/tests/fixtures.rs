@@ -1,6 +1,8 @@
 //! Interop: files written by kubeseal, by Go's standard library and by an independent Python
 //! implementation (tests/fixtures/sealed-secrets) unseal to their recorded plaintexts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test loudly
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -1,6 +1,8 @@
 //! Property tests: whatever is sealed unseals to the same bytes, and only under the same key,
 //! scope, name and namespace.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test loudly
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -1,0 +1,197 @@
+//! The control plane a test run shares, started with `tests/cluster/up`.
+//!
+//! Every test process of one run (nextest runs each test in its own process) has the same parent,
+//! so the control plane is keyed by that parent's pid: the first process starts it under a file
+//! lock, the others reuse it, and it stops itself when the parent exits.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// Kubernetes release the scripts build.
+pub const K8S_VERSION: &str = "1.20.2";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where tests/cluster/build caches the binaries (the same rule as the script).
+pub fn binary_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SEALANT_CLUSTER_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("sealant").join(format!("kubernetes-{K8S_VERSION}"))
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    /// Admin (system:masters) kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// An ordinary user's kubeconfig (user `user`, group `developers`).
+    pub user_kubeconfig: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+/// The run's control plane, started if needed. Panics, naming tests/cluster/up, when the
+/// binaries have not been built on this machine.
+pub fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE.get_or_init(start)
+}
+
+fn start() -> ControlPlane {
+    let cache = binary_cache();
+    for bin in ["kube-apiserver", "kube-controller-manager"] {
+        assert!(
+            cache.join(bin).is_file(),
+            "{} is missing: build the test control plane first with `tests/cluster/up` (or `tests/setup`)",
+            cache.join(bin).display()
+        );
+    }
+    assert!(
+        Path::new("/usr/bin/etcd").is_file() || which("etcd"),
+        "etcd is missing: install it with `tests/cluster/up` (or `tests/setup`)"
+    );
+    let run = std::os::unix::process::parent_id();
+    let tmp = std::env::temp_dir();
+    let dir = tmp.join(format!("sealant-test-cluster-{run}"));
+    let lock_path = tmp.join(format!("sealant-test-cluster-{run}.lock"));
+    let lock = std::fs::File::create(&lock_path).expect("create the control plane lock file");
+    lock.lock().expect("lock the control plane lock file");
+    let out = Command::new(repo().join("tests/cluster/up"))
+        .env("SEALANT_CLUSTER_DIR", &dir)
+        .env("SEALANT_CLUSTER_WATCH_PID", run.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/cluster/up");
+    drop(lock);
+    assert!(out.status.success(), "tests/cluster/up failed; see its messages above");
+    let env = std::fs::read_to_string(dir.join("env"))
+        .expect("read the control plane's env file")
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    ControlPlane {
+        kubeconfig: dir.join("kubeconfig"),
+        user_kubeconfig: dir.join("user.kubeconfig"),
+        dir,
+        env,
+    }
+}
+
+fn which(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> Client {
+    let config = Kubeconfig::read_from(kubeconfig).expect("read the test kubeconfig");
+    let config = Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
+        .await
+        .expect("load the test kubeconfig");
+    Client::try_from(config).expect("create a client")
+}
+
+/// A client with cluster-admin rights.
+pub async fn admin_client() -> Client {
+    client_from(&control_plane().kubeconfig).await
+}
+
+/// A namespace of the test's own, deleted when the guard drops (also when the test panics).
+#[derive(Debug)]
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &Client, test: &str) -> TestNamespace {
+        let suffix: String = format!(
+            "{:x}",
+            std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .elapsed()
+                    .map(|d| d.as_nanos() as u32)
+                    .unwrap_or(0))
+        );
+        let name = format!(
+            "t-{}-{suffix}",
+            test.replace('_', "-").chars().take(40).collect::<String>()
+        );
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create the test namespace");
+        TestNamespace { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Drop cannot await; kubectl deletes it without waiting for finalization.
+        let _ = Command::new("kubectl")
+            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .env("KUBECONFIG", &control_plane().kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A process run against the control plane (e.g. the controller), killed when dropped.
+#[derive(Debug)]
+pub struct ProcessGuard {
+    pub child: Child,
+}
+
+impl ProcessGuard {
+    /// Start `command` with KUBECONFIG pointing at the admin kubeconfig.
+    pub fn spawn(mut command: Command) -> ProcessGuard {
+        command.env("KUBECONFIG", &control_plane().kubeconfig);
+        ProcessGuard {
+            child: command.spawn().expect("start the process"),
+        }
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,6 @@
+//! Test harness for cluster tests: one real control plane (tests/cluster/up) per test run, a
+//! fresh namespace per test, an admin client, and a guard for processes run against it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is its job
+
+pub mod cluster;
