@@ -122,13 +122,15 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn create(client: &Client, test: &str) -> TestNamespace {
-        let suffix: String = format!(
-            "{:x}",
-            std::process::id()
-                ^ (std::time::SystemTime::now()
-                    .elapsed()
-                    .map(|d| d.as_nanos() as u32)
-                    .unwrap_or(0))
+        static CREATED: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let suffix = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            nanos ^ CREATED.fetch_add(1, Ordering::Relaxed)
         );
         let name = format!(
             "t-{}-{suffix}",
