@@ -89,26 +89,20 @@ pub fn hybrid_decrypt<'a>(
     item: &[u8],
     label: &[u8],
 ) -> Result<SecretBytes, HybridError> {
-    if item.len() < 2 {
+    let (len_bytes, rest) = item.split_first_chunk::<2>().ok_or(HybridError::TooShort)?;
+    if rest.len() < usize::from(u16::from_be_bytes(*len_bytes)) {
         return Err(HybridError::TooShort);
     }
-    let (mut tried, mut fitted) = (0usize, 0usize);
     for key in keys {
-        tried += 1;
         // An item shorter than this key's RSA block cannot be for this key.
         if item.len() < key.public().size_bytes() + 2 {
             continue;
         }
-        fitted += 1;
         if let Some(plain) = single_decrypt(key, item, label)? {
             return Ok(plain);
         }
     }
-    if tried > 0 && fitted == 0 {
-        Err(HybridError::TooShort)
-    } else {
-        Err(HybridError::NoKeyCouldDecrypt)
-    }
+    Err(HybridError::NoKeyCouldDecrypt)
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+//! Command-line flags: upstream's names and defaults, each also read from
+//! `SEALED_SECRETS_<FLAG>` (the command line wins), plus ours for leader election.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which time orders keys, to choose the one that seals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyOrderPriority {
+    #[value(name = "CertNotBefore")]
+    CertNotBefore,
+    #[value(name = "SecretCreationTimestamp")]
+    SecretCreationTimestamp,
+}
+
+/// A Go-style duration such as `720h0m0s`, `2m`, `1h30m`, `500ms` or `0`.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?} (examples: 720h, 2m0s, 500ms)");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(number_len);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * seconds;
+        rest = tail;
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Go's `:8080` means every interface.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .map_err(|_| format!("invalid listen address {text:?} (examples: :8080, 127.0.0.1:8080)"))
+}
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "sealant-controller",
+    version,
+    about = "Turns SealedSecrets into Secrets; drop-in for the sealed-secrets controller"
+)]
+pub struct Flags {
+    /// Prefix (generateName) of key Secrets, and the name of the legacy key.
+    #[arg(long, env = "SEALED_SECRETS_KEY_PREFIX", default_value = "sealed-secrets-key")]
+    pub key_prefix: String,
+    /// Size of generated RSA keys in bits.
+    #[arg(long, env = "SEALED_SECRETS_KEY_SIZE", default_value_t = 4096)]
+    pub key_size: usize,
+    /// Validity of generated certificates.
+    #[arg(long, env = "SEALED_SECRETS_KEY_TTL", default_value = "87600h0m0s", value_parser = parse_go_duration)]
+    pub key_ttl: Duration,
+    /// Common name of generated certificates.
+    #[arg(long, env = "SEALED_SECRETS_MY_CN", default_value = "")]
+    pub my_cn: String,
+    /// Generate a new key this often (0 = never).
+    #[arg(long, env = "SEALED_SECRETS_KEY_RENEW_PERIOD", default_value = "720h0m0s", value_parser = parse_go_duration)]
+    pub key_renew_period: Duration,
+    /// Deprecated alias of --key-renew-period.
+    #[arg(long, env = "SEALED_SECRETS_ROTATE_PERIOD", value_parser = parse_go_duration, hide = true)]
+    pub rotate_period: Option<Duration>,
+    /// Which time orders keys to pick the sealing key.
+    #[arg(
+        long,
+        env = "SEALED_SECRETS_KEY_ORDER_PRIORITY",
+        value_enum,
+        default_value = "CertNotBefore"
+    )]
+    pub key_order_priority: KeyOrderPriority,
+    /// Generate a key at start if the newest is older than this (RFC 1123 with numeric zone, `date -R`).
+    #[arg(long, env = "SEALED_SECRETS_KEY_CUTOFF_TIME", default_value = "")]
+    pub key_cutoff_time: String,
+    /// Accept the deprecated v1 `spec.data` format.
+    #[arg(long, env = "SEALED_SECRETS_ACCEPT_DEPRECATED_V1_DATA", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub accept_deprecated_v1_data: bool,
+    /// Watch every namespace (false: only the controller's).
+    #[arg(long, env = "SEALED_SECRETS_ALL_NAMESPACES", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub all_namespaces: bool,
+    /// Comma-separated namespaces to watch besides the controller's (restricts the watch).
+    #[arg(long, env = "SEALED_SECRETS_ADDITIONAL_NAMESPACES", default_value = "")]
+    pub additional_namespaces: String,
+    /// Only SealedSecrets matching this label selector.
+    #[arg(long, env = "SEALED_SECRETS_LABEL_SELECTOR", default_value = "")]
+    pub label_selector: String,
+    /// /v1/verify requests per second per client.
+    #[arg(long, env = "SEALED_SECRETS_RATE_LIMIT", default_value_t = 2)]
+    pub rate_limit: u32,
+    /// /v1/verify burst per client.
+    #[arg(long, env = "SEALED_SECRETS_RATE_LIMIT_BURST", default_value_t = 2)]
+    pub rate_limit_burst: u32,
+    /// `k=v,k2=v2` annotations for generated key Secrets.
+    #[arg(long, env = "SEALED_SECRETS_PRIVATEKEY_ANNOTATIONS", default_value = "")]
+    pub privatekey_annotations: String,
+    /// `k=v,k2=v2` labels for generated key Secrets.
+    #[arg(long, env = "SEALED_SECRETS_PRIVATEKEY_LABELS", default_value = "")]
+    pub privatekey_labels: String,
+    /// Maintain `.status` of SealedSecrets.
+    #[arg(long, env = "SEALED_SECRETS_UPDATE_STATUS", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub update_status: bool,
+    /// Accepted for compatibility: key Secrets are always watched.
+    #[arg(long, env = "SEALED_SECRETS_WATCH_FOR_SECRETS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, hide = true)]
+    pub watch_for_secrets: bool,
+    /// Do not watch Secrets, so a deleted Secret is not recreated.
+    #[arg(long, env = "SEALED_SECRETS_SKIP_RECREATE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub skip_recreate: bool,
+    /// Accepted for compatibility: owned Secrets are deleted by garbage collection.
+    #[arg(long, env = "SEALED_SECRETS_OLD_GC_BEHAVIOR", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, hide = true)]
+    pub old_gc_behavior: bool,
+    /// Info logs to stdout, warnings and errors to stderr.
+    #[arg(long, env = "SEALED_SECRETS_LOG_INFO_STDOUT", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub log_info_stdout: bool,
+    /// Log level: DEBUG, INFO, WARN or ERROR.
+    #[arg(long, env = "SEALED_SECRETS_LOG_LEVEL", default_value = "INFO")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "SEALED_SECRETS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Retries of a failing SealedSecret before waiting for its next change.
+    #[arg(long, env = "SEALED_SECRETS_MAX_UNSEAL_RETRIES", default_value_t = 5)]
+    pub max_unseal_retries: u32,
+    /// Accepted for compatibility.
+    #[arg(long, env = "SEALED_SECRETS_KUBECLIENT_QPS", default_value_t = 5.0, hide = true)]
+    pub kubeclient_qps: f32,
+    /// Accepted for compatibility.
+    #[arg(long, env = "SEALED_SECRETS_KUBECLIENT_BURST", default_value_t = 10, hide = true)]
+    pub kubeclient_burst: u32,
+    /// HTTP API address.
+    #[arg(long, env = "SEALED_SECRETS_LISTEN_ADDR", default_value = ":8080", value_parser = parse_listen_addr)]
+    pub listen_addr: SocketAddr,
+    /// Metrics address.
+    #[arg(long, env = "SEALED_SECRETS_LISTEN_METRICS_ADDR", default_value = ":8081", value_parser = parse_listen_addr)]
+    pub listen_metrics_addr: SocketAddr,
+    /// HTTP read timeout.
+    #[arg(long, env = "SEALED_SECRETS_READ_TIMEOUT", default_value = "2m0s", value_parser = parse_go_duration)]
+    pub read_timeout: Duration,
+    /// HTTP write timeout.
+    #[arg(long, env = "SEALED_SECRETS_WRITE_TIMEOUT", default_value = "2m0s", value_parser = parse_go_duration)]
+    pub write_timeout: Duration,
+    /// Kubeconfig, to run outside a cluster (default: in-cluster, then $KUBECONFIG).
+    #[arg(long, env = "SEALED_SECRETS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Elect a leader among replicas with a Lease; only the leader writes.
+    #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "SEALED_SECRETS_LEADER_ELECT_LEASE_NAME",
+        default_value = "sealed-secrets-controller"
+    )]
+    pub leader_elect_lease_name: String,
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_go_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How often the leader renews, and followers retry.
+    #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_go_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// The controller's namespace (default: $POD_NAMESPACE, the service account's, else default).
+    #[arg(long, env = "SEALED_SECRETS_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Accepted for compatibility with klog flags.
+    #[arg(long, hide = true, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub logtostderr: bool,
+    /// Accepted for compatibility with klog flags.
+    #[arg(short = 'v', long = "v", hide = true)]
+    pub verbosity: Option<u32>,
+}
+
+impl Flags {
+    /// The renewal period, honouring the deprecated alias.
+    pub fn renew_period(&self) -> Duration {
+        self.rotate_period.unwrap_or(self.key_renew_period)
+    }
+
+    /// The cutoff time, if set.
+    pub fn cutoff(&self) -> Result<Option<time::OffsetDateTime>, String> {
+        if self.key_cutoff_time.is_empty() {
+            return Ok(None);
+        }
+        // RFC 1123 with a numeric zone: "Mon, 02 Jan 2006 15:04:05 -0700".
+        let format = time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+        );
+        time::OffsetDateTime::parse(&self.key_cutoff_time, format)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "invalid --key-cutoff-time {:?} (use `date -R` format): {e}",
+                    self.key_cutoff_time
+                )
+            })
+    }
+
+    /// `k=v,k2=v2` into pairs.
+    pub fn pairs(text: &str) -> Vec<(String, String)> {
+        text.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .filter_map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            })
+            .collect()
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        self.additional_namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("720h0m0s"), Ok(Duration::from_secs(720 * 3600)));
+        assert_eq!(parse_go_duration("2m0s"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("1d").is_err());
+        assert!(parse_go_duration("").is_err());
+    }
+
+    #[test]
+    fn go_listen_addresses() {
+        assert_eq!(parse_listen_addr(":8080").map(|a| a.port()), Ok(8080));
+        assert!(parse_listen_addr("127.0.0.1:9").is_ok());
+        assert!(parse_listen_addr("nope").is_err());
+    }
+
+    #[test]
+    fn go_style_booleans_and_env() {
+        let flags = Flags::try_parse_from(["c", "--update-status=false", "--leader-elect"]).unwrap();
+        assert!(!flags.update_status);
+        assert!(flags.leader_elect);
+        assert!(flags.accept_deprecated_v1_data);
+    }
+
+    #[test]
+    fn cutoff_time_is_rfc1123z() {
+        let flags = Flags::try_parse_from(["c", "--key-cutoff-time", "Mon, 02 Jan 2006 15:04:05 -0700"]).unwrap();
+        assert_eq!(flags.cutoff().unwrap().map(|t| t.unix_timestamp()), Some(1136239445));
+    }
+}

@@ -1,0 +1,213 @@
+//! The controller's keys, built from key Secrets: which decrypt, which seals, and the MAC keys
+//! that let a restart trust Secrets it wrote before.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use k8s_openapi::api::core::v1::Secret;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use sealant_core::{Certificate, PrivateKey};
+use sha2::Sha256;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::flags::KeyOrderPriority;
+
+/// Label that marks key Secrets; only the value `active` is loaded.
+pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
+
+/// One usable key.
+pub struct KeyEntry {
+    pub fingerprint: String,
+    pub certificate: Certificate,
+    pub secret_name: String,
+    pub created: Option<OffsetDateTime>,
+    /// What `--key-order-priority` orders by.
+    pub order_time: OffsetDateTime,
+    mac_key: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("fingerprint", &self.fingerprint)
+            .field("secret_name", &self.secret_name)
+            .field("order_time", &self.order_time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key Secret that could not be used, and why (never its content).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedKey {
+    pub secret_name: String,
+    pub reason: String,
+}
+
+/// All loaded keys, oldest first by ordering time.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    entries: Vec<KeyEntry>,
+    keys: Vec<PrivateKey>,
+    pub rejected: Vec<RejectedKey>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac_key_for(key: &PrivateKey) -> Option<Zeroizing<[u8; 32]>> {
+    let der = key.rsa().to_pkcs1_der().ok()?;
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(der.as_bytes()).ok()?;
+    mac.update(b"sealant secret data MAC v1");
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    Some(out)
+}
+
+/// Whether a Secret is one the controller loads as a key.
+pub fn is_loadable_key(secret: &Secret, legacy_name: &str) -> bool {
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(KEY_LABEL))
+        .is_some_and(|v| v == "active");
+    labelled || secret.metadata.name.as_deref() == Some(legacy_name)
+}
+
+impl Keyring {
+    /// Build from key Secrets (those not loadable are ignored; broken ones are listed in
+    /// `rejected`).
+    pub fn from_secrets<'a>(
+        secrets: impl IntoIterator<Item = &'a Secret>,
+        priority: KeyOrderPriority,
+        legacy_name: &str,
+    ) -> Keyring {
+        let mut ring = Keyring::default();
+        let mut loaded: Vec<(KeyEntry, PrivateKey)> = Vec::new();
+        for secret in secrets {
+            if !is_loadable_key(secret, legacy_name) {
+                continue;
+            }
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            match parse_key_secret(secret) {
+                Ok((key, certificate)) => {
+                    let Some(mac_key) = mac_key_for(&key) else {
+                        ring.rejected.push(RejectedKey {
+                            secret_name: name,
+                            reason: "cannot encode the key".into(),
+                        });
+                        continue;
+                    };
+                    let created = secret
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok());
+                    let order_time = match priority {
+                        KeyOrderPriority::CertNotBefore => certificate.not_before(),
+                        KeyOrderPriority::SecretCreationTimestamp => created.unwrap_or(certificate.not_before()),
+                    };
+                    let entry = KeyEntry {
+                        fingerprint: key.public().fingerprint(),
+                        certificate,
+                        secret_name: name,
+                        created,
+                        order_time,
+                        mac_key,
+                    };
+                    if loaded.iter().any(|(e, _)| e.fingerprint == entry.fingerprint) {
+                        continue;
+                    }
+                    loaded.push((entry, key));
+                }
+                Err(reason) => ring.rejected.push(RejectedKey {
+                    secret_name: name,
+                    reason,
+                }),
+            }
+        }
+        loaded.sort_by_key(|(e, _)| (e.order_time, e.created));
+        for (entry, key) in loaded {
+            ring.entries.push(entry);
+            ring.keys.push(key);
+        }
+        ring
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every private key, for decryption.
+    pub fn keys(&self) -> &[PrivateKey] {
+        &self.keys
+    }
+
+    pub fn entries(&self) -> &[KeyEntry] {
+        &self.entries
+    }
+
+    /// The sealing key: the newest by ordering time.
+    pub fn newest(&self) -> Option<&KeyEntry> {
+        self.entries.last()
+    }
+
+    /// `<fingerprint> <base64 MAC>` of `message` with the newest key's MAC key.
+    pub fn mac(&self, message: &[u8]) -> Option<String> {
+        let entry = self.newest()?;
+        Some(format!(
+            "{} {}",
+            entry.fingerprint,
+            compute_mac(&entry.mac_key, message)
+        ))
+    }
+
+    /// Whether `annotation` is a MAC of `message` by any of our keys.
+    pub fn verify_mac(&self, annotation: &str, message: &[u8]) -> bool {
+        let Some((fingerprint, mac)) = annotation.split_once(' ') else {
+            return false;
+        };
+        let Some(entry) = self.entries.iter().find(|e| e.fingerprint == fingerprint) else {
+            return false;
+        };
+        let Ok(given) = STANDARD_NO_PAD.decode(mac) else {
+            return false;
+        };
+        let Ok(mut check) = <HmacSha256 as KeyInit>::new_from_slice(entry.mac_key.as_ref()) else {
+            return false;
+        };
+        check.update(message);
+        check.verify_slice(&given).is_ok()
+    }
+}
+
+fn compute_mac(key: &[u8; 32], message: &[u8]) -> String {
+    match <HmacSha256 as KeyInit>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            STANDARD_NO_PAD.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// The private key and certificate of a `kubernetes.io/tls` key Secret.
+fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), String> {
+    let data = secret.data.as_ref().ok_or("no data")?;
+    let key_pem = data.get("tls.key").ok_or("no tls.key")?;
+    let cert_pem = data.get("tls.crt").ok_or("no tls.crt")?;
+    let key_text = Zeroizing::new(String::from_utf8(key_pem.0.clone()).map_err(|_| "tls.key is not PEM text")?);
+    let key = PrivateKey::from_pem(&key_text).map_err(|e| e.to_string())?;
+    let cert_text = String::from_utf8_lossy(&cert_pem.0);
+    let certificate = Certificate::from_pem(&cert_text).map_err(|e| e.to_string())?;
+    if certificate.public_key() != key.public() {
+        return Err("tls.crt does not match tls.key".into());
+    }
+    Ok((key, certificate))
+}

@@ -1,0 +1,209 @@
+//! Key Secrets: watched by every replica (so keys added, relabelled or deleted take effect without
+//! a restart), and generated and renewed by the leader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PostParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use sealant_core::cert;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+
+use crate::flags::Flags;
+use crate::keyring::{KEY_LABEL, Keyring};
+use crate::metrics::Metrics;
+
+/// Keep the published keyring in step with the key Secrets in `namespace`.
+pub async fn watch_keys(
+    client: Client,
+    namespace: String,
+    flags: Arc<Flags>,
+    metrics: Arc<Metrics>,
+    keyring: watch::Sender<Arc<Keyring>>,
+    ready: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let api = Api::<Secret>::namespaced(client, &namespace);
+    let legacy = match api.get_opt(&flags.key_prefix).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, name = %flags.key_prefix, "cannot read the legacy key Secret");
+            None
+        }
+    };
+    let config = watcher::Config::default().labels(KEY_LABEL);
+    let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut current: BTreeMap<String, Secret> = BTreeMap::new();
+    let mut pending: BTreeMap<String, Secret> = BTreeMap::new();
+    while let Some(event) = stream.try_next().await? {
+        match event {
+            Event::Init => {
+                // A (re)list begins: keep serving the current keys until it is complete.
+                pending.clear();
+                continue;
+            }
+            Event::InitApply(s) => {
+                pending.insert(s.metadata.name.clone().unwrap_or_default(), s);
+                continue;
+            }
+            Event::InitDone => current = std::mem::take(&mut pending),
+            Event::Apply(s) => {
+                current.insert(s.metadata.name.clone().unwrap_or_default(), s);
+            }
+            Event::Delete(s) => {
+                current.remove(&s.metadata.name.clone().unwrap_or_default());
+            }
+        }
+        let ring = Keyring::from_secrets(
+            current.values().chain(legacy.iter()),
+            flags.key_order_priority,
+            &flags.key_prefix,
+        );
+        publish(ring, &metrics, &keyring);
+        ready.send_replace(true);
+    }
+    Ok(())
+}
+
+fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring>>) {
+    let before: Vec<String> = keyring
+        .borrow()
+        .entries()
+        .iter()
+        .map(|e| e.fingerprint.clone())
+        .collect();
+    let after: Vec<String> = ring.entries().iter().map(|e| e.fingerprint.clone()).collect();
+    for rejected in &ring.rejected {
+        tracing::warn!(secret = %rejected.secret_name, reason = %rejected.reason, "ignoring a key Secret that cannot be used");
+    }
+    if before != after {
+        tracing::info!(
+            keys = ring.len(),
+            sealing_key = ring.newest().map(|e| e.fingerprint.as_str()).unwrap_or("none"),
+            "keys changed"
+        );
+    }
+    metrics.keys.set(ring.len() as i64);
+    metrics.newest_key_created.set(
+        ring.newest()
+            .map(|e| e.order_time.unix_timestamp() as f64)
+            .unwrap_or(0.0),
+    );
+    keyring.send_if_modified(|current| {
+        let changed = before != after || current.rejected != ring.rejected;
+        *current = Arc::new(ring);
+        changed
+    });
+}
+
+/// Generate and store one new key Secret (leader only).
+async fn generate_key(client: &Client, namespace: &str, flags: &Flags) -> anyhow::Result<String> {
+    let (bits, ttl, cn) = (flags.key_size, flags.key_ttl, flags.my_cn.clone());
+    let generated = tokio::task::spawn_blocking(move || {
+        cert::generate(&mut rand::rng(), bits, ttl, &cn, OffsetDateTime::now_utc())
+    })
+    .await??;
+    let fingerprint = generated.key.public().fingerprint();
+    let mut labels: BTreeMap<String, String> = Flags::pairs(&flags.privatekey_labels).into_iter().collect();
+    labels.insert(KEY_LABEL.to_owned(), "active".to_owned());
+    let annotations: BTreeMap<String, String> = Flags::pairs(&flags.privatekey_annotations).into_iter().collect();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            generate_name: Some(flags.key_prefix.clone()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(BTreeMap::from([
+            (
+                "tls.crt".to_owned(),
+                ByteString(generated.certificate.pem().as_bytes().to_vec()),
+            ),
+            ("tls.key".to_owned(), ByteString(generated.key_pem.expose().to_vec())),
+        ])),
+        ..Default::default()
+    };
+    let created = Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    tracing::info!(
+        secret = created.metadata.name.as_deref().unwrap_or_default(),
+        fingerprint = %fingerprint,
+        certificate = %generated.certificate.pem(),
+        "generated a new sealing key"
+    );
+    Ok(fingerprint)
+}
+
+/// Wait until the keyring holds `fingerprint` (the watcher has seen our new key).
+async fn wait_for_key(keyring: &mut watch::Receiver<Arc<Keyring>>, fingerprint: &str) {
+    let seen = keyring.wait_for(|ring| ring.entries().iter().any(|e| e.fingerprint == fingerprint));
+    if tokio::time::timeout(Duration::from_secs(30), seen).await.is_err() {
+        tracing::warn!(%fingerprint, "the new key has not appeared in the watch yet");
+    }
+}
+
+/// The leader's key duties: a first key when there is none (or the newest is older than the
+/// cutoff), then one every renewal period, and one whenever `renew_now` is notified (SIGUSR1).
+pub async fn manage_keys(
+    client: Client,
+    namespace: String,
+    flags: Arc<Flags>,
+    mut keyring: watch::Receiver<Arc<Keyring>>,
+    mut ready: watch::Receiver<bool>,
+    renew_now: Arc<Notify>,
+) -> anyhow::Result<()> {
+    ready.wait_for(|r| *r).await?;
+    let cutoff = flags.cutoff().map_err(anyhow::Error::msg)?;
+    let needs_first = {
+        let ring = keyring.borrow();
+        match ring.newest() {
+            None => true,
+            Some(newest) => cutoff.is_some_and(|c| newest.order_time < c),
+        }
+    };
+    if needs_first {
+        let fp = generate_key(&client, &namespace, &flags).await?;
+        wait_for_key(&mut keyring, &fp).await;
+    }
+    let period = flags.renew_period();
+    loop {
+        let due = if period.is_zero() {
+            None
+        } else {
+            let newest = keyring.borrow().newest().map(|e| e.order_time);
+            Some(match newest {
+                Some(t) => {
+                    let age = (OffsetDateTime::now_utc() - t).unsigned_abs();
+                    period.saturating_sub(age)
+                }
+                None => Duration::ZERO,
+            })
+        };
+        let renew = async {
+            match due {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = renew => {}
+            () = renew_now.notified() => tracing::info!("renewing the sealing key now (SIGUSR1)"),
+            changed = keyring.changed() => {
+                changed?;
+                continue;
+            }
+        }
+        let fp = generate_key(&client, &namespace, &flags).await?;
+        wait_for_key(&mut keyring, &fp).await;
+    }
+}

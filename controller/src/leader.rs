@@ -1,0 +1,148 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: one replica holds it and renews it; the
+//! others take it over once it has not been renewed for a lease duration.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct Elector {
+    pub api: Api<Lease>,
+    pub name: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub retry_period: Duration,
+}
+
+fn now() -> MicroTime {
+    MicroTime(Timestamp::now())
+}
+
+impl Elector {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: String,
+        lease_duration: Duration,
+        retry_period: Duration,
+    ) -> Self {
+        Elector {
+            api: Api::namespaced(client, namespace),
+            name: name.to_owned(),
+            identity,
+            lease_duration,
+            retry_period,
+        }
+    }
+
+    fn spec(&self, transitions: i32, acquired: Option<MicroTime>) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.lease_duration.as_secs().max(1) as i32),
+            acquire_time: acquired.or_else(|| Some(now())),
+            renew_time: Some(now()),
+            lease_transitions: Some(transitions),
+            ..Default::default()
+        }
+    }
+
+    fn expired(&self, spec: &LeaseSpec) -> bool {
+        let Some(renewed) = spec.renew_time.as_ref() else {
+            return true;
+        };
+        let duration = spec
+            .lease_duration_seconds
+            .map_or(self.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
+        let age = Timestamp::now().duration_since(renewed.0);
+        age.as_secs_f64() > duration.as_secs_f64()
+    }
+
+    /// One round: take or renew the lease. `Ok(true)` while we hold it.
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(self.spec(0, None)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let transitions = spec.lease_transitions.unwrap_or(0);
+        lease.spec = if holder == self.identity {
+            Some(self.spec(transitions, spec.acquire_time.clone()))
+        } else if holder.is_empty() || self.expired(&spec) {
+            Some(self.spec(transitions + 1, None))
+        } else {
+            return Ok(false);
+        };
+        // The resourceVersion we read makes this a compare-and-swap: of two replicas taking an
+        // expired lease at once, one gets 409 Conflict.
+        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keep trying, and publish whether we lead. A leader that cannot renew for two thirds of
+    /// the lease duration steps down before anyone else may take over.
+    pub async fn run(self, leading: watch::Sender<bool>) {
+        let renew_deadline = self.lease_duration.mul_f64(2.0 / 3.0);
+        let mut last_renewed: Option<tokio::time::Instant> = None;
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    last_renewed = Some(tokio::time::Instant::now());
+                    if !*leading.borrow() {
+                        tracing::info!(identity = %self.identity, lease = %self.name, "became the leader");
+                    }
+                    leading.send_replace(true);
+                }
+                Ok(false) => {
+                    if *leading.borrow() {
+                        tracing::warn!(identity = %self.identity, "lost the leader lease");
+                    }
+                    leading.send_replace(false);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the leader lease");
+                    if last_renewed.is_none_or(|t| t.elapsed() > renew_deadline) && *leading.borrow() {
+                        tracing::warn!(identity = %self.identity, "stepping down: the lease could not be renewed in time");
+                        leading.send_replace(false);
+                    }
+                }
+            }
+            tokio::time::sleep(self.retry_period).await;
+        }
+    }
+
+    /// Give the lease up at shutdown so another replica takes over at once.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else { return };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        if let Err(e) = self.api.replace(&self.name, &PostParams::default(), &lease).await {
+            tracing::warn!(error = %e, "cannot release the leader lease");
+        }
+    }
+}

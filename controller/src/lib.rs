@@ -1,0 +1,285 @@
+//! The Sealant controller: a drop-in replacement for the sealed-secrets controller with leader
+//! election, live key reloads and restarts that do not decrypt again.
+
+pub mod flags;
+pub mod http;
+pub mod keyring;
+pub mod keys;
+pub mod leader;
+pub mod metrics;
+pub mod plan;
+pub mod reconcile;
+pub mod status;
+pub mod telemetry;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Config};
+use sealant_crds::{SealedSecret, UnsealOptions};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::flags::Flags;
+use crate::keyring::Keyring;
+use crate::metrics::Metrics;
+
+/// Run until SIGTERM or SIGINT.
+pub fn run(flags: Flags) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run_async(flags))
+}
+
+async fn client(flags: &Flags) -> anyhow::Result<Client> {
+    let config = match &flags.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer()
+            .await
+            .context("cannot find the cluster (in-cluster config or KUBECONFIG)")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// `--namespace`, then $POD_NAMESPACE, then the service account's, then `default`.
+fn controller_namespace(flags: &Flags) -> String {
+    flags
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .map(|ns| ns.trim().to_owned())
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "sealant".to_owned());
+    format!("{host}_{:08x}", rand::random::<u32>())
+}
+
+/// Everything the leader does: reconcile SealedSecrets and manage keys.
+async fn lead(
+    client: Client,
+    namespace: String,
+    flags: Arc<Flags>,
+    metrics: Arc<Metrics>,
+    keyring: watch::Receiver<Arc<Keyring>>,
+    ready: watch::Receiver<bool>,
+    renew_now: Arc<Notify>,
+) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(keys::manage_keys(
+        client.clone(),
+        namespace.clone(),
+        flags.clone(),
+        keyring.clone(),
+        ready.clone(),
+        renew_now,
+    ));
+    let mut ready_wait = ready.clone();
+    ready_wait.wait_for(|r| *r).await?;
+
+    let reporter = Reporter {
+        controller: "sealed-secrets".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(reconcile::Context {
+        client: client.clone(),
+        keyring: keyring.clone(),
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+        unseal_options: UnsealOptions {
+            accept_v1_data: flags.accept_deprecated_v1_data,
+        },
+        update_status: flags.update_status,
+        max_retries: flags.max_unseal_retries,
+        retries: Mutex::new(Default::default()),
+    });
+    let mut scopes: Vec<Option<String>> = Vec::new();
+    let extra = flags.namespaces();
+    if flags.all_namespaces && extra.is_empty() {
+        scopes.push(None);
+    } else {
+        scopes.push(Some(namespace.clone()));
+        scopes.extend(extra.into_iter().filter(|ns| *ns != namespace).map(Some));
+    }
+    for scope in scopes {
+        let (sealed, secrets): (Api<SealedSecret>, Api<Secret>) = match &scope {
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        };
+        let mut config = watcher::Config::default();
+        if !flags.label_selector.is_empty() {
+            config = config.labels(&flags.label_selector);
+        }
+        // New keys may open SealedSecrets that failed before: reconcile everything again.
+        let key_changes = futures::stream::unfold(keyring.clone(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        });
+        let mut controller = Controller::new(sealed, config).reconcile_all_on(key_changes);
+        if !flags.skip_recreate {
+            controller = controller.owns(secrets, watcher::Config::default());
+        }
+        let context = context.clone();
+        tasks.spawn(async move {
+            controller
+                .run(reconcile::reconcile, reconcile::error_policy, context)
+                .for_each(|_| futures::future::ready(()))
+                .await;
+            Ok(())
+        });
+    }
+    match tasks.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+async fn run_async(flags: Flags) -> anyhow::Result<()> {
+    let flags = Arc::new(flags);
+    flags.cutoff().map_err(anyhow::Error::msg)?;
+    let client = client(&flags).await?;
+    let namespace = controller_namespace(&flags);
+    let metrics = Arc::new(Metrics::new());
+    let (keyring_tx, keyring_rx) = watch::channel(Arc::new(Keyring::default()));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let renew_now = Arc::new(Notify::new());
+    tracing::info!(namespace = %namespace, version = env!("CARGO_PKG_VERSION"), "starting");
+
+    let mut background = JoinSet::new();
+    background.spawn(keys::watch_keys(
+        client.clone(),
+        namespace.clone(),
+        flags.clone(),
+        metrics.clone(),
+        keyring_tx,
+        ready_tx,
+    ));
+    let api_state = http::ApiState {
+        keyring: keyring_rx.clone(),
+        ready: ready_rx.clone(),
+        metrics: metrics.clone(),
+        limiter: Arc::new(Mutex::new(http::RateLimiter::new(
+            flags.rate_limit,
+            flags.rate_limit_burst,
+        ))),
+        unseal_options: UnsealOptions {
+            accept_v1_data: flags.accept_deprecated_v1_data,
+        },
+    };
+    background.spawn(http::serve(flags.listen_addr, http::api_router(api_state)));
+    background.spawn(http::serve(
+        flags.listen_metrics_addr,
+        http::metrics_router(metrics.clone()),
+    ));
+
+    let (leading_tx, mut leading_rx) = watch::channel(!flags.leader_elect);
+    let elector = flags.leader_elect.then(|| {
+        leader::Elector::new(
+            client.clone(),
+            &namespace,
+            &flags.leader_elect_lease_name,
+            identity(),
+            flags.leader_elect_lease_duration,
+            flags.leader_elect_retry_period,
+        )
+    });
+    if let Some(elector) = elector.clone() {
+        background.spawn(async move {
+            elector.run(leading_tx).await;
+            Ok(())
+        });
+    } else {
+        drop(leading_tx);
+    }
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut leading_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
+    let start_leading = |leading_task: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>| {
+        metrics.is_leader.set(1);
+        *leading_task = Some(tokio::spawn(lead(
+            client.clone(),
+            namespace.clone(),
+            flags.clone(),
+            metrics.clone(),
+            keyring_rx.clone(),
+            ready_rx.clone(),
+            renew_now.clone(),
+        )));
+    };
+    if *leading_rx.borrow() {
+        start_leading(&mut leading_task);
+    }
+    let outcome: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = terminate.recv() => break Ok(()),
+            _ = interrupt.recv() => break Ok(()),
+            _ = usr1.recv() => {
+                if leading_task.is_some() {
+                    renew_now.notify_one();
+                } else {
+                    tracing::warn!("SIGUSR1 ignored: only the leader renews keys; send it to the leader");
+                }
+            }
+            changed = leading_rx.changed(), if elector.is_some() => {
+                if changed.is_err() { break Err(anyhow::anyhow!("the leader elector stopped")); }
+                let leading = *leading_rx.borrow();
+                match (leading, leading_task.is_some()) {
+                    (true, false) => start_leading(&mut leading_task),
+                    (false, true) => {
+                        if let Some(task) = leading_task.take() { task.abort(); }
+                        metrics.is_leader.set(0);
+                    }
+                    _ => {}
+                }
+            }
+            done = async { match leading_task.as_mut() { Some(t) => t.await, None => std::future::pending().await } } => {
+                leading_task = None;
+                break match done {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("the controller stopped")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            done = background.join_next() => {
+                break match done {
+                    Some(Ok(Err(e))) => Err(e),
+                    Some(Err(e)) => Err(e.into()),
+                    _ => Err(anyhow::anyhow!("a background task stopped")),
+                };
+            }
+        }
+    };
+    if let Some(task) = leading_task.take() {
+        task.abort();
+    }
+    if let Some(elector) = &elector {
+        elector.release().await;
+    }
+    tracing::info!("stopped");
+    outcome
+}

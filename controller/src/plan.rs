@@ -1,0 +1,217 @@
+//! What the Secret of a SealedSecret should be, decided without any I/O: from the SealedSecret,
+//! the Secret that exists (if any) and the keyring.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use sealant_crds::{MANAGED_ANNOTATION, PATCH_ANNOTATION, SealedSecret, UnsealError, UnsealOptions, unseal};
+use sha2::{Digest, Sha256};
+
+use crate::keyring::Keyring;
+
+/// On the Secret: digest of the SealedSecret it was made from.
+pub const SOURCE_DIGEST_ANNOTATION: &str = "sealant.dev/source-digest";
+/// On the Secret: keyed MAC of its data, so a restart can trust it without decrypting again.
+pub const DATA_MAC_ANNOTATION: &str = "sealant.dev/data-mac";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Unseal(#[from] UnsealError),
+    #[error("Resource {0:?} already exists and is not managed by SealedSecret")]
+    NotManaged(String),
+    #[error("the target Secret is immutable: it cannot be changed, only deleted and recreated")]
+    Immutable,
+    #[error("no keys are loaded yet")]
+    NoKeys,
+}
+
+impl PlanError {
+    /// PascalCase reason for the status condition (and the event).
+    pub fn category(&self) -> &'static str {
+        match self {
+            PlanError::Unseal(e) => e.category(),
+            PlanError::NotManaged(_) => "SecretNotManaged",
+            PlanError::Immutable => "SecretImmutable",
+            PlanError::NoKeys => "NoKeys",
+        }
+    }
+
+    /// Upstream's event reason.
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            PlanError::Unseal(_) | PlanError::NoKeys => "ErrUnsealFailed",
+            PlanError::NotManaged(_) | PlanError::Immutable => "ErrUpdateFailed",
+        }
+    }
+
+    /// Upstream's `unseal_errors_total` reason label.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            PlanError::Unseal(_) | PlanError::NoKeys => "unseal",
+            PlanError::NotManaged(_) => "unmanaged",
+            PlanError::Immutable => "update",
+        }
+    }
+}
+
+/// What to do with the Secret.
+#[derive(Debug)]
+pub enum Plan {
+    /// The Secret is already what the SealedSecret says: nothing was decrypted.
+    UpToDate,
+    /// Create or replace the Secret with this one; `decrypted` items were opened to make it.
+    Write {
+        secret: Box<Secret>,
+        create: bool,
+        decrypted: usize,
+    },
+}
+
+fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+fn is_true(secret: &Secret, key: &str) -> bool {
+    annotation(secret, key) == Some("true")
+}
+
+/// Digest of everything in a SealedSecret that shapes its Secret.
+pub fn source_digest(ss: &SealedSecret) -> String {
+    let source = serde_json::json!({
+        "namespace": ss.metadata.namespace,
+        "name": ss.metadata.name,
+        "uid": ss.metadata.uid,
+        "annotations": ss.metadata.annotations,
+        "spec": ss.spec,
+    });
+    let bytes = serde_json::to_vec(&source).unwrap_or_default();
+    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The bytes the data MAC covers: the source digest, the type and every data item.
+fn mac_message(digest: &str, secret: &Secret) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    put(digest.as_bytes());
+    put(secret.type_.as_deref().unwrap_or_default().as_bytes());
+    for (k, v) in secret.data.iter().flatten() {
+        put(k.as_bytes());
+        put(&v.0);
+    }
+    out
+}
+
+fn controlled_by(secret: &Secret, ss: &SealedSecret) -> bool {
+    let uid = ss.metadata.uid.as_deref();
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.kind == "SealedSecret" && uid.is_some_and(|u| o.uid == u))
+}
+
+/// Whether the existing Secret's labels, annotations (except ours) and type are the
+/// template's: then only the data could differ, which the MAC covers.
+fn shape_matches(existing: &Secret, ss: &SealedSecret) -> bool {
+    let template = &ss.spec.template;
+    let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
+    annotations.remove(SOURCE_DIGEST_ANNOTATION);
+    annotations.remove(DATA_MAC_ANNOTATION);
+    let want_annotations = template.metadata.annotations.clone().unwrap_or_default();
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let want_labels = template.metadata.labels.clone().unwrap_or_default();
+    annotations == want_annotations
+        && labels == want_labels
+        && existing.type_.as_deref().unwrap_or("Opaque") == template.type_.as_deref().unwrap_or("Opaque")
+}
+
+/// Decide what the Secret for `ss` must be.
+pub fn plan(
+    ss: &SealedSecret,
+    existing: Option<&Secret>,
+    keyring: &Keyring,
+    options: UnsealOptions,
+) -> Result<Plan, PlanError> {
+    let digest = source_digest(ss);
+    let name = ss.metadata.name.clone().unwrap_or_default();
+
+    if let Some(existing) = existing {
+        let owned = controlled_by(existing, ss);
+        let patch = is_true(existing, PATCH_ANNOTATION);
+        if !owned && !patch && !is_true(existing, MANAGED_ANNOTATION) {
+            return Err(PlanError::NotManaged(name));
+        }
+        let trusted = annotation(existing, SOURCE_DIGEST_ANNOTATION) == Some(digest.as_str())
+            && annotation(existing, DATA_MAC_ANNOTATION)
+                .is_some_and(|mac| keyring.verify_mac(mac, &mac_message(&digest, existing)));
+        if trusted && (patch || (owned && shape_matches(existing, ss))) {
+            return Ok(Plan::UpToDate);
+        }
+    }
+
+    if keyring.is_empty() {
+        return Err(PlanError::NoKeys);
+    }
+    let decrypted = ss.spec.encrypted_data.len() + usize::from(ss.spec.data.is_some());
+    let desired = unseal(ss, keyring.keys(), options)?;
+
+    let mut secret = match existing {
+        None => desired,
+        Some(existing) if is_true(existing, PATCH_ANNOTATION) => {
+            let mut merged = existing.clone();
+            merge(&mut merged.data, desired.data);
+            merge(&mut merged.metadata.labels, desired.metadata.labels);
+            merge(&mut merged.metadata.annotations, desired.metadata.annotations);
+            merged.type_ = desired.type_;
+            if is_true(existing, MANAGED_ANNOTATION) {
+                merged.metadata.owner_references = desired.metadata.owner_references;
+            }
+            merged
+        }
+        Some(existing) => {
+            let mut replaced = existing.clone();
+            if existing.immutable == Some(true) && existing.data != desired.data {
+                return Err(PlanError::Immutable);
+            }
+            replaced.data = desired.data;
+            replaced.metadata.labels = desired.metadata.labels;
+            replaced.metadata.annotations = desired.metadata.annotations;
+            replaced.metadata.owner_references = desired.metadata.owner_references;
+            replaced.type_ = desired.type_;
+            if existing.immutable != Some(true) {
+                replaced.immutable = desired.immutable;
+            }
+            replaced
+        }
+    };
+    let mac = keyring.mac(&mac_message(&digest, &secret)).unwrap_or_default();
+    let annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(SOURCE_DIGEST_ANNOTATION.to_owned(), digest);
+    annotations.insert(DATA_MAC_ANNOTATION.to_owned(), mac);
+
+    if existing.is_some_and(|e| *e == secret) {
+        return Ok(Plan::UpToDate);
+    }
+    Ok(Plan::Write {
+        secret: Box::new(secret),
+        create: existing.is_none(),
+        decrypted,
+    })
+}
+
+fn merge<V>(into: &mut Option<BTreeMap<String, V>>, from: Option<BTreeMap<String, V>>) {
+    if let Some(from) = from {
+        into.get_or_insert_with(BTreeMap::new).extend(from);
+    }
+}
