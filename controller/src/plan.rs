@@ -55,6 +55,9 @@ impl PlanError {
     }
 }
 
+/// The type the API server gives a Secret that names none.
+const DEFAULT_TYPE: &str = "Opaque";
+
 /// What to do with the Secret.
 #[derive(Debug)]
 pub enum Plan {
@@ -103,7 +106,7 @@ fn mac_message(digest: &str, secret: &Secret) -> Vec<u8> {
         out.extend_from_slice(bytes);
     };
     put(digest.as_bytes());
-    put(secret.type_.as_deref().unwrap_or_default().as_bytes());
+    put(secret.type_.as_deref().unwrap_or(DEFAULT_TYPE).as_bytes());
     for (k, v) in secret.data.iter().flatten() {
         put(k.as_bytes());
         put(&v.0);
@@ -121,6 +124,16 @@ fn controlled_by(secret: &Secret, ss: &SealedSecret) -> bool {
         .any(|o| o.controller == Some(true) && o.kind == "SealedSecret" && uid.is_some_and(|u| o.uid == u))
 }
 
+fn written_by_us(secret: &Secret, keyring: &Keyring) -> bool {
+    match (
+        annotation(secret, SOURCE_DIGEST_ANNOTATION),
+        annotation(secret, DATA_MAC_ANNOTATION),
+    ) {
+        (Some(digest), Some(mac)) => keyring.verify_mac(mac, &mac_message(digest, secret)),
+        _ => false,
+    }
+}
+
 /// Whether the existing Secret's labels, annotations (except ours) and type are the
 /// template's: then only the data could differ, which the MAC covers.
 fn shape_matches(existing: &Secret, ss: &SealedSecret) -> bool {
@@ -133,7 +146,7 @@ fn shape_matches(existing: &Secret, ss: &SealedSecret) -> bool {
     let want_labels = template.metadata.labels.clone().unwrap_or_default();
     annotations == want_annotations
         && labels == want_labels
-        && existing.type_.as_deref().unwrap_or("Opaque") == template.type_.as_deref().unwrap_or("Opaque")
+        && existing.type_.as_deref().unwrap_or(DEFAULT_TYPE) == template.type_.as_deref().unwrap_or(DEFAULT_TYPE)
 }
 
 /// Decide what the Secret for `ss` must be.
@@ -147,7 +160,9 @@ pub fn plan(
     let name = ss.metadata.name.clone().unwrap_or_default();
 
     if let Some(existing) = existing {
-        let owned = controlled_by(existing, ss);
+        // Ours: controlled by this SealedSecret, or (without ownerReferences, when the template
+        // asks to skip them) carrying a data MAC only our keys can have made.
+        let owned = controlled_by(existing, ss) || written_by_us(existing, keyring);
         let patch = is_true(existing, PATCH_ANNOTATION);
         if !owned && !patch && !is_true(existing, MANAGED_ANNOTATION) {
             return Err(PlanError::NotManaged(name));
@@ -195,6 +210,8 @@ pub fn plan(
             replaced
         }
     };
+    // Write what the API server would store, so that an unchanged Secret compares equal.
+    secret.type_.get_or_insert_with(|| DEFAULT_TYPE.to_owned());
     let mac = keyring.mac(&mac_message(&digest, &secret)).unwrap_or_default();
     let annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(SOURCE_DIGEST_ANNOTATION.to_owned(), digest);

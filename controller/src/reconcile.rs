@@ -63,6 +63,21 @@ impl ReconcileError {
     }
 }
 
+/// The error and its causes on one line, each cause once.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
 fn is_immutable(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("immutable"))
 }
@@ -158,7 +173,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             Outcome::unsealed()
         }
         Err(e) => {
-            let message = e.to_string();
+            let message = describe(e);
             tracing::warn!(sealedsecret = %key(&ss), reason = e.category(), error = %message, "cannot unseal");
             ctx.metrics
                 .unseal_errors

@@ -16,6 +16,8 @@ use sealant_crds::SealedSecret;
 use sealant_tests::cluster::{TestNamespace, admin_client, client_from, control_plane, eventually, repo};
 use serde_json::{Value, json};
 
+mod controller;
+
 const CRD_NAME: &str = "sealedsecrets.bitnami.com";
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> std::process::Output {

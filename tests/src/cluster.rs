@@ -173,10 +173,31 @@ impl ProcessGuard {
     }
 }
 
-impl Drop for ProcessGuard {
-    fn drop(&mut self) {
+impl ProcessGuard {
+    /// Stop it as Kubernetes would: SIGTERM, then SIGKILL after 10 s.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Kill it without warning, as a crashed node would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
@@ -196,4 +217,135 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Path of a binary built next to the running test (target/<profile>/<name>).
+pub fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// The controller, run as a process against the control plane.
+#[derive(Debug)]
+pub struct RunningController {
+    pub process: ProcessGuard,
+    pub url: String,
+    pub metrics_url: String,
+    pub log: PathBuf,
+}
+
+impl RunningController {
+    /// Start `sealant-controller` with its keys and lease in `namespace`, watching only
+    /// `namespace` plus `watch` (so parallel tests do not share objects), 2048-bit keys for
+    /// speed, and `extra` flags.
+    pub fn start(namespace: &str, watch: &[&str], extra: &[&str]) -> RunningController {
+        let (port, metrics_port) = (free_port(), free_port());
+        let log = std::env::temp_dir().join(format!("sealant-controller-{namespace}-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("controller log file");
+        let mut command = Command::new(built_binary("sealant-controller"));
+        command
+            .arg("--kubeconfig")
+            .arg(&control_plane().kubeconfig)
+            .args(["--namespace", namespace, "--all-namespaces=false", "--key-size", "2048"])
+            .arg(format!("--listen-addr=127.0.0.1:{port}"))
+            .arg(format!("--listen-metrics-addr=127.0.0.1:{metrics_port}"))
+            .arg(format!("--additional-namespaces={}", watch.join(",")))
+            .args(extra)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(log_file.try_clone().expect("controller log file"))
+            .stderr(log_file);
+        RunningController {
+            process: ProcessGuard::spawn(command),
+            url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            log,
+        }
+    }
+
+    /// Wait until `/readyz` answers 200 (keys loaded).
+    pub async fn ready(&self) {
+        let url = format!("{}/readyz", self.url);
+        let ok = eventually(Duration::from_secs(60), || async {
+            http(&url, "GET", b"").ok().filter(|(c, _)| *c == 200)
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "the controller did not become ready; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one metric line (exact name and labels), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = http(&self.metrics_url, "GET", b"").ok()?;
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    }
+}
+
+/// A minimal HTTP/1.1 client for the controller's plain-HTTP endpoints: (status, body).
+pub fn http(url: &str, method: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("http:// only"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&response[..text_end]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut payload = response[text_end + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload);
+    }
+    Ok((status, payload))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
 }
