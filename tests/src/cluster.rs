@@ -76,6 +76,7 @@ fn start() -> ControlPlane {
     lock.lock().expect("lock the control plane lock file");
     let out = Command::new(repo().join("tests/cluster/up"))
         .env("SEALANT_CLUSTER_DIR", &dir)
+        .env("SEALANT_CLUSTER_EXTRA_IP", netns_host_ip(run))
         .env("SEALANT_CLUSTER_WATCH_PID", run.to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -94,6 +95,14 @@ fn start() -> ControlPlane {
         dir,
         env,
     }
+}
+
+/// The host end of the veth pair that tests put a network namespace behind: 10.201.x.y/30,
+/// from the run's id, so concurrent runs on one machine do not clash. The API server listens on
+/// it too (and names it in its certificate), so a process in the namespace can reach it.
+pub fn netns_host_ip(run: u32) -> String {
+    let block = (run % 16_000) * 4;
+    format!("10.201.{}.{}", block / 256, block % 256 + 1)
 }
 
 fn which(name: &str) -> bool {
@@ -348,4 +357,87 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(start + size + 2).min(data.len())..];
     }
     out
+}
+
+/// A network namespace of the test's own, joined to the host by a veth pair whose host end is
+/// the control plane's extra address. Removed (with the veth) when dropped.
+#[derive(Debug)]
+pub struct NetNs {
+    pub name: String,
+    pub host_ip: String,
+    pub inner_ip: String,
+    host_link: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("iproute2 is installed");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    pub fn create() -> NetNs {
+        let host_ip = control_plane().env.get("EXTRA_IP").cloned().unwrap_or_default();
+        assert!(
+            !host_ip.is_empty(),
+            "the control plane was started without an extra address"
+        );
+        let (prefix, last) = host_ip.rsplit_once('.').expect("an IPv4 address");
+        let inner_ip = format!("{prefix}.{}", last.parse::<u8>().expect("an IPv4 address") + 1);
+        let id = std::os::unix::process::parent_id() % 100_000;
+        let name = format!("sealant-{id}");
+        let (host_link, inner_link) = (format!("slt{id}h"), format!("slt{id}n"));
+        ip(&["netns", "add", &name]);
+        ip(&["link", "add", &host_link, "type", "veth", "peer", "name", &inner_link]);
+        ip(&["link", "set", &inner_link, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_link]);
+        ip(&["link", "set", &host_link, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{inner_ip}/30"),
+            "dev",
+            &inner_link,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &inner_link, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        NetNs {
+            name,
+            host_ip,
+            inner_ip,
+            host_link,
+        }
+    }
+
+    /// A kubeconfig that reaches the API server from inside the namespace.
+    pub fn kubeconfig(&self) -> PathBuf {
+        let plane = control_plane();
+        let text = std::fs::read_to_string(&plane.kubeconfig).expect("admin kubeconfig");
+        let port = plane.env.get("APISERVER_PORT").cloned().unwrap_or_default();
+        let path = plane.dir.join(format!("{}.kubeconfig", self.name));
+        std::fs::write(
+            &path,
+            text.replace(&format!("127.0.0.1:{port}"), &format!("{}:{port}", self.host_ip)),
+        )
+        .expect("write the namespace's kubeconfig");
+        path
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .stderr(Stdio::null())
+            .status();
+    }
 }

@@ -1,0 +1,124 @@
+//! The kubeseal path: `sealant cert` and `sealant seal` without `--cert` reach the controller
+//! through the API server's service proxy. The controller runs in a network namespace of the
+//! test's own, behind a Pod and Endpoints object that name its address (the API server refuses
+//! loopback endpoints and only proxies to addresses of Pods).
+
+use sealant_tests::cluster::{NetNs, ProcessGuard, built_binary, http};
+
+use super::*;
+
+#[tokio::test]
+async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "proxy").await;
+    let n = ns.name.clone();
+    let keys = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap();
+    let mut key: Value = sealant_core::yaml::parse_documents(&keys).unwrap().remove(0);
+    key["metadata"]["namespace"] = json!(n);
+    Api::<Secret>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &serde_json::from_value(key).unwrap())
+        .await
+        .unwrap();
+
+    let netns = NetNs::create();
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &netns.name])
+        .arg(built_binary("sealant-controller"))
+        .arg("--kubeconfig")
+        .arg(netns.kubeconfig())
+        .args(["--namespace", &n, "--all-namespaces=false", "--key-renew-period=0"])
+        .arg(format!("--listen-addr={}:8080", netns.inner_ip))
+        .arg(format!("--listen-metrics-addr={}:8081", netns.inner_ip))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _controller = ProcessGuard::spawn(command);
+    let cert_url = format!("http://{}:8080/v1/cert.pem", netns.inner_ip);
+    let served = eventually(Duration::from_secs(60), || async {
+        http(&cert_url, "GET", b"")
+            .ok()
+            .filter(|(code, _)| *code == 200)
+            .map(|(_, body)| body)
+    })
+    .await
+    .expect("the controller in the namespace serves its certificate");
+
+    // What a Deployment would have made: a Pod with that address, a Service and its Endpoints.
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "controller", "labels": {"name": "sealed-secrets-controller"}},
+               "spec": {"automountServiceAccountToken": false, "containers": [{"name": "c", "image": "sealant-controller"}]}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sealed-secrets-controller"},
+               "spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}]}}),
+    ];
+    for object in objects {
+        let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let pod_status = json!({"status": {"phase": "Running", "podIP": netns.inner_ip, "podIPs": [{"ip": netns.inner_ip}],
+        "conditions": [{"type": "Ready", "status": "True"}]}});
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &n);
+    pods.patch_status("controller", &PatchParams::default(), &Patch::Merge(&pod_status))
+        .await
+        .unwrap();
+    let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "sealed-secrets-controller"},
+        "subsets": [{"addresses": [{"ip": netns.inner_ip, "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
+                     "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]});
+    let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&endpoints.to_string()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let sealant = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(built_binary("sealant"))
+            .args(args)
+            .args(["--controller-namespace", &n])
+            .env("KUBECONFIG", &control_plane().kubeconfig)
+            .env_remove("SEALED_SECRETS_CERT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let fetched = sealant(&["cert"], "");
+    assert!(
+        fetched.status.success(),
+        "sealant cert: {}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    assert_eq!(fetched.stdout, served, "the certificate came through the service proxy");
+
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "via-proxy", "namespace": n},
+        "stringData": {"token": "through-the-api-server"}});
+    let sealed = sealant(&["seal", "-o", "json"], &secret.to_string());
+    assert!(
+        sealed.status.success(),
+        "sealant seal: {}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&sealed.stdout).unwrap();
+    assert_eq!(
+        doc["metadata"]["annotations"]["sealant.dev/sealing-key"],
+        "SHA256:UiPCCwEGnl16N4tqnF5IaK+odrC3rrKdO75+eVx7o8U"
+    );
+
+    // And the controller opens it.
+    let ss: SealedSecret = serde_json::from_value(doc).unwrap();
+    Api::<SealedSecret>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &ss)
+        .await
+        .unwrap();
+    let opened = eventually(Duration::from_secs(30), || async {
+        Api::<Secret>::namespaced(client.clone(), &n)
+            .get_opt("via-proxy")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .expect("the controller unsealed what was sealed through the proxy");
+    assert_eq!(opened.data.unwrap()["token"].0, b"through-the-api-server");
+}
