@@ -136,3 +136,79 @@ pub async fn fetch_url(url: &str) -> CliResult<String> {
 pub async fn fetch_cert_from_controller(base: &str) -> CliResult<String> {
     fetch_url(&format!("{}/v1/cert.pem", base.trim_end_matches('/'))).await
 }
+
+/// The controller's HTTP API, through the service proxy or at its own URL.
+pub struct ControllerApi {
+    client: Client,
+    base: String,
+}
+
+impl std::fmt::Debug for ControllerApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerApi")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerApi {
+    /// `controller_url` when given, else the cluster's service proxy.
+    pub async fn connect(controller_url: Option<&str>, args: &ClusterArgs) -> CliResult<ControllerApi> {
+        if let Some(url) = controller_url {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+            let client = Client::try_from(Config::new(uri)).context("cannot create an HTTP client")?;
+            return Ok(ControllerApi {
+                client,
+                base: String::new(),
+            });
+        }
+        let client = cluster_client(args).await?;
+        let (ns, name) = (&args.controller_namespace, &args.controller_name);
+        let service: serde_json::Value = client
+            .request(get(&format!("/api/v1/namespaces/{ns}/services/{name}"))?)
+            .await
+            .context(format!("cannot find the controller Service {ns}/{name}"))
+            .hint(
+                "check --controller-name and --controller-namespace (a Helm install is usually named sealed-secrets)",
+            )?;
+        let port = service
+            .pointer("/spec/ports/0/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        Ok(ControllerApi {
+            client,
+            base: format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy"),
+        })
+    }
+
+    /// POST `body` to `path` (e.g. `/v1/verify`): the status code and the body.
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> CliResult<(u16, String)> {
+        let request = http::Request::post(format!("{}{path}", self.base))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| CliError::new("cannot build the request").source(e))?;
+        match self.client.request_text(request).await {
+            Ok(text) => Ok((200, text)),
+            Err(kube::Error::Api(status)) => Ok((status.code, status.message)),
+            Err(e) => Err(CliError::new(format!("cannot reach the controller at {path}"))
+                .source(e)
+                .hint("check that the controller runs and that you may use its service proxy")),
+        }
+    }
+
+    /// POST, waiting and retrying while the controller's rate limit answers 429.
+    pub async fn post_patiently(&self, path: &str, body: Vec<u8>) -> CliResult<(u16, String)> {
+        let mut delay = std::time::Duration::from_millis(300);
+        for _ in 0..8 {
+            let answer = self.post(path, body.clone()).await?;
+            if answer.0 != 429 {
+                return Ok(answer);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
+        self.post(path, body).await
+    }
+}

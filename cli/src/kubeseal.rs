@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use clap::Parser;
 use sealant_core::Scope;
 
-use crate::cluster::ClusterArgs;
+use crate::cluster::{ClusterArgs, ControllerApi};
 use crate::commands::cert::{CertArgs, CertCommand};
 use crate::commands::seal::{SealRequest, parse_scope};
-use crate::commands::{cert, seal, unseal};
+use crate::commands::{cert, reencrypt, seal, unseal};
 use crate::error::{CliError, CliResult};
-use crate::io::Format;
+use crate::io::{self, Format, Privacy};
+use crate::render;
 
 fn parse_format(s: &str) -> Result<Format, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -72,10 +73,11 @@ pub struct KubesealArgs {
     pub kubeconfig: Option<PathBuf>,
     #[arg(long)]
     pub context: Option<String>,
-    /// Not available yet: arrives with the controller.
-    #[arg(long, hide = true)]
+    /// Ask the controller whether it can decrypt the input SealedSecret(s).
+    #[arg(long, env = "SEALED_SECRETS_VALIDATE")]
     pub validate: bool,
-    #[arg(long = "re-encrypt", alias = "rotate", hide = true)]
+    /// Re-seal the input SealedSecret(s) to the controller's newest key.
+    #[arg(long = "re-encrypt", alias = "rotate", env = "SEALED_SECRETS_RE_ENCRYPT")]
     pub re_encrypt: bool,
 }
 
@@ -100,10 +102,7 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         return unseal::run(args.secret_file.as_deref(), &args.recovery_private_key, args.format);
     }
     if args.validate || args.re_encrypt {
-        return Err(CliError::usage(
-            "--validate and --re-encrypt need the Sealant controller, which is not released yet",
-        )
-        .hint("use `sealant validate` for offline checks"));
+        return validate_or_re_encrypt(&args, &cluster).await;
     }
     if args.fetch_cert {
         return cert::run(
@@ -131,4 +130,56 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         kubeseal: true,
     };
     seal::run(request, &cluster).await
+}
+
+/// `--validate` and `--re-encrypt`: each SealedSecret of the input goes to the controller.
+async fn validate_or_re_encrypt(args: &KubesealArgs, cluster: &ClusterArgs) -> CliResult {
+    let origin = args
+        .secret_file
+        .as_deref()
+        .map_or("standard input".to_owned(), |p| p.display().to_string());
+    let text = io::read_input(args.secret_file.as_deref(), "SealedSecret")?;
+    let docs = sealant_core::yaml::parse_documents(&text)
+        .map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))?;
+    if docs.is_empty() {
+        return Err(CliError::new(format!("no SealedSecret found in {origin}")));
+    }
+    let api = ControllerApi::connect(None, cluster).await?;
+    if args.validate {
+        for doc in &docs {
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let (code, body) = api.post_patiently("/v1/verify", doc.to_string().into_bytes()).await?;
+            match code {
+                200 => {}
+                409 => return Err(CliError::new(format!("unable to decrypt sealed secret: {name}"))),
+                _ => return Err(CliError::new(format!("cannot validate sealed secret: {}", body.trim()))),
+            }
+        }
+        return Ok(());
+    }
+    let mut rotated = Vec::with_capacity(docs.len());
+    for doc in &docs {
+        let mut fresh = reencrypt::rotate(&api, doc).await?;
+        if let Some(meta) = fresh.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+            for field in ["creationTimestamp", "deletionTimestamp", "generation"] {
+                meta.remove(field);
+            }
+        }
+        rotated.push(fresh);
+    }
+    let format = match (&args.sealed_secret_file, &args.secret_file) {
+        (Some(out), _) => Format::from_extension(out)
+            .filter(|f| *f == Format::Yaml)
+            .unwrap_or(args.format),
+        _ => args.format,
+    };
+    let text = render::documents(&rotated, format)?;
+    match (&args.sealed_secret_file, &args.secret_file) {
+        (Some(out), _) => io::write_atomic(out, text.as_bytes(), Privacy::Public),
+        (None, Some(input)) => io::write_atomic(input, text.as_bytes(), Privacy::Public),
+        (None, None) => io::print(&text),
+    }
 }

@@ -39,8 +39,10 @@ pub enum Command {
     Unseal(UnsealCommand),
     /// Print the controller's certificate (or --info about it).
     Cert(CertCommand),
-    /// Check SealedSecret files offline, without any private key.
+    /// Check SealedSecret files offline (or, with --online, with the controller).
     Validate(ValidateCommand),
+    /// Re-seal files to the controller's newest key, in place (through the controller).
+    Reencrypt(commands::reencrypt::ReencryptCommand),
     /// Manage sealing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -59,6 +61,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Unseal(c) => commands::unseal::run(c.file.as_deref(), &c.private_keys, c.format),
         Command::Cert(c) => commands::cert::run(&c, &cli.cluster).await,
         Command::Validate(c) => commands::validate::run(&c, &cli.cluster).await,
+        Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
     }
 }

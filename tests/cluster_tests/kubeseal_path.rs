@@ -105,6 +105,47 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
         "SHA256:UiPCCwEGnl16N4tqnF5IaK+odrC3rrKdO75+eVx7o8U"
     );
 
+    // kubeseal --validate and --re-encrypt go through the same proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeseal = dir.path().join("kubeseal");
+    std::os::unix::fs::symlink(built_binary("sealant"), &kubeseal).unwrap();
+    let file = dir.path().join("sealed.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let kubeseal_run = |args: &[&str]| {
+        Command::new(&kubeseal)
+            .args(args)
+            .args(["--controller-namespace", &n])
+            .env("KUBECONFIG", &control_plane().kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let valid = kubeseal_run(&["--validate", "-f", file.to_str().unwrap()]);
+    assert!(
+        valid.status.success(),
+        "kubeseal --validate: {}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    let mut renamed = doc.clone();
+    renamed["metadata"]["name"] = json!("renamed");
+    let renamed_file = dir.path().join("renamed.json");
+    std::fs::write(&renamed_file, renamed.to_string()).unwrap();
+    let invalid = kubeseal_run(&["--validate", "-f", renamed_file.to_str().unwrap()]);
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("unable to decrypt sealed secret: renamed"));
+    let before = std::fs::read_to_string(&file).unwrap();
+    let rotated = kubeseal_run(&["--re-encrypt", "-f", file.to_str().unwrap()]);
+    assert!(
+        rotated.status.success(),
+        "kubeseal --re-encrypt: {}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_ne!(
+        serde_json::from_str::<Value>(&before).unwrap()["spec"],
+        after["spec"],
+        "rewritten in place"
+    );
+
     // And the controller opens it.
     let ss: SealedSecret = serde_json::from_value(doc).unwrap();
     Api::<SealedSecret>::namespaced(client.clone(), &n)

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use sealant_core::{Certificate, Scope, yaml};
 use serde_json::Value;
 
-use crate::cluster::ClusterArgs;
+use crate::cluster::{ClusterArgs, ControllerApi};
 use crate::commands::cert::{self, CertArgs};
 use crate::error::{CliError, CliResult};
 use crate::io;
@@ -20,6 +20,52 @@ pub struct ValidateCommand {
     /// Also check each item's length against this certificate's key.
     #[arg(long, value_name = "PATH|URL", env = "SEALED_SECRETS_CERT")]
     pub cert: Option<String>,
+    /// Also ask the controller (through /v1/verify) whether it can decrypt each SealedSecret.
+    #[arg(long)]
+    pub online: bool,
+    /// With --online: the controller's own URL instead of the API server's service proxy.
+    #[arg(long, value_name = "URL", env = "SEALED_SECRETS_CONTROLLER_URL", requires = "online")]
+    pub controller_url: Option<String>,
+}
+
+/// Every file under `paths` to check: (path, given explicitly).
+pub fn sealed_secret_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, bool)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        files_under(path, true, &mut files).map_err(|e| {
+            CliError::new(format!("cannot read {}", path.display()))
+                .source(e)
+                .hint("check that the path exists and is readable")
+        })?;
+    }
+    Ok(files)
+}
+
+/// Ask the controller about every SealedSecret in `text`.
+async fn check_online(api: &ControllerApi, file: &str, text: &str) -> CliResult<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let Ok(docs) = yaml::parse_documents(text) else {
+        return Ok(problems);
+    };
+    for doc in docs
+        .iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret"))
+    {
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>");
+        let (code, body) = api.post_patiently("/v1/verify", doc.to_string().into_bytes()).await?;
+        match code {
+            200 => {}
+            409 => problems.push(Problem {
+                file: file.to_owned(),
+                what: format!("{name}: the controller cannot decrypt it (sealed to another key, or for another name, namespace or scope)"),
+            }),
+            other => problems.push(Problem { file: file.to_owned(), what: format!("{name}: the controller answered {other}: {}", body.trim()) }),
+        }
+    }
+    Ok(problems)
 }
 
 /// One thing wrong with one document.
@@ -193,19 +239,21 @@ pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult 
         }
         None => None,
     };
-    let mut files = Vec::new();
-    for path in &command.paths {
-        files_under(path, true, &mut files).map_err(|e| {
-            CliError::new(format!("cannot read {}", path.display()))
-                .source(e)
-                .hint("check that the path exists and is readable")
-        })?;
-    }
+    let files = sealed_secret_files(&command.paths)?;
+    let api = match command.online {
+        true => Some(ControllerApi::connect(command.controller_url.as_deref(), cluster).await?),
+        false => None,
+    };
     let mut problems = Vec::new();
     for (path, explicit) in &files {
         let shown = path.display().to_string();
         match std::fs::read(path).map(String::from_utf8) {
-            Ok(Ok(text)) => problems.extend(check_text(&shown, &text, *explicit, cert.as_ref())),
+            Ok(Ok(text)) => {
+                problems.extend(check_text(&shown, &text, *explicit, cert.as_ref()));
+                if let Some(api) = &api {
+                    problems.extend(check_online(api, &shown, &text).await?);
+                }
+            }
             Ok(Err(_)) => problems.push(Problem {
                 file: shown,
                 what: "not UTF-8 text".into(),

@@ -1,0 +1,217 @@
+//! `sealant reencrypt`: re-seal files to the controller's newest key (through `/v1/rotate`), in
+//! place, keeping each file's format and layout; files already sealed to that key are left alone.
+
+use std::path::{Path, PathBuf};
+
+use sealant_core::yaml;
+use sealant_crds::{SEALING_KEY_ANNOTATION, SealedSecret};
+use serde_json::Value;
+
+use crate::cluster::{ClusterArgs, ControllerApi};
+use crate::commands::cert::{self, CertArgs};
+use crate::commands::validate::sealed_secret_files;
+use crate::error::{CliError, CliResult};
+use crate::io::{self, Format, Privacy};
+use crate::render;
+
+#[derive(Debug, clap::Args)]
+pub struct ReencryptCommand {
+    /// SealedSecret files and directories, rewritten in place.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The controller's own URL, instead of the API server's service proxy.
+    #[arg(long, value_name = "URL", env = "SEALED_SECRETS_CONTROLLER_URL")]
+    pub controller_url: Option<String>,
+}
+
+/// Ask the controller to re-seal one SealedSecret to its newest key.
+pub async fn rotate(api: &ControllerApi, ss: &Value) -> CliResult<Value> {
+    let name = ss
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (code, body) = api.post("/v1/rotate", ss.to_string().into_bytes()).await?;
+    if code != 200 {
+        return Err(CliError::new(format!(
+            "the controller cannot re-encrypt {name} ({code}): {}",
+            body.trim()
+        ))
+        .hint("it must be able to decrypt the SealedSecret: was it sealed for this cluster, name and namespace?"));
+    }
+    serde_json::from_str(&body)
+        .map_err(|e| CliError::new(format!("the controller's answer for {name} is not a SealedSecret")).source(e))
+}
+
+/// Insert or replace our annotation in one YAML document's text without touching anything else.
+fn set_annotation_in_yaml(doc: &str, fingerprint: &str, old: Option<&str>) -> String {
+    if let Some(old) = old {
+        return doc.replacen(old, fingerprint, 1);
+    }
+    let lines: Vec<&str> = doc.split_inclusive('\n').collect();
+    let Some(meta) = lines.iter().position(|l| l.trim_end() == "metadata:") else {
+        return doc.to_owned();
+    };
+    let child_indent = lines[meta + 1..]
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .filter(|n| *n > 0)
+        .unwrap_or(2);
+    let pad = " ".repeat(child_indent);
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    let annotations = lines[meta + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || l.starts_with(&pad))
+        .position(|l| l.trim_end() == format!("{pad}annotations:"));
+    match annotations {
+        Some(offset) => {
+            let at = meta + 1 + offset;
+            out.insert(at + 1, format!("{pad}{pad}{SEALING_KEY_ANNOTATION}: {fingerprint}\n"));
+        }
+        None => {
+            out.insert(
+                meta + 1,
+                format!("{pad}annotations:\n{pad}{pad}{SEALING_KEY_ANNOTATION}: {fingerprint}\n"),
+            );
+        }
+    }
+    out.concat()
+}
+
+/// Split YAML text into its documents' texts; a `---` line goes with the document it opens,
+/// comments before the first document with the first.
+fn yaml_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    let mut has_content = false;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("---") {
+            if has_content {
+                docs.push(String::new());
+                has_content = false;
+            }
+        } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            has_content = true;
+        }
+        if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+        }
+    }
+    docs
+}
+
+/// Re-seal one file; `Ok(true)` when it changed.
+async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> CliResult<bool> {
+    let text = io::read_file(path)?;
+    let origin = path.display().to_string();
+    let docs = yaml::parse_documents(&text).map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))?;
+    let is_sealed = |d: &Value| d.get("kind").and_then(Value::as_str) == Some("SealedSecret");
+    let stale = |d: &Value| {
+        d.pointer(&format!(
+            "/metadata/annotations/{}",
+            SEALING_KEY_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+            != Some(fingerprint)
+    };
+    if !docs.iter().any(|d| is_sealed(d) && stale(d)) {
+        return Ok(false);
+    }
+    let new_text = match Format::of_text(&text) {
+        Format::Json => {
+            let mut out = Vec::with_capacity(docs.len());
+            for doc in docs {
+                out.push(if is_sealed(&doc) && stale(&doc) {
+                    rotate(api, &doc).await?
+                } else {
+                    doc
+                });
+            }
+            render::documents(&out, Format::Json)?
+        }
+        Format::Yaml => {
+            let mut pieces = yaml_documents(&text);
+            for piece in pieces.iter_mut() {
+                let Ok(mut in_piece) = yaml::parse_documents(piece) else {
+                    continue;
+                };
+                let Some(doc) = (if in_piece.len() == 1 { in_piece.pop() } else { None }) else {
+                    continue;
+                };
+                if !(is_sealed(&doc) && stale(&doc)) {
+                    continue;
+                }
+                let rotated = rotate(api, &doc).await?;
+                let old: SealedSecret = serde_json::from_value(doc)
+                    .map_err(|e| CliError::new(format!("{origin} holds an invalid SealedSecret")).source(e))?;
+                let new: SealedSecret = serde_json::from_value(rotated)
+                    .map_err(|e| CliError::new("the controller's answer is not a SealedSecret").source(e))?;
+                let mut replaced = piece.clone();
+                for (key, old_item) in &old.spec.encrypted_data {
+                    if let Some(new_item) = new.spec.encrypted_data.get(key) {
+                        replaced = replaced.replacen(old_item.as_str(), new_item, 1);
+                    }
+                }
+                if let (Some(old_data), Some(new_data)) = (&old.spec.data, &new.spec.data) {
+                    replaced = replaced.replacen(old_data.as_str(), new_data, 1);
+                }
+                let old_fp = old
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(SEALING_KEY_ANNOTATION))
+                    .cloned();
+                *piece = set_annotation_in_yaml(&replaced, fingerprint, old_fp.as_deref());
+            }
+            pieces.concat()
+        }
+    };
+    io::write_atomic(path, new_text.as_bytes(), Privacy::Public)?;
+    Ok(true)
+}
+
+pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult {
+    let cert_args = CertArgs {
+        cert: None,
+        controller_url: command.controller_url.clone(),
+    };
+    let certificate = cert::parse(&cert::load_pem(&cert_args, cluster).await?)?;
+    let fingerprint = certificate.public_key().fingerprint();
+    let api = ControllerApi::connect(command.controller_url.as_deref(), cluster).await?;
+    let files = sealed_secret_files(&command.paths)?;
+    let mut changed = 0;
+    for (path, _) in &files {
+        if reencrypt_file(&api, path, &fingerprint).await? {
+            changed += 1;
+            eprintln!("re-encrypted {}", path.display());
+        }
+    }
+    eprintln!("{changed} of {} file(s) re-encrypted to {fingerprint}", files.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_is_inserted_without_touching_the_rest() {
+        let doc = "---\n# keep me\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: a\n  namespace: b\nspec: {}\n";
+        let out = set_annotation_in_yaml(doc, "SHA256:x", None);
+        assert_eq!(
+            out,
+            "---\n# keep me\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  annotations:\n    sealant.dev/sealing-key: SHA256:x\n  name: a\n  namespace: b\nspec: {}\n"
+        );
+        let with = "metadata:\n    annotations:\n        other: y\n    name: a\n";
+        assert_eq!(
+            set_annotation_in_yaml(with, "SHA256:x", None),
+            "metadata:\n    annotations:\n        sealant.dev/sealing-key: SHA256:x\n        other: y\n    name: a\n"
+        );
+    }
+
+    #[test]
+    fn documents_split_on_separators() {
+        let docs = yaml_documents("---\na: 1\n---\nb: 2\n");
+        assert_eq!(docs, ["---\na: 1\n", "---\nb: 2\n"]);
+    }
+}
