@@ -57,7 +57,7 @@ pub fn kubeconfig_namespace(args: &ClusterArgs) -> Option<String> {
         .filter(|ns| !ns.is_empty())
 }
 
-async fn cluster_client(args: &ClusterArgs) -> CliResult<Client> {
+pub async fn cluster_client(args: &ClusterArgs) -> CliResult<Client> {
     let hint =
         "point --kubeconfig (or KUBECONFIG) at your cluster, or give the certificate with --cert or --controller-url";
     let kubeconfig = read_kubeconfig(args).context("cannot read the kubeconfig").hint(hint)?;

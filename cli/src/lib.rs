@@ -63,6 +63,12 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Validate(c) => commands::validate::run(&c, &cli.cluster).await,
         Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
+        Command::Keys(KeysCommand::List) => commands::lifecycle::list(&cli.cluster).await,
+        Command::Keys(KeysCommand::Rotate(c)) => commands::lifecycle::rotate(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Backup(c)) => commands::lifecycle::backup(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Restore(c)) => commands::lifecycle::restore(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Usage(c)) => commands::lifecycle::usage(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Retire(c)) => commands::lifecycle::retire(&c, &cli.cluster).await,
     }
 }
 

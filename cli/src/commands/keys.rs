@@ -21,6 +21,18 @@ pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 pub enum KeysCommand {
     /// Generate a key Secret (and its certificate) shaped like the controller's own.
     Generate(GenerateCommand),
+    /// List the controller's keys: fingerprint, created, NotAfter, state, which one seals.
+    List,
+    /// Make a new sealing key now (the controller picks it up without a restart).
+    Rotate(crate::commands::lifecycle::RotateCommand),
+    /// Back up every key Secret, encrypted to age recipients.
+    Backup(crate::commands::lifecycle::BackupCommand),
+    /// Put backed-up keys back into the cluster.
+    Restore(crate::commands::lifecycle::RestoreCommand),
+    /// Which files and in-cluster SealedSecrets depend on each key.
+    Usage(crate::commands::lifecycle::UsageArgs),
+    /// Stop the controller from using a key (refused while something depends on it).
+    Retire(crate::commands::lifecycle::RetireCommand),
 }
 
 #[derive(Debug, clap::Args)]

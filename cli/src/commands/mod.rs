@@ -2,6 +2,7 @@
 
 pub mod cert;
 pub mod keys;
+pub mod lifecycle;
 pub mod reencrypt;
 pub mod seal;
 pub mod unseal;
