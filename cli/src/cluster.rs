@@ -61,17 +61,10 @@ pub async fn cluster_client(args: &ClusterArgs) -> CliResult<Client> {
     let hint =
         "point --kubeconfig (or KUBECONFIG) at your cluster, or give the certificate with --cert or --controller-url";
     let kubeconfig = read_kubeconfig(args).context("cannot read the kubeconfig").hint(hint)?;
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .context("cannot use the kubeconfig")
-        .hint(hint)?;
-    Client::try_from(config)
-        .context("cannot create a Kubernetes client")
-        .hint(hint)
+    let options = KubeConfigOptions { context: args.context.clone(), ..Default::default() };
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &options).await.context("cannot use the kubeconfig").hint(hint)?;
+    Client::try_from(config).context("cannot create a Kubernetes client").hint(hint)
 }
 
 fn get(path: &str) -> CliResult<http::Request<Vec<u8>>> {
@@ -94,15 +87,9 @@ pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
         .await
         .context(format!("cannot find the controller Service {ns}/{name}"))
         .hint(not_found_hint.clone())?;
-    let port = service
-        .pointer("/spec/ports/0/name")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let port = service.pointer("/spec/ports/0/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
     client
-        .request_text(get(&format!(
-            "/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy/v1/cert.pem"
-        ))?)
+        .request_text(get(&format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy/v1/cert.pem"))?)
         .await
         .context(format!("cannot fetch the certificate from {ns}/{name}"))
         .hint(not_found_hint)
@@ -110,17 +97,10 @@ pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
 
 /// GET an `http(s)://` URL.
 pub async fn fetch_url(url: &str) -> CliResult<String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
-    let base = format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        uri.authority().map(|a| a.as_str()).unwrap_or_default()
-    );
-    let base: http::Uri = base
-        .parse()
-        .map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+    let uri: http::Uri = url.parse().map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+    let base =
+        format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or_default());
+    let base: http::Uri = base.parse().map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
     let mut config = Config::new(base);
     config.default_namespace = String::new();
@@ -145,9 +125,7 @@ pub struct ControllerApi {
 
 impl std::fmt::Debug for ControllerApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControllerApi")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
+        f.debug_struct("ControllerApi").field("base", &self.base).finish_non_exhaustive()
     }
 }
 
@@ -155,14 +133,10 @@ impl ControllerApi {
     /// `controller_url` when given, else the cluster's service proxy.
     pub async fn connect(controller_url: Option<&str>, args: &ClusterArgs) -> CliResult<ControllerApi> {
         if let Some(url) = controller_url {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+            let uri: http::Uri =
+                url.parse().map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
             let client = Client::try_from(Config::new(uri)).context("cannot create an HTTP client")?;
-            return Ok(ControllerApi {
-                client,
-                base: String::new(),
-            });
+            return Ok(ControllerApi { client, base: String::new() });
         }
         let client = cluster_client(args).await?;
         let (ns, name) = (&args.controller_namespace, &args.controller_name);
@@ -173,14 +147,8 @@ impl ControllerApi {
             .hint(
                 "check --controller-name and --controller-namespace (a Helm install is usually named sealed-secrets)",
             )?;
-        let port = service
-            .pointer("/spec/ports/0/name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        Ok(ControllerApi {
-            client,
-            base: format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy"),
-        })
+        let port = service.pointer("/spec/ports/0/name").and_then(serde_json::Value::as_str).unwrap_or_default();
+        Ok(ControllerApi { client, base: format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy") })
     }
 
     /// POST `body` to `path` (e.g. `/v1/verify`): the status code and the body.

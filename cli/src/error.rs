@@ -19,20 +19,12 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 impl CliError {
     pub fn new(what: impl Into<String>) -> Self {
-        Self {
-            what: what.into(),
-            source: None,
-            hint: None,
-            usage: false,
-        }
+        Self { what: what.into(), source: None, hint: None, usage: false }
     }
 
     /// A mistake in how the command was called: exit status 2.
     pub fn usage(what: impl Into<String>) -> Self {
-        Self {
-            usage: true,
-            ..Self::new(what)
-        }
+        Self { usage: true, ..Self::new(what) }
     }
 
     pub fn source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {

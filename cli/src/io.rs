@@ -24,11 +24,7 @@ impl Format {
 
     /// The format of an existing document's text.
     pub fn of_text(text: &str) -> Format {
-        if sealant_core::yaml::looks_like_json(text) {
-            Format::Json
-        } else {
-            Format::Yaml
-        }
+        if sealant_core::yaml::looks_like_json(text) { Format::Json } else { Format::Yaml }
     }
 }
 
@@ -42,10 +38,7 @@ pub fn read_input(path: Option<&Path>, what: &str) -> CliResult<String> {
                 eprintln!("(tty detected: expecting json/yaml {what} in stdin)");
             }
             let mut bytes = Vec::new();
-            stdin
-                .lock()
-                .read_to_end(&mut bytes)
-                .context("cannot read standard input")?;
+            stdin.lock().read_to_end(&mut bytes).context("cannot read standard input")?;
             String::from_utf8(bytes)
                 .map_err(|_| CliError::new("standard input is not UTF-8 text").hint("give a YAML or JSON document"))
         }
@@ -99,10 +92,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult
             .source(e)
             .hint("check that the directory exists and that you may write to it")
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sealant-")
-        .tempfile_in(&dir)
-        .map_err(fail)?;
+    let mut tmp = tempfile::Builder::new().prefix(".sealant-").tempfile_in(&dir).map_err(fail)?;
     tmp.write_all(contents).map_err(fail)?;
     let permissions = match std::fs::metadata(path) {
         Ok(existing) => existing.permissions(),

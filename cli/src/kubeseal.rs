@@ -30,11 +30,7 @@ pub struct KubesealArgs {
     pub cert: Option<String>,
     #[arg(long, env = "SEALED_SECRETS_CONTROLLER_NAMESPACE", default_value = "kube-system")]
     pub controller_namespace: String,
-    #[arg(
-        long,
-        env = "SEALED_SECRETS_CONTROLLER_NAME",
-        default_value = "sealed-secrets-controller"
-    )]
+    #[arg(long, env = "SEALED_SECRETS_CONTROLLER_NAME", default_value = "sealed-secrets-controller")]
     pub controller_name: String,
     /// Output format: json or yaml.
     #[arg(short = 'o', long = "format", env = "SEALED_SECRETS_FORMAT", default_value = "json", value_parser = parse_format)]
@@ -88,10 +84,7 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         controller_name: args.controller_name.clone(),
         controller_namespace: args.controller_namespace.clone(),
     };
-    let cert_args = CertArgs {
-        cert: args.cert.clone(),
-        controller_url: None,
-    };
+    let cert_args = CertArgs { cert: args.cert.clone(), controller_url: None };
     if !args.from_file.is_empty() && !args.raw {
         return Err(CliError::usage("--from-file requires --raw"));
     }
@@ -105,14 +98,7 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         return validate_or_re_encrypt(&args, &cluster).await;
     }
     if args.fetch_cert {
-        return cert::run(
-            &CertCommand {
-                source: cert_args,
-                info: false,
-            },
-            &cluster,
-        )
-        .await;
+        return cert::run(&CertCommand { source: cert_args, info: false }, &cluster).await;
     }
     let request = SealRequest {
         file: args.secret_file,
@@ -127,6 +113,9 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         merge_into: args.merge_into,
         raw: args.raw,
         from_file: args.from_file,
+        from_literal: Vec::new(),
+        from_env_var: Vec::new(),
+        type_: None,
         kubeseal: true,
     };
     seal::run(request, &cluster).await
@@ -134,10 +123,7 @@ pub async fn run(args: KubesealArgs) -> CliResult {
 
 /// `--validate` and `--re-encrypt`: each SealedSecret of the input goes to the controller.
 async fn validate_or_re_encrypt(args: &KubesealArgs, cluster: &ClusterArgs) -> CliResult {
-    let origin = args
-        .secret_file
-        .as_deref()
-        .map_or("standard input".to_owned(), |p| p.display().to_string());
+    let origin = args.secret_file.as_deref().map_or("standard input".to_owned(), |p| p.display().to_string());
     let text = io::read_input(args.secret_file.as_deref(), "SealedSecret")?;
     let docs = sealant_core::yaml::parse_documents(&text)
         .map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))?;
@@ -147,10 +133,7 @@ async fn validate_or_re_encrypt(args: &KubesealArgs, cluster: &ClusterArgs) -> C
     let api = ControllerApi::connect(None, cluster).await?;
     if args.validate {
         for doc in &docs {
-            let name = doc
-                .pointer("/metadata/name")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
+            let name = doc.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or_default();
             let (code, body) = api.post_patiently("/v1/verify", doc.to_string().into_bytes()).await?;
             match code {
                 200 => {}
@@ -171,9 +154,7 @@ async fn validate_or_re_encrypt(args: &KubesealArgs, cluster: &ClusterArgs) -> C
         rotated.push(fresh);
     }
     let format = match (&args.sealed_secret_file, &args.secret_file) {
-        (Some(out), _) => Format::from_extension(out)
-            .filter(|f| *f == Format::Yaml)
-            .unwrap_or(args.format),
+        (Some(out), _) => Format::from_extension(out).filter(|f| *f == Format::Yaml).unwrap_or(args.format),
         _ => args.format,
     };
     let text = render::documents(&rotated, format)?;

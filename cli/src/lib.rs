@@ -43,6 +43,8 @@ pub enum Command {
     Validate(ValidateCommand),
     /// Re-seal files to the controller's newest key, in place (through the controller).
     Reencrypt(commands::reencrypt::ReencryptCommand),
+    /// Find plaintext Secrets and unencrypted SOPS files (for pre-commit and CI).
+    Lint(commands::lint::LintCommand),
     /// Manage sealing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -61,6 +63,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Unseal(c) => commands::unseal::run(c.file.as_deref(), &c.private_keys, c.format),
         Command::Cert(c) => commands::cert::run(&c, &cli.cluster).await,
         Command::Validate(c) => commands::validate::run(&c, &cli.cluster).await,
+        Command::Lint(c) => commands::lint::run(&c),
         Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
         Command::Keys(KeysCommand::List) => commands::lifecycle::list(&cli.cluster).await,
@@ -73,9 +76,7 @@ async fn dispatch(cli: Cli) -> CliResult {
 }
 
 fn parse<T: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> Result<T, clap::Error> {
-    T::command()
-        .try_get_matches_from(args)
-        .and_then(|m| T::from_arg_matches(&m))
+    T::command().try_get_matches_from(args).and_then(|m| T::from_arg_matches(&m))
 }
 
 /// Run the command line `args` (including the program name) and return the exit status.

@@ -26,15 +26,7 @@ const META_ORDER: &[&str] = &[
     "managedFields",
 ];
 /// Go's `v1.Secret` field order.
-const SECRET_ORDER: &[&str] = &[
-    "kind",
-    "apiVersion",
-    "metadata",
-    "immutable",
-    "data",
-    "stringData",
-    "type",
-];
+const SECRET_ORDER: &[&str] = &["kind", "apiVersion", "metadata", "immutable", "data", "stringData", "type"];
 const OWNER_ORDER: &[&str] = &["apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion"];
 
 fn reorder(map: &Map<String, Value>, order: &[&str]) -> Map<String, Value> {

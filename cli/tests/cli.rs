@@ -70,23 +70,13 @@ fn write_is_atomic_and_keeps_the_mode() {
 
     let ok = Command::new(sealant())
         .current_dir(repo)
-        .args([
-            "seal",
-            "--cert",
-            "keys-example/demo.tls.crt",
-            "-f",
-            "keys-example/example.secret.yaml",
-            "-w",
-        ])
+        .args(["seal", "--cert", "keys-example/demo.tls.crt", "-f", "keys-example/example.secret.yaml", "-w"])
         .arg(&out)
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let written = std::fs::read_to_string(&out).unwrap();
-    assert!(
-        written.starts_with("{\n  \"kind\": \"SealedSecret\""),
-        "the .json extension sets the format: {written}"
-    );
+    assert!(written.starts_with("{\n  \"kind\": \"SealedSecret\""), "the .json extension sets the format: {written}");
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o640);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left behind");
@@ -141,4 +131,26 @@ fn generated_key_file_is_private() {
         .unwrap();
     assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
     assert!(String::from_utf8_lossy(&opened.stdout).contains("\"k\": \"dmFsdWU=\""));
+}
+
+/// The lint corpus: every file under findings/ is reported, nothing under clean/.
+#[test]
+fn lint_has_no_false_positive_and_no_false_negative() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new(sealant()).current_dir(repo).args(["lint", "tests/fixtures/lint"]).output().unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(!report.contains("/clean/"), "false positives:\n{report}");
+    let mut files = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(repo).join("tests/fixtures/lint/findings")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
+        }
+    }
+    assert!(files.len() >= 14);
+    for file in files {
+        let shown = file.strip_prefix(repo).unwrap().display().to_string();
+        assert!(report.contains(&format!("{shown}:")), "{shown} was not reported:\n{report}");
+    }
 }

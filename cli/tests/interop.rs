@@ -24,11 +24,7 @@ fn oracle(sealed_json: &Path) -> Vec<serde_json::Value> {
         "the Python oracle failed (is `pip install -r tests/oracle/requirements.txt` done?): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn sealant(bin: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
@@ -42,11 +38,7 @@ fn sealant(bin: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -69,15 +61,7 @@ fn python_oracle_opens_every_scope() {
     for scope in ["strict", "namespace-wide", "cluster-wide"] {
         let out = sealant(
             Path::new(env!("CARGO_BIN_EXE_sealant")),
-            &[
-                "seal",
-                "--cert",
-                "keys-example/demo.tls.crt",
-                "-o",
-                "json",
-                "--scope",
-                scope,
-            ],
+            &["seal", "--cert", "keys-example/demo.tls.crt", "-o", "json", "--scope", scope],
             SECRET.as_bytes(),
         );
         let file = dir.path().join(format!("{scope}.json"));
@@ -100,17 +84,7 @@ fn python_oracle_opens_kubeseal_name_output_and_raw_items() {
     let large: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let item = sealant(
         &kubeseal,
-        &[
-            "--raw",
-            "--cert",
-            "keys-example/demo.tls.crt",
-            "-n",
-            "prod",
-            "--name",
-            "app",
-            "--from-file",
-            "/dev/stdin",
-        ],
+        &["--raw", "--cert", "keys-example/demo.tls.crt", "-n", "prod", "--name", "app", "--from-file", "/dev/stdin"],
         &large,
     );
     let doc = serde_json::json!({

@@ -37,9 +37,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
         let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
         let (number, tail) = rest.split_at(number_len);
         let value: f64 = number.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let seconds = match unit {
             "ns" => 1e-9,
@@ -58,13 +56,8 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 
 /// Go's `:8080` means every interface.
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_owned()
-    };
-    full.parse()
-        .map_err(|_| format!("invalid listen address {text:?} (examples: :8080, 127.0.0.1:8080)"))
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
+    full.parse().map_err(|_| format!("invalid listen address {text:?} (examples: :8080, 127.0.0.1:8080)"))
 }
 
 #[derive(Clone, Debug, Parser)]
@@ -93,12 +86,7 @@ pub struct Flags {
     #[arg(long, env = "SEALED_SECRETS_ROTATE_PERIOD", value_parser = parse_go_duration, hide = true)]
     pub rotate_period: Option<Duration>,
     /// Which time orders keys to pick the sealing key.
-    #[arg(
-        long,
-        env = "SEALED_SECRETS_KEY_ORDER_PRIORITY",
-        value_enum,
-        default_value = "CertNotBefore"
-    )]
+    #[arg(long, env = "SEALED_SECRETS_KEY_ORDER_PRIORITY", value_enum, default_value = "CertNotBefore")]
     pub key_order_priority: KeyOrderPriority,
     /// Generate a key at start if the newest is older than this (RFC 1123 with numeric zone, `date -R`).
     #[arg(long, env = "SEALED_SECRETS_KEY_CUTOFF_TIME", default_value = "")]
@@ -176,11 +164,7 @@ pub struct Flags {
     #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub leader_elect: bool,
     /// Name of the leader-election Lease.
-    #[arg(
-        long,
-        env = "SEALED_SECRETS_LEADER_ELECT_LEASE_NAME",
-        default_value = "sealed-secrets-controller"
-    )]
+    #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT_LEASE_NAME", default_value = "sealed-secrets-controller")]
     pub leader_elect_lease_name: String,
     /// How long a leader's Lease lasts without renewal.
     #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_go_duration)]
@@ -216,32 +200,19 @@ impl Flags {
         );
         time::OffsetDateTime::parse(&self.key_cutoff_time, format)
             .map(Some)
-            .map_err(|e| {
-                format!(
-                    "invalid --key-cutoff-time {:?} (use `date -R` format): {e}",
-                    self.key_cutoff_time
-                )
-            })
+            .map_err(|e| format!("invalid --key-cutoff-time {:?} (use `date -R` format): {e}", self.key_cutoff_time))
     }
 
     /// `k=v,k2=v2` into pairs.
     pub fn pairs(text: &str) -> Vec<(String, String)> {
         text.split(',')
             .filter(|p| !p.trim().is_empty())
-            .filter_map(|p| {
-                p.split_once('=')
-                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            })
+            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
             .collect()
     }
 
     pub fn namespaces(&self) -> Vec<String> {
-        self.additional_namespaces
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
+        self.additional_namespaces.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
     }
 }
 

@@ -43,19 +43,14 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: u32, burst: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate.max(1)),
-            burst: f64::from(burst.max(1)),
-            buckets: HashMap::new(),
-        }
+        RateLimiter { rate: f64::from(rate.max(1)), burst: f64::from(burst.max(1)), buckets: HashMap::new() }
     }
 
     pub fn allow(&mut self, key: &str, now: Instant) -> bool {
         if self.buckets.len() > 10_000 {
             // Forget idle clients rather than grow without bound.
             let (rate, burst) = (self.rate, self.burst);
-            self.buckets
-                .retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            self.buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
         }
         let (tokens, at) = self.buckets.entry(key.to_owned()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
@@ -86,12 +81,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                    metrics.encode(),
-                )
-            }
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.encode()) }
         }),
     )
 }
@@ -106,11 +96,7 @@ async fn instrument(State(state): State<ApiState>, request: Request, next: Next)
         state
             .metrics
             .http_requests
-            .get_or_create(&HttpLabels {
-                path: path.clone(),
-                code,
-                method: method.clone(),
-            })
+            .get_or_create(&HttpLabels { path: path.clone(), code, method: method.clone() })
             .inc();
         state
             .metrics
@@ -132,11 +118,9 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 async fn cert(State(state): State<ApiState>) -> Response {
     let ring = state.keyring.borrow().clone();
     match ring.newest() {
-        Some(entry) => (
-            [(header::CONTENT_TYPE, "application/x-pem-file")],
-            entry.certificate.pem().to_owned(),
-        )
-            .into_response(),
+        Some(entry) => {
+            ([(header::CONTENT_TYPE, "application/x-pem-file")], entry.certificate.pem().to_owned()).into_response()
+        }
         None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot get certificate\n").into_response(),
     }
 }
@@ -152,15 +136,9 @@ fn parse_one(body: &[u8]) -> Option<SealedSecret> {
 }
 
 async fn verify(State(state): State<ApiState>, headers: HeaderMap, method: Method, body: Bytes) -> Response {
-    let client = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let allowed = state
-        .limiter
-        .lock()
-        .map(|mut l| l.allow(&format!("/v1/verify {client}"), Instant::now()))
-        .unwrap_or(true);
+    let client = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let allowed =
+        state.limiter.lock().map(|mut l| l.allow(&format!("/v1/verify {client}"), Instant::now())).unwrap_or(true);
     if !allowed {
         return StatusCode::TOO_MANY_REQUESTS.into_response();
     }
@@ -188,9 +166,7 @@ fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
     let mut rng = rand::rng();
     let mut out = ss.clone();
     let mut reseal_item = |item: &str| -> Result<String, String> {
-        let bytes = STANDARD
-            .decode(item)
-            .map_err(|_| "an item is not valid base64".to_owned())?;
+        let bytes = STANDARD.decode(item).map_err(|_| "an item is not valid base64".to_owned())?;
         let plain = hybrid_decrypt(ring.keys(), &bytes, &label).map_err(|e| e.to_string())?;
         let sealed = hybrid_encrypt(&mut rng, newest.certificate.public_key(), plain.expose(), &label)
             .map_err(|e| e.to_string())?;
@@ -229,20 +205,17 @@ async fn rotate(State(state): State<ApiState>, body: Bytes) -> Response {
             Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         },
-        Ok(Err(message)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot re-encrypt: {message}\n"),
-        )
-            .into_response(),
+        Ok(Err(message)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot re-encrypt: {message}\n")).into_response()
+        }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
 /// Serve `router` on `addr` until the process stops.
 pub async fn serve(addr: SocketAddr, router: Router) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "serving HTTP");
     axum::serve(listener, router).await?;
     Ok(())

@@ -67,12 +67,7 @@ fn mac_key_for(key: &PrivateKey) -> Option<Zeroizing<[u8; 32]>> {
 
 /// Whether a Secret is one the controller loads as a key.
 pub fn is_loadable_key(secret: &Secret, legacy_name: &str) -> bool {
-    let labelled = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(KEY_LABEL))
-        .is_some_and(|v| v == "active");
+    let labelled = secret.metadata.labels.as_ref().and_then(|l| l.get(KEY_LABEL)).is_some_and(|v| v == "active");
     labelled || secret.metadata.name.as_deref() == Some(legacy_name)
 }
 
@@ -94,10 +89,7 @@ impl Keyring {
             match parse_key_secret(secret) {
                 Ok((key, certificate)) => {
                     let Some(mac_key) = mac_key_for(&key) else {
-                        ring.rejected.push(RejectedKey {
-                            secret_name: name,
-                            reason: "cannot encode the key".into(),
-                        });
+                        ring.rejected.push(RejectedKey { secret_name: name, reason: "cannot encode the key".into() });
                         continue;
                     };
                     let created = secret
@@ -122,10 +114,7 @@ impl Keyring {
                     }
                     loaded.push((entry, key));
                 }
-                Err(reason) => ring.rejected.push(RejectedKey {
-                    secret_name: name,
-                    reason,
-                }),
+                Err(reason) => ring.rejected.push(RejectedKey { secret_name: name, reason }),
             }
         }
         loaded.sort_by_key(|(e, _)| (e.order_time, e.created));
@@ -161,11 +150,7 @@ impl Keyring {
     /// `<fingerprint> <base64 MAC>` of `message` with the newest key's MAC key.
     pub fn mac(&self, message: &[u8]) -> Option<String> {
         let entry = self.newest()?;
-        Some(format!(
-            "{} {}",
-            entry.fingerprint,
-            compute_mac(&entry.mac_key, message)
-        ))
+        Some(format!("{} {}", entry.fingerprint, compute_mac(&entry.mac_key, message)))
     }
 
     /// Whether `annotation` is a MAC of `message` by any of our keys.

@@ -61,11 +61,8 @@ pub async fn watch_keys(
                 current.remove(&s.metadata.name.clone().unwrap_or_default());
             }
         }
-        let ring = Keyring::from_secrets(
-            current.values().chain(legacy.iter()),
-            flags.key_order_priority,
-            &flags.key_prefix,
-        );
+        let ring =
+            Keyring::from_secrets(current.values().chain(legacy.iter()), flags.key_order_priority, &flags.key_prefix);
         publish(ring, &metrics, &keyring);
         ready.send_replace(true);
     }
@@ -73,12 +70,7 @@ pub async fn watch_keys(
 }
 
 fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring>>) {
-    let before: Vec<String> = keyring
-        .borrow()
-        .entries()
-        .iter()
-        .map(|e| e.fingerprint.clone())
-        .collect();
+    let before: Vec<String> = keyring.borrow().entries().iter().map(|e| e.fingerprint.clone()).collect();
     let after: Vec<String> = ring.entries().iter().map(|e| e.fingerprint.clone()).collect();
     for rejected in &ring.rejected {
         tracing::warn!(secret = %rejected.secret_name, reason = %rejected.reason, "ignoring a key Secret that cannot be used");
@@ -91,11 +83,7 @@ fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring
         );
     }
     metrics.keys.set(ring.len() as i64);
-    metrics.newest_key_created.set(
-        ring.newest()
-            .map(|e| e.order_time.unix_timestamp() as f64)
-            .unwrap_or(0.0),
-    );
+    metrics.newest_key_created.set(ring.newest().map(|e| e.order_time.unix_timestamp() as f64).unwrap_or(0.0));
     keyring.send_if_modified(|current| {
         let changed = before != after || current.rejected != ring.rejected;
         *current = Arc::new(ring);
@@ -124,17 +112,12 @@ async fn generate_key(client: &Client, namespace: &str, flags: &Flags) -> anyhow
         },
         type_: Some("kubernetes.io/tls".to_owned()),
         data: Some(BTreeMap::from([
-            (
-                "tls.crt".to_owned(),
-                ByteString(generated.certificate.pem().as_bytes().to_vec()),
-            ),
+            ("tls.crt".to_owned(), ByteString(generated.certificate.pem().as_bytes().to_vec())),
             ("tls.key".to_owned(), ByteString(generated.key_pem.expose().to_vec())),
         ])),
         ..Default::default()
     };
-    let created = Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    let created = Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await?;
     tracing::info!(
         secret = created.metadata.name.as_deref().unwrap_or_default(),
         fingerprint = %fingerprint,

@@ -56,9 +56,8 @@ impl Elector {
         let Some(renewed) = spec.renew_time.as_ref() else {
             return true;
         };
-        let duration = spec
-            .lease_duration_seconds
-            .map_or(self.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
+        let duration =
+            spec.lease_duration_seconds.map_or(self.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
         let age = Timestamp::now().duration_since(renewed.0);
         age.as_secs_f64() > duration.as_secs_f64()
     }
@@ -67,10 +66,7 @@ impl Elector {
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..Default::default()
-                },
+                metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
                 spec: Some(self.spec(0, None)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {

@@ -32,10 +32,7 @@ use crate::metrics::Metrics;
 
 /// Run until SIGTERM or SIGINT.
 pub fn run(flags: Flags) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run_async(flags))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_async(flags))
 }
 
 async fn client(flags: &Flags) -> anyhow::Result<Client> {
@@ -44,9 +41,7 @@ async fn client(flags: &Flags) -> anyhow::Result<Client> {
             let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("cannot read {}", path.display()))?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
-        None => Config::infer()
-            .await
-            .context("cannot find the cluster (in-cluster config or KUBECONFIG)")?,
+        None => Config::infer().await.context("cannot find the cluster (in-cluster config or KUBECONFIG)")?,
     };
     Ok(Client::try_from(config)?)
 }
@@ -68,11 +63,7 @@ fn identity() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
         .unwrap_or_else(|| "sealant".to_owned());
     format!("{host}_{:08x}", rand::random::<u32>())
 }
@@ -99,18 +90,13 @@ async fn lead(
     let mut ready_wait = ready.clone();
     ready_wait.wait_for(|r| *r).await?;
 
-    let reporter = Reporter {
-        controller: "sealed-secrets".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let reporter = Reporter { controller: "sealed-secrets".into(), instance: std::env::var("POD_NAME").ok() };
     let context = Arc::new(reconcile::Context {
         client: client.clone(),
         keyring: keyring.clone(),
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
-        unseal_options: UnsealOptions {
-            accept_v1_data: flags.accept_deprecated_v1_data,
-        },
+        unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         update_status: flags.update_status,
         max_retries: flags.max_unseal_retries,
         retries: Mutex::new(Default::default()),
@@ -181,19 +167,11 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         keyring: keyring_rx.clone(),
         ready: ready_rx.clone(),
         metrics: metrics.clone(),
-        limiter: Arc::new(Mutex::new(http::RateLimiter::new(
-            flags.rate_limit,
-            flags.rate_limit_burst,
-        ))),
-        unseal_options: UnsealOptions {
-            accept_v1_data: flags.accept_deprecated_v1_data,
-        },
+        limiter: Arc::new(Mutex::new(http::RateLimiter::new(flags.rate_limit, flags.rate_limit_burst))),
+        unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
     };
     background.spawn(http::serve(flags.listen_addr, http::api_router(api_state)));
-    background.spawn(http::serve(
-        flags.listen_metrics_addr,
-        http::metrics_router(metrics.clone()),
-    ));
+    background.spawn(http::serve(flags.listen_metrics_addr, http::metrics_router(metrics.clone())));
 
     let (leading_tx, mut leading_rx) = watch::channel(!flags.leader_elect);
     let elector = flags.leader_elect.then(|| {

@@ -61,11 +61,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels {
-                revision: env!("CARGO_PKG_VERSION").into(),
-            })
-            .set(0);
+        build_info.get_or_create(&BuildLabels { revision: env!("CARGO_PKG_VERSION").into() }).set(0);
         registry.register(
             "sealed_secrets_controller_build_info",
             "Build information (always 0, as upstream)",
@@ -112,11 +108,7 @@ impl Metrics {
             newest_key_created.clone(),
         );
         let decryptions = Counter::default();
-        registry.register(
-            "sealant_decryptions",
-            "Items decrypted while reconciling",
-            decryptions.clone(),
-        );
+        registry.register("sealant_decryptions", "Items decrypted while reconciling", decryptions.clone());
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
             "sealant_reconcile_duration_seconds",
@@ -124,11 +116,7 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         let is_leader = Gauge::default();
-        registry.register(
-            "sealant_leader",
-            "1 while this replica is the leader",
-            is_leader.clone(),
-        );
+        registry.register("sealant_leader", "1 while this replica is the leader", is_leader.clone());
         Metrics {
             registry,
             unseal_requests,

@@ -64,20 +64,11 @@ pub enum Plan {
     /// The Secret is already what the SealedSecret says: nothing was decrypted.
     UpToDate,
     /// Create or replace the Secret with this one; `decrypted` items were opened to make it.
-    Write {
-        secret: Box<Secret>,
-        create: bool,
-        decrypted: usize,
-    },
+    Write { secret: Box<Secret>, create: bool, decrypted: usize },
 }
 
 fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
-    secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
+    secret.metadata.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str)
 }
 
 fn is_true(secret: &Secret, key: &str) -> bool {
@@ -125,10 +116,7 @@ fn controlled_by(secret: &Secret, ss: &SealedSecret) -> bool {
 }
 
 fn written_by_us(secret: &Secret, keyring: &Keyring) -> bool {
-    match (
-        annotation(secret, SOURCE_DIGEST_ANNOTATION),
-        annotation(secret, DATA_MAC_ANNOTATION),
-    ) {
+    match (annotation(secret, SOURCE_DIGEST_ANNOTATION), annotation(secret, DATA_MAC_ANNOTATION)) {
         (Some(digest), Some(mac)) => keyring.verify_mac(mac, &mac_message(digest, secret)),
         _ => false,
     }
@@ -220,11 +208,7 @@ pub fn plan(
     if existing.is_some_and(|e| *e == secret) {
         return Ok(Plan::UpToDate);
     }
-    Ok(Plan::Write {
-        secret: Box::new(secret),
-        create: existing.is_none(),
-        decrypted,
-    })
+    Ok(Plan::Write { secret: Box::new(secret), create: existing.is_none(), decrypted })
 }
 
 fn merge<V>(into: &mut Option<BTreeMap<String, V>>, from: Option<BTreeMap<String, V>>) {

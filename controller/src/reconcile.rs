@@ -96,9 +96,7 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("max_retries", &self.max_retries)
-            .finish_non_exhaustive()
+        f.debug_struct("Context").field("max_retries", &self.max_retries).finish_non_exhaustive()
     }
 }
 
@@ -107,13 +105,8 @@ fn key(ss: &SealedSecret) -> String {
 }
 
 async fn publish(ctx: &Context, ss: &SealedSecret, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Unseal".to_owned(),
-        secondary: None,
-    };
+    let event =
+        Event { type_, reason: reason.to_owned(), note: Some(note), action: "Unseal".to_owned(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&event, &ss.object_ref(&())).await {
         tracing::warn!(error = %e, sealedsecret = %key(ss), "cannot publish an event");
     }
@@ -133,11 +126,7 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
         .map_err(|_| PlanError::NoKeys)?;
     match decided? {
         Plan::UpToDate => Ok(false),
-        Plan::Write {
-            secret,
-            create,
-            decrypted,
-        } => {
+        Plan::Write { secret, create, decrypted } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
             let result = if create {
                 secrets.create(&PostParams::default(), &secret).await
@@ -161,14 +150,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Ok(wrote) => {
             if *wrote {
                 tracing::info!(sealedsecret = %key(&ss), "unsealed");
-                publish(
-                    &ctx,
-                    &ss,
-                    EventType::Normal,
-                    "Unsealed",
-                    "SealedSecret unsealed successfully".into(),
-                )
-                .await;
+                publish(&ctx, &ss, EventType::Normal, "Unsealed", "SealedSecret unsealed successfully".into()).await;
             }
             Outcome::unsealed()
         }
@@ -195,11 +177,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     if ctx.update_status {
         update_status(&ss, &outcome, &ctx).await;
     }
-    let instance = ss
-        .labels()
-        .get("app.kubernetes.io/instance")
-        .cloned()
-        .unwrap_or_default();
+    let instance = ss.labels().get("app.kubernetes.io/instance").cloned().unwrap_or_default();
     ctx.metrics
         .condition_info
         .get_or_create(&ConditionLabels {
@@ -227,17 +205,11 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
     };
     let api = Api::<SealedSecret>::namespaced(ctx.client.clone(), &ss.namespace().unwrap_or_default());
     let patch = serde_json::json!({ "status": status });
-    if let Err(e) = api
-        .patch_status(&ss.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    if let Err(e) = api.patch_status(&ss.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
         tracing::warn!(sealedsecret = %key(ss), error = %e, "cannot update status");
         ctx.metrics
             .unseal_errors
-            .get_or_create(&ErrorLabels {
-                reason: "status".into(),
-                namespace: ss.namespace().unwrap_or_default(),
-            })
+            .get_or_create(&ErrorLabels { reason: "status".into(), namespace: ss.namespace().unwrap_or_default() })
             .inc();
     }
 }

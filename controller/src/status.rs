@@ -15,19 +15,11 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn unsealed() -> Outcome {
-        Outcome {
-            ok: true,
-            reason: "Unsealed".into(),
-            message: String::new(),
-        }
+        Outcome { ok: true, reason: "Unsealed".into(), message: String::new() }
     }
 
     pub fn failed(reason: &str, message: String) -> Outcome {
-        Outcome {
-            ok: false,
-            reason: reason.into(),
-            message,
-        }
+        Outcome { ok: false, reason: reason.into(), message }
     }
 }
 
@@ -61,10 +53,7 @@ pub fn next_status(ss: &SealedSecret, outcome: &Outcome, now: Time) -> Option<Se
     };
     let mut conditions: Vec<_> = current.conditions.into_iter().filter(|c| c.type_ != SYNCED).collect();
     conditions.insert(0, condition);
-    Some(SealedSecretStatus {
-        observed_generation: generation,
-        conditions,
-    })
+    Some(SealedSecretStatus { observed_generation: generation, conditions })
 }
 
 #[cfg(test)]
@@ -104,11 +93,6 @@ mod tests {
         ss.metadata.generation = Some(1);
         ss.status = next_status(&ss, &Outcome::unsealed(), time(10));
         ss.metadata.generation = Some(2);
-        assert_eq!(
-            next_status(&ss, &Outcome::unsealed(), time(20))
-                .unwrap()
-                .observed_generation,
-            Some(2)
-        );
+        assert_eq!(next_status(&ss, &Outcome::unsealed(), time(20)).unwrap().observed_generation, Some(2));
     }
 }

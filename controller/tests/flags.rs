@@ -26,66 +26,32 @@ fn help_lists_upstream_flags() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-    assert!(
-        help.contains("SEALED_SECRETS_KEY_RENEW_PERIOD"),
-        "environment variables are documented"
-    );
+    assert!(help.contains("SEALED_SECRETS_KEY_RENEW_PERIOD"), "environment variables are documented");
 }
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    for args in [
-        &["--log-format", "xml"][..],
-        &["--key-renew-period", "30d"],
-        &["--listen-addr", "nowhere"],
-    ] {
+    for args in [&["--log-format", "xml"][..], &["--key-renew-period", "30d"], &["--listen-addr", "nowhere"]] {
         let out = controller().args(args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
 #[test]
 fn environment_variables_set_flags_and_the_command_line_wins() {
-    let out = controller()
-        .env("SEALED_SECRETS_LOG_FORMAT", "xml")
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = controller().env("SEALED_SECRETS_LOG_FORMAT", "xml").arg("--help").output().unwrap();
     assert!(out.status.success(), "--help does not validate other values");
-    let out = controller()
-        .env("SEALED_SECRETS_KEY_RENEW_PERIOD", "30d")
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = controller().env("SEALED_SECRETS_KEY_RENEW_PERIOD", "30d").arg("--version").output().unwrap();
     assert!(out.status.success());
-    let out = controller()
-        .env("SEALED_SECRETS_KEY_RENEW_PERIOD", "30d")
-        .args(["--key-cutoff-time", "x"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "an invalid environment value is a usage error"
-    );
+    let out =
+        controller().env("SEALED_SECRETS_KEY_RENEW_PERIOD", "30d").args(["--key-cutoff-time", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an invalid environment value is a usage error");
 }
 
 #[test]
 fn a_bad_cutoff_time_fails_before_touching_the_cluster() {
     let out = controller()
-        .args([
-            "--key-cutoff-time",
-            "yesterday",
-            "--kubeconfig",
-            "/nonexistent",
-            "--log-format",
-            "json",
-        ])
+        .args(["--key-cutoff-time", "yesterday", "--kubeconfig", "/nonexistent", "--log-format", "json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

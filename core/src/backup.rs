@@ -55,9 +55,8 @@ pub fn decrypt(identity_file: &[u8], ciphertext: &[u8]) -> Result<SecretBytes, B
         return Err(BackupError::NoIdentities);
     }
     let decryptor = age::Decryptor::new(ciphertext).map_err(BackupError::Decrypt)?;
-    let mut reader = decryptor
-        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(BackupError::Decrypt)?;
+    let mut reader =
+        decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(BackupError::Decrypt)?;
     let mut plain = zeroize::Zeroizing::new(Vec::new());
     reader.read_to_end(&mut plain).map_err(BackupError::Io)?;
     Ok(SecretBytes::new(std::mem::take(&mut *plain)))

@@ -54,10 +54,8 @@ impl Certificate {
     /// The first `CERTIFICATE` block of `text`. Extensions are not interpreted, so the
     /// controller's encipherOnly KeyUsage is accepted.
     pub fn from_pem(text: &str) -> Result<Self, CertError> {
-        let (_, block) = pem_blocks(text)
-            .into_iter()
-            .find(|(label, _)| *label == "CERTIFICATE")
-            .ok_or(CertError::NoCertificate)?;
+        let (_, block) =
+            pem_blocks(text).into_iter().find(|(label, _)| *label == "CERTIFICATE").ok_or(CertError::NoCertificate)?;
         let (_, der) = der::pem::decode_vec(block.as_bytes()).map_err(|_| CertError::Pem)?;
         Self::from_der(&der, block)
     }
@@ -100,9 +98,7 @@ impl Certificate {
         if now > self.not_after {
             let day = self
                 .not_after
-                .format(&time::macros::format_description!(
-                    "[month repr:long] [day padding:none], [year]"
-                ))
+                .format(&time::macros::format_description!("[month repr:long] [day padding:none], [year]"))
                 .unwrap_or_else(|_| self.not_after.to_string());
             return Err(CertError::Expired(day));
         }
@@ -130,11 +126,7 @@ const OID_BASIC_CONSTRAINTS: der::asn1::ObjectIdentifier = der::asn1::ObjectIden
 const OID_SUBJECT_KEY_ID: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.14");
 
 fn extension(oid: der::asn1::ObjectIdentifier, critical: bool, value: &[u8]) -> x509_cert::builder::Result<Extension> {
-    Ok(Extension {
-        extn_id: oid,
-        critical,
-        extn_value: der::asn1::OctetString::new(value)?,
-    })
+    Ok(Extension { extn_id: oid, critical, extn_value: der::asn1::OctetString::new(value)? })
 }
 
 impl BuilderProfile for ControllerProfile {
@@ -196,15 +188,9 @@ pub fn generate<R: CryptoRng + ?Sized>(
     let spki = SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(|e| build(&e))?;
     let builder = CertificateBuilder::new(ControllerProfile { name }, serial, validity, spki).map_err(|e| build(&e))?;
     let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.rsa().clone());
-    let cert = builder
-        .build::<_, rsa::pkcs1v15::Signature>(&signer)
-        .map_err(|e| build(&e))?;
+    let cert = builder.build::<_, rsa::pkcs1v15::Signature>(&signer).map_err(|e| build(&e))?;
     let pem = cert.to_pem(der::pem::LineEnding::LF).map_err(|e| build(&e))?;
     let certificate = Certificate::from_pem(&pem)?;
     let key_pem = key.to_pkcs1_pem().map_err(|e| build(&e))?;
-    Ok(GeneratedKey {
-        key,
-        certificate,
-        key_pem,
-    })
+    Ok(GeneratedKey { key, certificate, key_pem })
 }

@@ -46,9 +46,7 @@ pub fn hybrid_encrypt<R: CryptoRng + ?Sized>(
     let wrapped_len = u16::try_from(wrapped.len()).map_err(|_| HybridError::Aead)?;
 
     let cipher = Aes256Gcm::new_from_slice(session_key.as_ref()).map_err(|_| HybridError::Aead)?;
-    let sealed = cipher
-        .encrypt(&Nonce::from(ZERO_NONCE), plaintext)
-        .map_err(|_| HybridError::Aead)?;
+    let sealed = cipher.encrypt(&Nonce::from(ZERO_NONCE), plaintext).map_err(|_| HybridError::Aead)?;
 
     let mut out = Vec::with_capacity(2 + wrapped.len() + sealed.len());
     out.extend_from_slice(&wrapped_len.to_be_bytes());
@@ -77,10 +75,7 @@ pub fn single_decrypt(key: &PrivateKey, item: &[u8], label: &[u8]) -> Result<Opt
     let Ok(cipher) = Aes256Gcm::new_from_slice(&session_key) else {
         return Ok(None);
     };
-    Ok(cipher
-        .decrypt(&Nonce::from(ZERO_NONCE), sealed)
-        .ok()
-        .map(SecretBytes::new))
+    Ok(cipher.decrypt(&Nonce::from(ZERO_NONCE), sealed).ok().map(SecretBytes::new))
 }
 
 /// Open an item with the first of `keys` that fits, as the controller does.

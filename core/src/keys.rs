@@ -97,10 +97,7 @@ impl PrivateKey {
 
     /// PKCS#1 `RSA PRIVATE KEY` PEM, the form the controller stores in `tls.key`.
     pub fn to_pkcs1_pem(&self) -> Result<SecretBytes, KeyError> {
-        let pem = self
-            .key
-            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-            .map_err(|_| KeyError::Encode)?;
+        let pem = self.key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|_| KeyError::Encode)?;
         Ok(SecretBytes::from(pem.as_bytes()))
     }
 
@@ -157,25 +154,16 @@ pub fn pem_blocks(text: &str) -> Vec<(&str, &str)> {
 /// JSON (several documents allowed), or a `v1 List` of key Secrets.
 pub fn parse_private_keys(contents: &[u8]) -> Result<Vec<PrivateKey>, KeyError> {
     let text = String::from_utf8_lossy(contents);
-    let key_blocks: Vec<_> = pem_blocks(&text)
-        .into_iter()
-        .filter(|(label, _)| label.ends_with("PRIVATE KEY"))
-        .collect();
+    let key_blocks: Vec<_> =
+        pem_blocks(&text).into_iter().filter(|(label, _)| label.ends_with("PRIVATE KEY")).collect();
     if !key_blocks.is_empty() {
-        return key_blocks
-            .into_iter()
-            .map(|(_, pem)| PrivateKey::from_pem(pem))
-            .collect();
+        return key_blocks.into_iter().map(|(_, pem)| PrivateKey::from_pem(pem)).collect();
     }
     let mut keys = Vec::new();
     for doc in yaml::parse_documents(&text).map_err(KeyError::Document)? {
         collect_secret_keys(&doc, &mut keys)?;
     }
-    if keys.is_empty() {
-        Err(KeyError::NoKey)
-    } else {
-        Ok(keys)
-    }
+    if keys.is_empty() { Err(KeyError::NoKey) } else { Ok(keys) }
 }
 
 fn collect_secret_keys(doc: &Value, keys: &mut Vec<PrivateKey>) -> Result<(), KeyError> {
@@ -188,15 +176,9 @@ fn collect_secret_keys(doc: &Value, keys: &mut Vec<PrivateKey>) -> Result<(), Ke
     if !doc.is_object() {
         return Ok(());
     }
-    let name = doc
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("<unnamed>")
-        .to_owned();
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
     let pem = if let Some(encoded) = doc.pointer("/data/tls.key").and_then(Value::as_str) {
-        let bytes = STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| KeyError::Base64(name.clone()))?;
+        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| KeyError::Base64(name.clone()))?;
         SecretBytes::new(bytes)
     } else if let Some(plain) = doc.pointer("/stringData/tls.key").and_then(Value::as_str) {
         SecretBytes::from(plain.as_bytes())

@@ -77,10 +77,7 @@ pub fn render_all(
     templates
         .iter()
         .map(|(key, source)| {
-            let rendered = render(key, source, &data).map_err(|source| RenderError {
-                key: key.clone(),
-                source,
-            })?;
+            let rendered = render(key, source, &data).map_err(|source| RenderError { key: key.clone(), source })?;
             Ok((key.clone(), SecretBytes::from(rendered.as_bytes())))
         })
         .collect()
@@ -154,10 +151,7 @@ fn to_json(v: &Value) -> String {
             format!("[{}]", parts.join(","))
         }
         Value::Map(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}:{}", go_json_string(k), to_json(v)))
-                .collect();
+            let parts: Vec<String> = map.iter().map(|(k, v)| format!("{}:{}", go_json_string(k), to_json(v))).collect();
             format!("{{{}}}", parts.join(","))
         }
         _ => "null".to_owned(),
@@ -213,16 +207,10 @@ fn with_functions(t: Template) -> Template {
         .func("hasPrefix", |a| Ok(Value::Bool(text(a, 1).starts_with(&text(a, 0)))))
         .func("hasSuffix", |a| Ok(Value::Bool(text(a, 1).ends_with(&text(a, 0)))))
         .func("repeat", |a| Ok(string(text(a, 1).repeat(count(a, 0)?))))
-        .func("nospace", |a| {
-            Ok(string(text(a, 0).split_whitespace().collect::<String>()))
-        })
-        .func("trunc", |a| {
-            Ok(string(text(a, 1).chars().take(count(a, 0)?).collect::<String>()))
-        })
+        .func("nospace", |a| Ok(string(text(a, 0).split_whitespace().collect::<String>())))
+        .func("trunc", |a| Ok(string(text(a, 1).chars().take(count(a, 0)?).collect::<String>())))
         .func("indent", |a| Ok(string(indent(count(a, 0)?, &text(a, 1)))))
-        .func("nindent", |a| {
-            Ok(string(format!("\n{}", indent(count(a, 0)?, &text(a, 1)))))
-        })
+        .func("nindent", |a| Ok(string(format!("\n{}", indent(count(a, 0)?, &text(a, 1))))))
         .func("quote", |a| {
             let parts: Vec<String> = (0..a.len()).map(|i| go_json_string(&text(a, i))).collect();
             Ok(string(parts.join(" ")))
@@ -232,21 +220,15 @@ fn with_functions(t: Template) -> Template {
             Ok(string(parts.join(" ")))
         })
         .func("cat", |a| {
-            let parts: Vec<String> = (0..a.len())
-                .filter(|i| !matches!(a[*i], Value::Nil))
-                .map(|i| text(a, i))
-                .collect();
+            let parts: Vec<String> =
+                (0..a.len()).filter(|i| !matches!(a[*i], Value::Nil)).map(|i| text(a, i)).collect();
             Ok(string(parts.join(" ")))
         })
         .func("toString", |a| Ok(string(text(a, 0))))
-        .func("toJson", |a| {
-            Ok(string(a.first().map(to_json).unwrap_or_else(|| "null".into())))
-        })
+        .func("toJson", |a| Ok(string(a.first().map(to_json).unwrap_or_else(|| "null".into()))))
         .func("b64enc", |a| Ok(string(STANDARD.encode(text(a, 0)))))
         .func("b64dec", |a| {
-            let decoded = STANDARD
-                .decode(text(a, 0))
-                .map_err(|e| exec_error(format!("b64dec: {e}")))?;
+            let decoded = STANDARD.decode(text(a, 0)).map_err(|e| exec_error(format!("b64dec: {e}")))?;
             Ok(string(String::from_utf8_lossy(&decoded)))
         })
         .func("sha256sum", |a| {
@@ -268,10 +250,7 @@ mod tests {
     use super::*;
 
     fn render_one(source: &str, items: &[(&str, &str)]) -> String {
-        let items = items
-            .iter()
-            .map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes())))
-            .collect();
+        let items = items.iter().map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes()))).collect();
         let templates = BTreeMap::from([("out".to_string(), source.to_string())]);
         let out = render_all(&templates, &items).unwrap_or_else(|e| panic!("{e}: {:?}", e.source));
         String::from_utf8(out["out"].expose().to_vec()).unwrap_or_default()
@@ -279,19 +258,13 @@ mod tests {
 
     #[test]
     fn field_access_index_and_pipelines() {
-        assert_eq!(
-            render_one("{{ .a }}-{{ index . \"b.c\" }}", &[("a", "x"), ("b.c", "y")]),
-            "x-y"
-        );
+        assert_eq!(render_one("{{ .a }}-{{ index . \"b.c\" }}", &[("a", "x"), ("b.c", "y")]), "x-y");
         assert_eq!(render_one("{{ .a | upper | printf \"%s!\" }}", &[("a", "x")]), "X!");
     }
 
     #[test]
     fn to_json_matches_go_encoding() {
-        assert_eq!(
-            render_one("{{ toJson .p }}", &[("p", "hunter2'\"=<&>")]),
-            r#""hunter2'\"=\u003c\u0026\u003e""#
-        );
+        assert_eq!(render_one("{{ toJson .p }}", &[("p", "hunter2'\"=<&>")]), r#""hunter2'\"=\u003c\u0026\u003e""#);
     }
 
     #[test]
@@ -322,10 +295,7 @@ mod tests {
     fn every_listed_function_is_registered() {
         for name in FUNCTIONS {
             let source = format!("{{{{ if false }}}}{{{{ {name} }}}}{{{{ end }}}}");
-            assert!(
-                with_functions(Template::new("t")).parse(&source).is_ok(),
-                "{name} is not registered"
-            );
+            assert!(with_functions(Template::new("t")).parse(&source).is_ok(), "{name} is not registered");
         }
     }
 

@@ -13,10 +13,8 @@ use crate::SEALING_KEY_ANNOTATION;
 use crate::types::{API_VERSION, KIND, SealedSecret, SealedSecretSpec, SecretTemplateSpec};
 
 /// Annotations kubectl and kubecfg leave on objects that would carry the plaintext along.
-const LAST_APPLIED_ANNOTATIONS: [&str; 2] = [
-    "kubectl.kubernetes.io/last-applied-configuration",
-    "kubecfg.ksonnet.io/last-applied-configuration",
-];
+const LAST_APPLIED_ANNOTATIONS: [&str; 2] =
+    ["kubectl.kubernetes.io/last-applied-configuration", "kubecfg.ksonnet.io/last-applied-configuration"];
 
 #[derive(Clone, Debug, Default)]
 pub struct SealOptions {
@@ -61,11 +59,7 @@ pub fn seal_secret<R: CryptoRng + ?Sized>(
     if let Some(name) = &options.name {
         meta.name = Some(name.clone());
     }
-    let name = meta
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .ok_or(SealError::MissingName)?;
+    let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or(SealError::MissingName)?;
     let is_empty = secret.data.as_ref().is_none_or(BTreeMap::is_empty)
         && secret.string_data.as_ref().is_none_or(BTreeMap::is_empty);
     if is_empty && !options.allow_empty_data {
@@ -82,15 +76,9 @@ pub fn seal_secret<R: CryptoRng + ?Sized>(
     let scope = Scope::from_annotations(Some(&annotations));
 
     if scope.needs_namespace() {
-        match (
-            meta.namespace.as_deref().filter(|n| !n.is_empty()),
-            options.namespace.as_deref(),
-        ) {
+        match (meta.namespace.as_deref().filter(|n| !n.is_empty()), options.namespace.as_deref()) {
             (Some(declared), Some(flag)) if declared != flag => {
-                return Err(SealError::NamespaceMismatch {
-                    secret: declared.to_owned(),
-                    flag: flag.to_owned(),
-                });
+                return Err(SealError::NamespaceMismatch { secret: declared.to_owned(), flag: flag.to_owned() });
             }
             (Some(_), _) => {}
             (None, Some(flag)) => meta.namespace = Some(flag.to_owned()),
@@ -123,10 +111,8 @@ pub fn seal_secret<R: CryptoRng + ?Sized>(
         .map(|(k, v)| (k, v.0.as_slice()))
         .chain(secret.string_data.iter().flatten().map(|(k, v)| (k, v.as_bytes())));
     for (key, value) in plain_items {
-        let item = hybrid_encrypt(rng, cert.public_key(), value, &label).map_err(|source| SealError::Encrypt {
-            key: key.clone(),
-            source,
-        })?;
+        let item = hybrid_encrypt(rng, cert.public_key(), value, &label)
+            .map_err(|source| SealError::Encrypt { key: key.clone(), source })?;
         encrypted_data.insert(key.clone(), STANDARD.encode(item));
     }
 

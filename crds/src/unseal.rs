@@ -141,11 +141,7 @@ pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) ->
             metadata: template.metadata.clone(),
             type_: template.type_.clone(),
             immutable: template.immutable,
-            data: Some(
-                data.into_iter()
-                    .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
-                    .collect(),
-            ),
+            data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v.expose().to_vec()))).collect()),
             ..Default::default()
         }
     };

@@ -15,9 +15,7 @@ use sealant_crds::{SealedSecret, UnsealError, UnsealOptions, unseal};
 use serde_json::Value;
 
 fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/sealed-secrets")
-        .join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sealed-secrets").join(path)
 }
 
 fn read(path: &str) -> String {
@@ -37,20 +35,11 @@ fn both_keys() -> Vec<PrivateKey> {
 }
 
 fn sealed(path: &str) -> Vec<SealedSecret> {
-    yaml::parse_documents(&read(path))
-        .unwrap()
-        .into_iter()
-        .map(|doc| serde_json::from_value(doc).unwrap())
-        .collect()
+    yaml::parse_documents(&read(path)).unwrap().into_iter().map(|doc| serde_json::from_value(doc).unwrap()).collect()
 }
 
 fn data_base64(secret: &k8s_openapi::api::core::v1::Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), STANDARD.encode(&v.0)))
-        .collect()
+    secret.data.iter().flatten().map(|(k, v)| (k.clone(), STANDARD.encode(&v.0))).collect()
 }
 
 fn expected_data(expected: &Value) -> BTreeMap<String, String> {
@@ -60,18 +49,9 @@ fn expected_data(expected: &Value) -> BTreeMap<String, String> {
 #[test]
 fn fingerprints_match_what_the_controller_logs() {
     let cases = [
-        (
-            "python-generated/keys/key-a.tls.key",
-            "SHA256:SOgzoKSbyk2id5y1tlbLtfgvyzX2u+gClW5kKPs5hg4",
-        ),
-        (
-            "python-generated/keys/key-b.tls.key",
-            "SHA256:Kj1PByUvQoqvWzzcjl7q/8uCtUu3RzKPYzgGH4FYslA",
-        ),
-        (
-            "real-kubeseal-v0.14.1/tls.key",
-            "SHA256:s5na5hZp9IkC+KhFz2q8VYlmbvcGZ8S2wgmgh5ncIdU",
-        ),
+        ("python-generated/keys/key-a.tls.key", "SHA256:SOgzoKSbyk2id5y1tlbLtfgvyzX2u+gClW5kKPs5hg4"),
+        ("python-generated/keys/key-b.tls.key", "SHA256:Kj1PByUvQoqvWzzcjl7q/8uCtUu3RzKPYzgGH4FYslA"),
+        ("real-kubeseal-v0.14.1/tls.key", "SHA256:s5na5hZp9IkC+KhFz2q8VYlmbvcGZ8S2wgmgh5ncIdU"),
     ];
     for (path, want) in cases {
         assert_eq!(keys(path)[0].public().fingerprint(), want, "{path}");
@@ -128,10 +108,7 @@ fn mixed_keys_need_every_key() {
     let ss = &sealed("python-generated/sealed/mixed-keys.yaml")[0];
     let only_a = keys("python-generated/keys/key-a.secret.yaml");
     let err = unseal(ss, &only_a, UnsealOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, UnsealError::Items(items) if items.len() == 1 && items[0].0 == "new-item"),
-        "{err}"
-    );
+    assert!(matches!(&err, UnsealError::Items(items) if items.len() == 1 && items[0].0 == "new-item"), "{err}");
 }
 
 #[test]
@@ -139,27 +116,17 @@ fn template_data_renders_like_the_controller() {
     let ss = &sealed("python-generated/sealed/template-data.yaml")[0];
     let expected = json("python-generated/expected/template-data.json");
     let secret = unseal(ss, &both_keys(), UnsealOptions::default()).unwrap();
-    let rendered: BTreeMap<String, String> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), String::from_utf8(v.0.clone()).unwrap()))
-        .collect();
+    let rendered: BTreeMap<String, String> =
+        secret.data.iter().flatten().map(|(k, v)| (k.clone(), String::from_utf8(v.0.clone()).unwrap())).collect();
     let want: BTreeMap<String, String> = serde_json::from_value(expected["rendered_secret_data_utf8"].clone()).unwrap();
     assert_eq!(rendered, want);
     let shape = &expected["rendered_secret"];
     assert_eq!(secret.type_.as_deref(), shape["type"].as_str());
     assert_eq!(secret.immutable, shape["immutable"].as_bool());
     assert_eq!(serde_json::to_value(&secret.metadata.labels).unwrap(), shape["labels"]);
-    assert_eq!(
-        serde_json::to_value(&secret.metadata.annotations).unwrap(),
-        shape["annotations"]
-    );
+    assert_eq!(serde_json::to_value(&secret.metadata.annotations).unwrap(), shape["annotations"]);
     let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
-        ("SealedSecret", "templated", Some(true))
-    );
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("SealedSecret", "templated", Some(true)));
     assert_eq!(owner.api_version, "bitnami.com/v1alpha1");
 }
 
@@ -174,10 +141,7 @@ fn raw_values_and_go_vectors_decrypt() {
         let item = STANDARD.decode(row["ciphertext_base64"].as_str().unwrap()).unwrap();
         let label = row["oaep_label"].as_str().unwrap();
         let plain = hybrid_decrypt(&keys, &item, label.as_bytes()).unwrap();
-        assert_eq!(
-            STANDARD.encode(plain.expose()),
-            row["plaintext_base64"].as_str().unwrap()
-        );
+        assert_eq!(STANDARD.encode(plain.expose()), row["plaintext_base64"].as_str().unwrap());
         count += 1;
     }
     assert_eq!(count, 24);
@@ -199,26 +163,16 @@ fn scope_semantics_follow_the_top_level_annotations() {
     let rename = |ss: &mut SealedSecret| ss.metadata.name = Some("renamed".into());
     let move_ns = |ss: &mut SealedSecret| ss.metadata.namespace = Some("elsewhere".into());
     // (file, survives rename, survives namespace move)
-    for (file, rename_ok, move_ok) in [
-        ("strict.yaml", false, false),
-        ("namespace-wide.yaml", true, false),
-        ("cluster-wide.yaml", true, true),
-    ] {
+    for (file, rename_ok, move_ok) in
+        [("strict.yaml", false, false), ("namespace-wide.yaml", true, false), ("cluster-wide.yaml", true, true)]
+    {
         let original = sealed(&format!("python-generated/sealed/{file}")).remove(0);
         let mut renamed = original.clone();
         rename(&mut renamed);
         let mut moved = original.clone();
         move_ns(&mut moved);
-        assert_eq!(
-            unseal(&renamed, &keys, UnsealOptions::default()).is_ok(),
-            rename_ok,
-            "{file} renamed"
-        );
-        assert_eq!(
-            unseal(&moved, &keys, UnsealOptions::default()).is_ok(),
-            move_ok,
-            "{file} moved"
-        );
+        assert_eq!(unseal(&renamed, &keys, UnsealOptions::default()).is_ok(), rename_ok, "{file} renamed");
+        assert_eq!(unseal(&moved, &keys, UnsealOptions::default()).is_ok(), move_ok, "{file} moved");
     }
     // The controller reads the scope from the top-level annotations, not the template's.
     let mut stripped = sealed("python-generated/sealed/namespace-wide.yaml").remove(0);
@@ -260,8 +214,5 @@ fn certificates_parse_leniently_and_expiry_is_checked() {
     assert_eq!(err, "the certificate expired on June 18, 2027");
 
     let real = Certificate::from_pem(&read("real-kubeseal-v0.14.1/tls.crt")).unwrap();
-    assert_eq!(
-        real.public_key().fingerprint(),
-        "SHA256:s5na5hZp9IkC+KhFz2q8VYlmbvcGZ8S2wgmgh5ncIdU"
-    );
+    assert_eq!(real.public_key().fingerprint(), "SHA256:s5na5hZp9IkC+KhFz2q8VYlmbvcGZ8S2wgmgh5ncIdU");
 }

@@ -26,10 +26,7 @@ fn demo_key() -> Vec<PrivateKey> {
 
 fn other_key() -> Vec<PrivateKey> {
     parse_private_keys(
-        &std::fs::read(repo(
-            "tests/fixtures/sealed-secrets/python-generated/keys/key-a.tls.key",
-        ))
-        .unwrap(),
+        &std::fs::read(repo("tests/fixtures/sealed-secrets/python-generated/keys/key-a.tls.key")).unwrap(),
     )
     .unwrap()
 }
@@ -43,20 +40,12 @@ fn dns_label() -> impl Strategy<Value = String> {
 }
 
 fn scope() -> impl Strategy<Value = Scope> {
-    prop_oneof![
-        Just(Scope::Strict),
-        Just(Scope::NamespaceWide),
-        Just(Scope::ClusterWide)
-    ]
+    prop_oneof![Just(Scope::Strict), Just(Scope::NamespaceWide), Just(Scope::ClusterWide)]
 }
 
 fn secret(name: &str, namespace: &str, data: BTreeMap<String, Vec<u8>>) -> Secret {
     Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() },
         data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
         ..Default::default()
     }

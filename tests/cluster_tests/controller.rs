@@ -25,11 +25,7 @@ fn docs(text: &str) -> Vec<Value> {
 async fn install_keys(client: &Client, namespace: &str, yaml: &str) {
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     for doc in docs(yaml) {
-        let items = doc
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_else(|| vec![doc.clone()]);
+        let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_else(|| vec![doc.clone()]);
         for mut item in items {
             let meta = item["metadata"].as_object_mut().unwrap();
             meta.insert("namespace".into(), json!(namespace));
@@ -44,9 +40,7 @@ async fn install_keys(client: &Client, namespace: &str, yaml: &str) {
 
 async fn ensure_namespace(client: &Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    let _ = Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await;
+    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await;
 }
 
 async fn apply_sealed(client: &Client, namespace: &str, mut doc: Value) -> SealedSecret {
@@ -76,28 +70,16 @@ async fn synced(client: &Client, namespace: &str, name: &str, want: &str) -> Sea
 }
 
 async fn secret(client: &Client, namespace: &str, name: &str) -> Option<Secret> {
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .unwrap()
+    Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await.unwrap()
 }
 
 fn data_base64(secret: &Secret) -> BTreeMap<String, String> {
     let engine = base64::engine::general_purpose::STANDARD;
-    secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), engine.encode(&v.0)))
-        .collect()
+    secret.data.iter().flatten().map(|(k, v)| (k.clone(), engine.encode(&v.0))).collect()
 }
 
 fn without_ours(annotations: Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    annotations
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("sealant.dev/"))
-        .collect()
+    annotations.unwrap_or_default().into_iter().filter(|(k, _)| !k.starts_with("sealant.dev/")).collect()
 }
 
 #[tokio::test]
@@ -108,50 +90,19 @@ async fn every_fixture_produces_its_expected_secret() {
     for ns in ["demo-ns", "foo"] {
         ensure_namespace(&client, ns).await;
     }
-    install_keys(
-        &client,
-        &home.name,
-        &fixture("python-generated/keys/keys-backup.list.yaml"),
-    )
-    .await;
-    install_keys(
-        &client,
-        &home.name,
-        &fixture("real-kubeseal-v0.14.1/sealed-secrets-keynvpcz.secret.yaml"),
-    )
-    .await;
+    install_keys(&client, &home.name, &fixture("python-generated/keys/keys-backup.list.yaml")).await;
+    install_keys(&client, &home.name, &fixture("real-kubeseal-v0.14.1/sealed-secrets-keynvpcz.secret.yaml")).await;
     let controller = RunningController::start(&home.name, &["demo-ns", "foo"], &[]);
     controller.ready().await;
 
     let cases = [
-        (
-            "python-generated/sealed/strict.yaml",
-            "python-generated/expected/strict.json",
-        ),
-        (
-            "python-generated/sealed/namespace-wide.json",
-            "python-generated/expected/namespace-wide.json",
-        ),
-        (
-            "python-generated/sealed/cluster-wide.yaml",
-            "python-generated/expected/cluster-wide.json",
-        ),
-        (
-            "python-generated/sealed/large-value.yaml",
-            "python-generated/expected/large-value.json",
-        ),
-        (
-            "python-generated/sealed/mixed-keys.yaml",
-            "python-generated/expected/mixed-keys.json",
-        ),
-        (
-            "python-generated/sealed/template-data.yaml",
-            "python-generated/expected/template-data.json",
-        ),
-        (
-            "real-kubeseal-v0.14.1/credentials.sealedsecret.yaml",
-            "real-kubeseal-v0.14.1/expected.json",
-        ),
+        ("python-generated/sealed/strict.yaml", "python-generated/expected/strict.json"),
+        ("python-generated/sealed/namespace-wide.json", "python-generated/expected/namespace-wide.json"),
+        ("python-generated/sealed/cluster-wide.yaml", "python-generated/expected/cluster-wide.json"),
+        ("python-generated/sealed/large-value.yaml", "python-generated/expected/large-value.json"),
+        ("python-generated/sealed/mixed-keys.yaml", "python-generated/expected/mixed-keys.json"),
+        ("python-generated/sealed/template-data.yaml", "python-generated/expected/template-data.json"),
+        ("real-kubeseal-v0.14.1/credentials.sealedsecret.yaml", "real-kubeseal-v0.14.1/expected.json"),
     ];
     let mut checks = Vec::new();
     for (file, expected) in cases {
@@ -165,9 +116,7 @@ async fn every_fixture_produces_its_expected_secret() {
         let name = applied.name_any();
         let ss = synced(&client, namespace, &name, "True").await;
         assert_eq!(ss.status.as_ref().unwrap().observed_generation, Some(1), "{file}");
-        let secret = secret(&client, namespace, &name)
-            .await
-            .unwrap_or_else(|| panic!("{file}: no Secret"));
+        let secret = secret(&client, namespace, &name).await.unwrap_or_else(|| panic!("{file}: no Secret"));
         let template = &doc["spec"]["template"];
         if let Some(rendered) = expected.get("rendered_secret_data_utf8") {
             let got: BTreeMap<String, String> = secret
@@ -183,40 +132,18 @@ async fn every_fixture_produces_its_expected_secret() {
             let want: BTreeMap<String, String> = serde_json::from_value(expected["data_base64"].clone()).unwrap();
             assert_eq!(data_base64(&secret), want, "{file}");
         }
-        assert_eq!(
-            secret.type_.as_deref(),
-            template["type"].as_str().or(Some("Opaque")),
-            "{file}"
-        );
+        assert_eq!(secret.type_.as_deref(), template["type"].as_str().or(Some("Opaque")), "{file}");
         let want_labels: BTreeMap<String, String> =
             serde_json::from_value(template["metadata"]["labels"].clone()).unwrap_or_default();
-        assert_eq!(
-            secret.metadata.labels.clone().unwrap_or_default(),
-            want_labels,
-            "{file}"
-        );
+        assert_eq!(secret.metadata.labels.clone().unwrap_or_default(), want_labels, "{file}");
         let want_annotations: BTreeMap<String, String> =
             serde_json::from_value(template["metadata"]["annotations"].clone()).unwrap_or_default();
-        assert_eq!(
-            without_ours(secret.metadata.annotations.clone()),
-            want_annotations,
-            "{file}"
-        );
+        assert_eq!(without_ours(secret.metadata.annotations.clone()), want_annotations, "{file}");
         let owners = secret.metadata.owner_references.clone().unwrap_or_default();
         assert_eq!(owners.len(), 1, "{file}");
         assert_eq!(
-            (
-                owners[0].kind.as_str(),
-                owners[0].name.as_str(),
-                owners[0].uid.as_str(),
-                owners[0].controller
-            ),
-            (
-                "SealedSecret",
-                name.as_str(),
-                applied.metadata.uid.as_deref().unwrap(),
-                Some(true)
-            ),
+            (owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str(), owners[0].controller),
+            ("SealedSecret", name.as_str(), applied.metadata.uid.as_deref().unwrap(), Some(true)),
             "{file}"
         );
     }
@@ -264,12 +191,8 @@ fn demo_sealed(namespace: &str, name: &str, extra_secret_fields: Value) -> Value
 async fn controller_with_demo_key(client: &Client, test: &str, extra: &[&str]) -> (TestNamespace, RunningController) {
     install_crd(client).await;
     let ns = TestNamespace::create(client, test).await;
-    install_keys(
-        client,
-        &ns.name,
-        &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap(),
-    )
-    .await;
+    install_keys(client, &ns.name, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap())
+        .await;
     let controller = RunningController::start(&ns.name, &[], extra);
     controller.ready().await;
     (ns, controller)
@@ -303,14 +226,8 @@ async fn failures_ownership_patch_and_recreate() {
     let moved = demo_sealed("elsewhere", "moved", json!({}));
     apply_sealed(&client, n, moved).await;
     let ss = synced(&client, n, "moved", "False").await;
-    assert_eq!(
-        ss.status.unwrap().conditions[0].reason.as_deref(),
-        Some("DecryptFailed")
-    );
-    assert!(
-        warning_event(&client, n, "moved", "ErrUnsealFailed").await,
-        "no ErrUnsealFailed event"
-    );
+    assert_eq!(ss.status.unwrap().conditions[0].reason.as_deref(), Some("DecryptFailed"));
+    assert!(warning_event(&client, n, "moved", "ErrUnsealFailed").await, "no ErrUnsealFailed event");
     assert!(secret(&client, n, "moved").await.is_none());
 
     // An existing Secret that is not ours is left alone.
@@ -319,17 +236,9 @@ async fn failures_ownership_patch_and_recreate() {
     secrets.create(&PostParams::default(), &theirs).await.unwrap();
     apply_sealed(&client, n, demo_sealed(n, "theirs", json!({}))).await;
     let ss = synced(&client, n, "theirs", "False").await;
-    assert_eq!(
-        ss.status.unwrap().conditions[0].reason.as_deref(),
-        Some("SecretNotManaged")
-    );
+    assert_eq!(ss.status.unwrap().conditions[0].reason.as_deref(), Some("SecretNotManaged"));
     assert!(warning_event(&client, n, "theirs", "ErrUpdateFailed").await);
-    assert_eq!(
-        data_base64(&secret(&client, n, "theirs").await.unwrap())
-            .keys()
-            .collect::<Vec<_>>(),
-        ["keep"]
-    );
+    assert_eq!(data_base64(&secret(&client, n, "theirs").await.unwrap()).keys().collect::<Vec<_>>(), ["keep"]);
 
     // managed: taken over (replaced and owned).
     let managed: Secret = serde_json::from_value(json!({"metadata": {"name": "managed", "annotations": {"sealedsecrets.bitnami.com/managed": "true"}}, "stringData": {"old": "x"}})).unwrap();
@@ -346,10 +255,7 @@ async fn failures_ownership_patch_and_recreate() {
     apply_sealed(&client, n, demo_sealed(n, "patched", json!({}))).await;
     synced(&client, n, "patched", "True").await;
     let merged = secret(&client, n, "patched").await.unwrap();
-    assert_eq!(
-        data_base64(&merged).keys().collect::<Vec<_>>(),
-        ["extra", "password", "user"]
-    );
+    assert_eq!(data_base64(&merged).keys().collect::<Vec<_>>(), ["extra", "password", "user"]);
     assert!(merged.metadata.owner_references.is_none_or(|o| o.is_empty()));
 
     // skip-set-owner-references: no ownerReference.
@@ -360,28 +266,16 @@ async fn failures_ownership_patch_and_recreate() {
     );
     apply_sealed(&client, n, skip).await;
     synced(&client, n, "skip", "True").await;
-    assert!(
-        secret(&client, n, "skip")
-            .await
-            .unwrap()
-            .metadata
-            .owner_references
-            .is_none_or(|o| o.is_empty())
-    );
+    assert!(secret(&client, n, "skip").await.unwrap().metadata.owner_references.is_none_or(|o| o.is_empty()));
 
     // Owned: deleting the Secret recreates it; the ownerReference lets GC delete it with its owner.
     let owned = apply_sealed(&client, n, demo_sealed(n, "owned", json!({}))).await;
     synced(&client, n, "owned", "True").await;
     let first = secret(&client, n, "owned").await.unwrap();
-    assert_eq!(
-        first.metadata.owner_references.clone().unwrap()[0].uid,
-        owned.metadata.uid.clone().unwrap()
-    );
+    assert_eq!(first.metadata.owner_references.clone().unwrap()[0].uid, owned.metadata.uid.clone().unwrap());
     secrets.delete("owned", &DeleteParams::default()).await.unwrap();
     let recreated = eventually(Duration::from_secs(30), || async {
-        secret(&client, n, "owned")
-            .await
-            .filter(|s| s.metadata.uid != first.metadata.uid)
+        secret(&client, n, "owned").await.filter(|s| s.metadata.uid != first.metadata.uid)
     })
     .await;
     assert!(recreated.is_some(), "the deleted Secret was not recreated");
@@ -405,28 +299,18 @@ async fn keys_renew_and_relabelled_keys_stop_being_used_without_restart() {
     .await
     .expect("a renewed key is served");
     let secrets = Api::<Secret>::namespaced(client.clone(), n);
-    let keys = secrets
-        .list(&kube::api::ListParams::default().labels(KEY_LABEL))
-        .await
-        .unwrap();
+    let keys = secrets.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await.unwrap();
     assert!(keys.items.len() >= 2, "a new key Secret was created");
 
     // An old SealedSecret still unseals (its key is kept), e.g. after its Secret is deleted.
     secrets.delete("old", &DeleteParams::default()).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(30), || async { secret(&client, n, "old").await })
-            .await
-            .is_some()
-    );
+    assert!(eventually(Duration::from_secs(30), || async { secret(&client, n, "old").await }).await.is_some());
 
     // Relabel every generated key `compromised`: the demo key becomes the sealing key again,
     // and nothing sealed to the compromised ones is opened any more.
     for key in keys.items.iter().filter(|k| k.name_any() != "sealed-secrets-keydemo1") {
         let patch = json!({"metadata": {"labels": {KEY_LABEL: "compromised"}}});
-        secrets
-            .patch(&key.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        secrets.patch(&key.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     }
     let _ = renewed;
     let verify_url = format!("{}/v1/verify", controller.url);
@@ -477,10 +361,7 @@ async fn a_restart_decrypts_nothing_unchanged_and_restores_hand_edits() {
 
     let secrets = Api::<Secret>::namespaced(client.clone(), &n);
     let patch = json!({"data": {"password": "dGFtcGVyZWQ="}});
-    secrets
-        .patch("s3", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    secrets.patch("s3", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 
     let controller = RunningController::start(&n, &[], &[]);
     controller.ready().await;
@@ -497,12 +378,7 @@ async fn a_restart_decrypts_nothing_unchanged_and_restores_hand_edits() {
     })
     .await;
     assert!(all_seen.is_some());
-    assert_eq!(
-        controller.metric("sealant_decryptions_total"),
-        Some(2.0),
-        "{}",
-        controller.log_text()
-    );
+    assert_eq!(controller.metric("sealant_decryptions_total"), Some(2.0), "{}", controller.log_text());
 }
 
 #[tokio::test]
@@ -521,11 +397,8 @@ async fn two_replicas_one_leader_and_failover() {
     let cert = |c: &RunningController| http(&format!("{}/v1/cert.pem", c.url), "GET", b"").unwrap().1;
     assert_eq!(cert(&first), cert(&second));
 
-    let (leader, follower) = if first.metric("sealant_leader") == Some(1.0) {
-        (first, second)
-    } else {
-        (second, first)
-    };
+    let (leader, follower) =
+        if first.metric("sealant_leader") == Some(1.0) { (first, second) } else { (second, first) };
     apply_sealed(&client, &n, demo_sealed(&n, "before", json!({}))).await;
     synced(&client, &n, "before", "True").await;
     let mut leader = leader;
@@ -554,16 +427,8 @@ async fn bad_input_never_stops_the_controller() {
         "data": {"tls.key": "bm90IGEga2V5", "tls.crt": "bm90IGEgY2VydA=="},
     }))
     .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &broken)
-        .await
-        .unwrap();
-    install_keys(
-        &client,
-        &n,
-        &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap(),
-    )
-    .await;
+    Api::<Secret>::namespaced(client.clone(), &n).create(&PostParams::default(), &broken).await.unwrap();
+    install_keys(&client, &n, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap()).await;
     let controller = RunningController::start(&n, &[], &[]);
     controller.ready().await;
 
@@ -580,25 +445,13 @@ async fn bad_input_never_stops_the_controller() {
     apply_sealed(&client, &n, template).await;
 
     let garbage = synced(&client, &n, "garbage", "False").await;
-    assert_eq!(
-        garbage.status.unwrap().conditions[0].reason.as_deref(),
-        Some("DecryptFailed")
-    );
+    assert_eq!(garbage.status.unwrap().conditions[0].reason.as_deref(), Some("DecryptFailed"));
     let tmpl = synced(&client, &n, "template", "False").await;
-    assert_eq!(
-        tmpl.status.unwrap().conditions[0].reason.as_deref(),
-        Some("TemplateError")
-    );
+    assert_eq!(tmpl.status.unwrap().conditions[0].reason.as_deref(), Some("TemplateError"));
     synced(&client, &n, "huge", "True").await;
     synced(&client, &n, "binary", "True").await;
-    assert_eq!(
-        secret(&client, &n, "huge").await.unwrap().data.unwrap()["big"].0.len(),
-        700_000
-    );
-    assert!(
-        controller.log_text().contains("broken-key"),
-        "the broken key is reported"
-    );
+    assert_eq!(secret(&client, &n, "huge").await.unwrap().data.unwrap()["big"].0.len(), 700_000);
+    assert!(controller.log_text().contains("broken-key"), "the broken key is reported");
     let (code, _) = http(&format!("{}/healthz", controller.url), "GET", b"").unwrap();
     assert_eq!(code, 200);
 }
@@ -609,36 +462,18 @@ async fn verify_and_rotate_endpoints() {
     let (ns, controller) =
         controller_with_demo_key(&client, "endpoints", &["--rate-limit=100", "--rate-limit-burst=100"]).await;
     let good = demo_sealed(&ns.name, "s", json!({}));
-    let (code, _) = http(
-        &format!("{}/v1/verify", controller.url),
-        "POST",
-        good.to_string().as_bytes(),
-    )
-    .unwrap();
+    let (code, _) = http(&format!("{}/v1/verify", controller.url), "POST", good.to_string().as_bytes()).unwrap();
     assert_eq!(code, 200);
     let mut moved = good.clone();
     moved["metadata"]["name"] = json!("renamed");
-    let (code, _) = http(
-        &format!("{}/v1/verify", controller.url),
-        "POST",
-        moved.to_string().as_bytes(),
-    )
-    .unwrap();
+    let (code, _) = http(&format!("{}/v1/verify", controller.url), "POST", moved.to_string().as_bytes()).unwrap();
     assert_eq!(code, 409);
     let (code, _) = http(&format!("{}/v1/verify", controller.url), "POST", b"not a sealed secret").unwrap();
     assert_eq!(code, 500);
-    let (code, body) = http(
-        &format!("{}/v1/rotate", controller.url),
-        "POST",
-        good.to_string().as_bytes(),
-    )
-    .unwrap();
+    let (code, body) = http(&format!("{}/v1/rotate", controller.url), "POST", good.to_string().as_bytes()).unwrap();
     assert_eq!(code, 200);
     let rotated: Value = serde_json::from_slice(&body).unwrap();
-    assert_ne!(
-        rotated["spec"]["encryptedData"]["password"],
-        good["spec"]["encryptedData"]["password"]
-    );
+    assert_ne!(rotated["spec"]["encryptedData"]["password"], good["spec"]["encryptedData"]["password"]);
     let (code, _) = http(&format!("{}/v1/verify", controller.url), "POST", &body).unwrap();
     assert_eq!(code, 200, "the rotated object still verifies");
 }
@@ -670,15 +505,7 @@ async fn reencrypt_a_directory_and_validate_online() {
         let secret = repo.join(format!("target/{name}-{n}.secret.json"));
         std::fs::write(&secret, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": n}, "stringData": {"k": format!("value-{name}")}}).to_string()).unwrap();
         let done = run_sealant(
-            &[
-                "seal",
-                "--cert",
-                cert.to_str().unwrap(),
-                "-f",
-                secret.to_str().unwrap(),
-                "-w",
-                out,
-            ],
+            &["seal", "--cert", cert.to_str().unwrap(), "-f", secret.to_str().unwrap(), "-w", out],
             dir.path(),
         );
         assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
@@ -689,10 +516,7 @@ async fn reencrypt_a_directory_and_validate_online() {
     let a = std::fs::read_to_string(dir.path().join("a.yaml")).unwrap();
     std::fs::write(dir.path().join("a.yaml"), format!("# owned by team x\n\n{a}")).unwrap();
 
-    let online = run_sealant(
-        &["validate", "--online", "--controller-url", &controller.url, "."],
-        dir.path(),
-    );
+    let online = run_sealant(&["validate", "--online", "--controller-url", &controller.url, "."], dir.path());
     assert!(
         online.status.success(),
         "{}{}",
@@ -703,35 +527,18 @@ async fn reencrypt_a_directory_and_validate_online() {
     // A file sealed to a key this controller does not have fails online validation only.
     let foreign = repo.join("tests/fixtures/sealed-secrets/python-generated/keys/key-a.tls.crt");
     seal("c", "c.yaml", &foreign);
-    let online = run_sealant(
-        &["validate", "--online", "--controller-url", &controller.url, "c.yaml"],
-        dir.path(),
-    );
+    let online = run_sealant(&["validate", "--online", "--controller-url", &controller.url, "c.yaml"], dir.path());
     assert_eq!(online.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&online.stdout).contains("c: the controller cannot decrypt it"));
     std::fs::remove_file(dir.path().join("c.yaml")).unwrap();
 
     // A new key arrives (bring-your-own, generated by our CLI) and becomes the sealing key.
     let generated = run_sealant(
-        &[
-            "keys",
-            "generate",
-            "--bits",
-            "2048",
-            "--name",
-            "byok",
-            "-n",
-            n,
-            "-w",
-            "new-key.yaml",
-        ],
+        &["keys", "generate", "--bits", "2048", "--name", "byok", "-n", n, "-w", "new-key.yaml"],
         dir.path(),
     );
     assert!(generated.status.success());
-    let out = kubectl(
-        &["create", "-f", dir.path().join("new-key.yaml").to_str().unwrap()],
-        None,
-    );
+    let out = kubectl(&["create", "-f", dir.path().join("new-key.yaml").to_str().unwrap()], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let demo_pem = std::fs::read_to_string(&demo_cert).unwrap();
     let cert_url = format!("{}/v1/cert.pem", controller.url);
@@ -741,11 +548,7 @@ async fn reencrypt_a_directory_and_validate_online() {
     })
     .await;
     assert!(switched.is_some(), "the new key did not become the sealing key");
-    std::fs::rename(
-        dir.path().join("new-key.yaml"),
-        repo.join(format!("target/new-key-{n}.yaml")),
-    )
-    .unwrap();
+    std::fs::rename(dir.path().join("new-key.yaml"), repo.join(format!("target/new-key-{n}.yaml"))).unwrap();
 
     let done = run_sealant(&["reencrypt", "--controller-url", &controller.url, "."], dir.path());
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
@@ -755,47 +558,22 @@ async fn reencrypt_a_directory_and_validate_online() {
         String::from_utf8_lossy(&done.stderr)
     );
     let a_after = std::fs::read_to_string(dir.path().join("a.yaml")).unwrap();
-    assert!(
-        a_after.starts_with("# owned by team x\n\n---\n"),
-        "layout kept:\n{a_after}"
-    );
+    assert!(a_after.starts_with("# owned by team x\n\n---\n"), "layout kept:\n{a_after}");
     assert_ne!(a_after, format!("# owned by team x\n\n{a}"));
-    assert!(
-        std::fs::read_to_string(dir.path().join("b.json"))
-            .unwrap()
-            .starts_with("{\n  \"kind\": \"SealedSecret\"")
-    );
+    assert!(std::fs::read_to_string(dir.path().join("b.json")).unwrap().starts_with("{\n  \"kind\": \"SealedSecret\""));
 
     // The new key alone opens both; running again changes nothing.
     let new_key = repo.join(format!("target/new-key-{n}.yaml"));
     for (file, value) in [("a.yaml", "value-a"), ("b.json", "value-b")] {
-        let opened = run_sealant(
-            &[
-                "unseal",
-                "-o",
-                "json",
-                "--private-key",
-                new_key.to_str().unwrap(),
-                "-f",
-                file,
-            ],
-            dir.path(),
-        );
-        assert!(
-            opened.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&opened.stderr)
-        );
+        let opened =
+            run_sealant(&["unseal", "-o", "json", "--private-key", new_key.to_str().unwrap(), "-f", file], dir.path());
+        assert!(opened.status.success(), "{file}: {}", String::from_utf8_lossy(&opened.stderr));
         let secret: Value = serde_json::from_slice(&opened.stdout).unwrap();
         let engine = base64::engine::general_purpose::STANDARD;
         assert_eq!(secret["data"]["k"], engine.encode(value));
     }
     let again = run_sealant(&["reencrypt", "--controller-url", &controller.url, "."], dir.path());
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 of 2 file(s) re-encrypted"));
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("a.yaml")).unwrap(),
-        a_after,
-        "idempotent"
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("a.yaml")).unwrap(), a_after, "idempotent");
     let _ = std::fs::remove_file(new_key);
 }

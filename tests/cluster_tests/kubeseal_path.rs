@@ -36,10 +36,7 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
     let _controller = ProcessGuard::spawn(command);
     let cert_url = format!("http://{}:8080/v1/cert.pem", netns.inner_ip);
     let served = eventually(Duration::from_secs(60), || async {
-        http(&cert_url, "GET", b"")
-            .ok()
-            .filter(|(code, _)| *code == 200)
-            .map(|(_, body)| body)
+        http(&cert_url, "GET", b"").ok().filter(|(code, _)| *code == 200).map(|(_, body)| body)
     })
     .await
     .expect("the controller in the namespace serves its certificate");
@@ -59,9 +56,7 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
     let pod_status = json!({"status": {"phase": "Running", "podIP": netns.inner_ip, "podIPs": [{"ip": netns.inner_ip}],
         "conditions": [{"type": "Ready", "status": "True"}]}});
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &n);
-    pods.patch_status("controller", &PatchParams::default(), &Patch::Merge(&pod_status))
-        .await
-        .unwrap();
+    pods.patch_status("controller", &PatchParams::default(), &Patch::Merge(&pod_status)).await.unwrap();
     let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "sealed-secrets-controller"},
         "subsets": [{"addresses": [{"ip": netns.inner_ip, "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
                      "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]});
@@ -84,21 +79,13 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
         child.wait_with_output().unwrap()
     };
     let fetched = sealant(&["cert"], "");
-    assert!(
-        fetched.status.success(),
-        "sealant cert: {}",
-        String::from_utf8_lossy(&fetched.stderr)
-    );
+    assert!(fetched.status.success(), "sealant cert: {}", String::from_utf8_lossy(&fetched.stderr));
     assert_eq!(fetched.stdout, served, "the certificate came through the service proxy");
 
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "via-proxy", "namespace": n},
         "stringData": {"token": "through-the-api-server"}});
     let sealed = sealant(&["seal", "-o", "json"], &secret.to_string());
-    assert!(
-        sealed.status.success(),
-        "sealant seal: {}",
-        String::from_utf8_lossy(&sealed.stderr)
-    );
+    assert!(sealed.status.success(), "sealant seal: {}", String::from_utf8_lossy(&sealed.stderr));
     let doc: Value = serde_json::from_slice(&sealed.stdout).unwrap();
     assert_eq!(
         doc["metadata"]["annotations"]["sealant.dev/sealing-key"],
@@ -120,11 +107,7 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
             .unwrap()
     };
     let valid = kubeseal_run(&["--validate", "-f", file.to_str().unwrap()]);
-    assert!(
-        valid.status.success(),
-        "kubeseal --validate: {}",
-        String::from_utf8_lossy(&valid.stderr)
-    );
+    assert!(valid.status.success(), "kubeseal --validate: {}", String::from_utf8_lossy(&valid.stderr));
     let mut renamed = doc.clone();
     renamed["metadata"]["name"] = json!("renamed");
     let renamed_file = dir.path().join("renamed.json");
@@ -134,30 +117,15 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("unable to decrypt sealed secret: renamed"));
     let before = std::fs::read_to_string(&file).unwrap();
     let rotated = kubeseal_run(&["--re-encrypt", "-f", file.to_str().unwrap()]);
-    assert!(
-        rotated.status.success(),
-        "kubeseal --re-encrypt: {}",
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+    assert!(rotated.status.success(), "kubeseal --re-encrypt: {}", String::from_utf8_lossy(&rotated.stderr));
     let after: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_ne!(
-        serde_json::from_str::<Value>(&before).unwrap()["spec"],
-        after["spec"],
-        "rewritten in place"
-    );
+    assert_ne!(serde_json::from_str::<Value>(&before).unwrap()["spec"], after["spec"], "rewritten in place");
 
     // And the controller opens it.
     let ss: SealedSecret = serde_json::from_value(doc).unwrap();
-    Api::<SealedSecret>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &ss)
-        .await
-        .unwrap();
+    Api::<SealedSecret>::namespaced(client.clone(), &n).create(&PostParams::default(), &ss).await.unwrap();
     let opened = eventually(Duration::from_secs(30), || async {
-        Api::<Secret>::namespaced(client.clone(), &n)
-            .get_opt("via-proxy")
-            .await
-            .ok()
-            .flatten()
+        Api::<Secret>::namespaced(client.clone(), &n).get_opt("via-proxy").await.ok().flatten()
     })
     .await
     .expect("the controller unsealed what was sealed through the proxy");

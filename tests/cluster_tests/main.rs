@@ -44,20 +44,13 @@ async fn install_crd(client: &Client) {
     let doc = sealant_core::yaml::parse_documents(&yaml).unwrap().remove(0);
     let crd: CustomResourceDefinition = serde_json::from_value(doc).unwrap();
     let api = Api::<CustomResourceDefinition>::all(client.clone());
-    api.patch(
-        CRD_NAME,
-        &PatchParams::apply("sealant-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD applies");
+    api.patch(CRD_NAME, &PatchParams::apply("sealant-tests").force(), &Patch::Apply(&crd))
+        .await
+        .expect("the CRD applies");
     let established = eventually(Duration::from_secs(30), || async {
         let crd = api.get(CRD_NAME).await.ok()?;
         let conditions = crd.status?.conditions?;
-        conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
+        conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
     })
     .await;
     assert!(established.is_some(), "the CRD did not become Established");
@@ -75,22 +68,11 @@ fn example_sealed_secret(namespace: &str) -> SealedSecret {
 async fn crd_installs_and_is_established() {
     let client = admin_client().await;
     install_crd(&client).await;
-    let crd = Api::<CustomResourceDefinition>::all(client)
-        .get(CRD_NAME)
-        .await
-        .unwrap();
+    let crd = Api::<CustomResourceDefinition>::all(client).get(CRD_NAME).await.unwrap();
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    assert!(
-        version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
-        "status subresource"
-    );
-    let columns: Vec<_> = version
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
+    let columns: Vec<_> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(columns, ["Status", "Synced", "Age"]);
 }
 
@@ -101,9 +83,7 @@ async fn sealed_secret_is_stored_and_read_back_unchanged() {
     let ns = TestNamespace::create(&client, "stored").await;
     let api = Api::<SealedSecret>::namespaced(client, &ns.name);
     let original = example_sealed_secret(&ns.name);
-    api.create(&PostParams::default(), &original)
-        .await
-        .expect("the example is accepted");
+    api.create(&PostParams::default(), &original).await.expect("the example is accepted");
     let stored = api.get(original.metadata.name.as_deref().unwrap()).await.unwrap();
     assert_eq!(stored.spec, original.spec);
     assert_eq!(stored.metadata.annotations, original.metadata.annotations);
@@ -121,14 +101,8 @@ async fn schema_violations_are_rejected_by_the_api_server() {
         ("no spec", json!({})),
         ("no encryptedData", json!({"spec": {"template": {}}})),
         ("encryptedData is a list", json!({"spec": {"encryptedData": ["AgA="]}})),
-        (
-            "immutable is a string",
-            json!({"spec": {"encryptedData": {}, "template": {"immutable": "yes"}}}),
-        ),
-        (
-            "template data value is a number",
-            json!({"spec": {"encryptedData": {}, "template": {"data": {"k": 1}}}}),
-        ),
+        ("immutable is a string", json!({"spec": {"encryptedData": {}, "template": {"immutable": "yes"}}})),
+        ("template data value is a number", json!({"spec": {"encryptedData": {}, "template": {"data": {"k": 1}}}})),
         (
             "status conditions without type",
             json!({"spec": {"encryptedData": {}}, "status": {"conditions": [{"status": "True"}]}}),
@@ -157,32 +131,15 @@ async fn schema_violations_are_rejected_by_the_api_server() {
 async fn deploy_applies_with_a_server_side_dry_run() {
     let deploy = repo().join("deploy");
     let built = Command::new("kubectl").arg("kustomize").arg(&deploy).output().unwrap();
-    assert!(
-        built.status.success(),
-        "kustomize: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    assert!(built.status.success(), "kustomize: {}", String::from_utf8_lossy(&built.stderr));
     let manifests = String::from_utf8(built.stdout).unwrap().replace(
         "apiVersion: policy/v1\nkind: PodDisruptionBudget",
         "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget",
     );
-    let out = kubectl(
-        &["apply", "--server-side", "--dry-run=server", "-f", "-"],
-        Some(&manifests),
-    );
+    let out = kubectl(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&manifests));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for kind in [
-        "customresourcedefinition",
-        "deployment.apps",
-        "service/",
-        "poddisruptionbudget",
-        "clusterrole.",
-    ] {
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for kind in ["customresourcedefinition", "deployment.apps", "service/", "poddisruptionbudget", "clusterrole."] {
         assert!(stdout.contains(kind), "{kind} was not applied:\n{stdout}");
     }
 }
@@ -191,16 +148,7 @@ async fn deploy_applies_with_a_server_side_dry_run() {
 fn install_rbac() {
     for file in ["serviceaccount.yaml", "rbac.yaml"] {
         let path = repo().join("deploy").join(file);
-        let out = kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                path.to_str().unwrap(),
-            ],
-            None,
-        );
+        let out = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", path.to_str().unwrap()], None);
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -213,48 +161,22 @@ async fn allowed(client: &Client, user: &str, groups: &[&str], attrs: Value) -> 
     }))
     .unwrap();
     let api = Api::<SubjectAccessReview>::all(client.clone());
-    let answer = api
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("SubjectAccessReview");
+    let answer = api.create(&PostParams::default(), &review).await.expect("SubjectAccessReview");
     answer.status.is_some_and(|s| s.allowed)
 }
 
-const VERBS: [&str; 8] = [
-    "get",
-    "list",
-    "watch",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "deletecollection",
-];
+const VERBS: [&str; 8] = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
 
 #[tokio::test]
 async fn controller_service_account_may_do_exactly_what_deploy_lists() {
     let client = admin_client().await;
     install_rbac();
     let sa = "system:serviceaccount:kube-system:sealed-secrets-controller";
-    let groups = [
-        "system:serviceaccounts",
-        "system:serviceaccounts:kube-system",
-        "system:authenticated",
-    ];
+    let groups = ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"];
     // (group, resource) → verbs allowed in an application namespace and in kube-system.
     let resources: [(&str, &str, &[&str], &[&str]); 13] = [
-        (
-            "bitnami.com",
-            "sealedsecrets",
-            &["get", "list", "watch"],
-            &["get", "list", "watch"],
-        ),
-        (
-            "bitnami.com",
-            "sealedsecrets/status",
-            &["update", "patch"],
-            &["update", "patch"],
-        ),
+        ("bitnami.com", "sealedsecrets", &["get", "list", "watch"], &["get", "list", "watch"]),
+        ("bitnami.com", "sealedsecrets/status", &["update", "patch"], &["update", "patch"]),
         (
             "",
             "secrets",
@@ -280,9 +202,7 @@ async fn controller_service_account_may_do_exactly_what_deploy_lists() {
                 let attrs = json!({"namespace": namespace, "verb": verb, "group": group, "resource": resource, "subresource": subresource});
                 let got = allowed(&client, sa, &groups, attrs).await;
                 if got != expected.contains(&verb) {
-                    wrong.push(format!(
-                        "{verb} {group}/{resource}/{subresource} in {namespace}: allowed={got}"
-                    ));
+                    wrong.push(format!("{verb} {group}/{resource}/{subresource} in {namespace}: allowed={got}"));
                 }
             }
         }
@@ -302,11 +222,7 @@ async fn controller_service_account_may_do_exactly_what_deploy_lists() {
     if allowed(&client, sa, &groups, attrs).await {
         wrong.push("impersonate users: allowed".into());
     }
-    assert!(
-        wrong.is_empty(),
-        "permissions differ from deploy/rbac.yaml's list:\n{}",
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "permissions differ from deploy/rbac.yaml's list:\n{}", wrong.join("\n"));
 }
 
 #[tokio::test]
@@ -315,47 +231,22 @@ async fn any_user_may_reach_only_the_controller_through_the_service_proxy() {
     install_rbac();
     let groups = ["developers", "system:authenticated"];
     let proxy = |name: &str, verb: &str, namespace: &str| json!({"namespace": namespace, "verb": verb, "resource": "services", "subresource": "proxy", "name": name});
-    for name in [
-        "http:sealed-secrets-controller:http",
-        "http:sealed-secrets-controller:",
-        "sealed-secrets-controller",
-    ] {
+    for name in ["http:sealed-secrets-controller:http", "http:sealed-secrets-controller:", "sealed-secrets-controller"]
+    {
         for verb in ["get", "create"] {
-            assert!(
-                allowed(&client, "user", &groups, proxy(name, verb, "kube-system")).await,
-                "{verb} {name}"
-            );
+            assert!(allowed(&client, "user", &groups, proxy(name, verb, "kube-system")).await, "{verb} {name}");
         }
     }
     assert!(!allowed(&client, "user", &groups, proxy("http:other:http", "get", "kube-system")).await);
+    assert!(!allowed(&client, "user", &groups, proxy("http:sealed-secrets-controller:http", "get", "default")).await);
     assert!(
-        !allowed(
-            &client,
-            "user",
-            &groups,
-            proxy("http:sealed-secrets-controller:http", "get", "default")
-        )
-        .await
-    );
-    assert!(
-        !allowed(
-            &client,
-            "user",
-            &groups,
-            proxy("http:sealed-secrets-controller:http", "delete", "kube-system")
-        )
-        .await
+        !allowed(&client, "user", &groups, proxy("http:sealed-secrets-controller:http", "delete", "kube-system")).await
     );
 
     // The ordinary user's own token works, and may not read key Secrets.
     let user = client_from(&control_plane().user_kubeconfig).await;
-    let secrets = Api::<Secret>::namespaced(user, "kube-system")
-        .list(&Default::default())
-        .await;
-    assert!(
-        matches!(secrets, Err(kube::Error::Api(ref s)) if s.code == 403),
-        "{secrets:?}"
-    );
+    let secrets = Api::<Secret>::namespaced(user, "kube-system").list(&Default::default()).await;
+    assert!(matches!(secrets, Err(kube::Error::Api(ref s)) if s.code == 403), "{secrets:?}");
 }
 
 #[tokio::test]
@@ -364,10 +255,7 @@ async fn deleting_the_owner_garbage_collects_its_secret() {
     install_crd(&client).await;
     let ns = TestNamespace::create(&client, "gc").await;
     let sealed_api = Api::<SealedSecret>::namespaced(client.clone(), &ns.name);
-    let owner = sealed_api
-        .create(&PostParams::default(), &example_sealed_secret(&ns.name))
-        .await
-        .unwrap();
+    let owner = sealed_api.create(&PostParams::default(), &example_sealed_secret(&ns.name)).await.unwrap();
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {
             "name": owner.metadata.name,
@@ -381,27 +269,14 @@ async fn deleting_the_owner_garbage_collects_its_secret() {
     .unwrap();
     let secrets = Api::<Secret>::namespaced(client, &ns.name);
     secrets.create(&PostParams::default(), &secret).await.unwrap();
-    sealed_api
-        .delete(owner.metadata.name.as_deref().unwrap(), &DeleteParams::default())
-        .await
-        .unwrap();
+    sealed_api.delete(owner.metadata.name.as_deref().unwrap(), &DeleteParams::default()).await.unwrap();
     let gone = eventually(Duration::from_secs(60), || async {
-        secrets
-            .get_opt("demo-credentials")
-            .await
-            .ok()
-            .and_then(|s| s.is_none().then_some(()))
+        secrets.get_opt("demo-credentials").await.ok().and_then(|s| s.is_none().then_some(()))
     })
     .await;
     assert!(gone.is_some(), "the owned Secret was not garbage-collected");
 
-    let remaining: BTreeSet<_> = secrets
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|s| s.metadata.name)
-        .collect();
+    let remaining: BTreeSet<_> =
+        secrets.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|s| s.metadata.name).collect();
     assert!(!remaining.contains("demo-credentials"));
 }

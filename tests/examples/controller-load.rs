@@ -26,9 +26,7 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -81,14 +79,8 @@ async fn main() {
                 },
                 data: Some(BTreeMap::from([
                     ("user".into(), ByteString(format!("user-{i}").into_bytes())),
-                    (
-                        "password".into(),
-                        ByteString(format!("password-{i}-{}", "x".repeat(24)).into_bytes()),
-                    ),
-                    (
-                        "url".into(),
-                        ByteString(format!("postgres://db-{i}.internal:5432/app").into_bytes()),
-                    ),
+                    ("password".into(), ByteString(format!("password-{i}-{}", "x".repeat(24)).into_bytes())),
+                    ("url".into(), ByteString(format!("postgres://db-{i}.internal:5432/app").into_bytes())),
                 ])),
                 ..Default::default()
             };
@@ -107,11 +99,7 @@ async fn main() {
     let watch = tokio::spawn(async move {
         let mut stream = std::pin::pin!(watcher::watcher(secrets_api, watcher::Config::default()).applied_objects());
         while let Ok(Some(s)) = stream.try_next().await {
-            watch_seen
-                .lock()
-                .unwrap()
-                .entry(s.name_any())
-                .or_insert_with(Instant::now);
+            watch_seen.lock().unwrap().entry(s.name_any()).or_insert_with(Instant::now);
         }
     });
 
@@ -144,10 +132,7 @@ async fn main() {
     let until_all = start.elapsed();
     let mut latencies: Vec<Duration> = {
         let seen = seen.lock().unwrap();
-        created
-            .iter()
-            .filter_map(|(name, at)| seen.get(name).map(|s| s.saturating_duration_since(*at)))
-            .collect()
+        created.iter().filter_map(|(name, at)| seen.get(name).map(|s| s.saturating_duration_since(*at))).collect()
     };
     latencies.sort();
     let decryptions = controller.metric("sealant_decryptions_total").unwrap_or(0.0);
@@ -160,11 +145,7 @@ async fn main() {
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
-    println!(
-        "controller RSS: {} MiB now, {} MiB peak",
-        rss_kib(pid) / 1024,
-        peak_rss / 1024
-    );
+    println!("controller RSS: {} MiB now, {} MiB peak", rss_kib(pid) / 1024, peak_rss / 1024);
     println!(
         "decryptions: {decryptions} in {:.2} s = {:.0} per second",
         until_all.as_secs_f64(),

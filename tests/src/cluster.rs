@@ -89,12 +89,7 @@ fn start() -> ControlPlane {
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    ControlPlane {
-        kubeconfig: dir.join("kubeconfig"),
-        user_kubeconfig: dir.join("user.kubeconfig"),
-        dir,
-        env,
-    }
+    ControlPlane { kubeconfig: dir.join("kubeconfig"), user_kubeconfig: dir.join("user.kubeconfig"), dir, env }
 }
 
 /// The host end of the veth pair that tests put a network namespace behind: 10.201.x.y/30,
@@ -112,9 +107,8 @@ fn which(name: &str) -> bool {
 /// A client from a kubeconfig file.
 pub async fn client_from(kubeconfig: &Path) -> Client {
     let config = Kubeconfig::read_from(kubeconfig).expect("read the test kubeconfig");
-    let config = Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-        .await
-        .expect("load the test kubeconfig");
+    let config =
+        Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.expect("load the test kubeconfig");
     Client::try_from(config).expect("create a client")
 }
 
@@ -132,19 +126,9 @@ pub struct TestNamespace {
 impl TestNamespace {
     pub async fn create(client: &Client, test: &str) -> TestNamespace {
         static CREATED: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let suffix = format!(
-            "{:x}{:x}",
-            std::process::id(),
-            nanos ^ CREATED.fetch_add(1, Ordering::Relaxed)
-        );
-        let name = format!(
-            "t-{}-{suffix}",
-            test.replace('_', "-").chars().take(40).collect::<String>()
-        );
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let suffix = format!("{:x}{:x}", std::process::id(), nanos ^ CREATED.fetch_add(1, Ordering::Relaxed));
+        let name = format!("t-{}-{suffix}", test.replace('_', "-").chars().take(40).collect::<String>());
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
@@ -176,9 +160,7 @@ impl ProcessGuard {
     /// Start `command` with KUBECONFIG pointing at the admin kubeconfig.
     pub fn spawn(mut command: Command) -> ProcessGuard {
         command.env("KUBECONFIG", &control_plane().kubeconfig);
-        ProcessGuard {
-            child: command.spawn().expect("start the process"),
-        }
+        ProcessGuard { child: command.spawn().expect("start the process") }
     }
 }
 
@@ -189,10 +171,7 @@ impl ProcessGuard {
             return;
         }
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &pid]).stderr(Stdio::null()).status();
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
@@ -236,10 +215,7 @@ where
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// Path of a binary built next to the running test (target/<profile>/<name>).
@@ -247,11 +223,7 @@ pub fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --workspace`",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing: build it with `cargo build --workspace`", path.display());
     path
 }
 
@@ -295,15 +267,10 @@ impl RunningController {
     /// Wait until `/readyz` answers 200 (keys loaded).
     pub async fn ready(&self) {
         let url = format!("{}/readyz", self.url);
-        let ok = eventually(Duration::from_secs(60), || async {
-            http(&url, "GET", b"").ok().filter(|(c, _)| *c == 200)
-        })
-        .await;
-        assert!(
-            ok.is_some(),
-            "the controller did not become ready; log:\n{}",
-            self.log_text()
-        );
+        let ok =
+            eventually(Duration::from_secs(60), || async { http(&url, "GET", b"").ok().filter(|(c, _)| *c == 200) })
+                .await;
+        assert!(ok.is_some(), "the controller did not become ready; log:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
@@ -322,12 +289,8 @@ impl RunningController {
 /// A minimal HTTP/1.1 client for the controller's plain-HTTP endpoints: (status, body).
 pub fn http(url: &str, method: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     use std::io::{Read, Write};
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| std::io::Error::other("http:// only"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("http:// only"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let mut stream = std::net::TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -338,10 +301,8 @@ pub fn http(url: &str, method: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u
     stream.write_all(body)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
-    let text_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let text_end =
+        response.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
     let head = String::from_utf8_lossy(&response[..text_end]).to_string();
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut payload = response[text_end + 4..].to_vec();
@@ -377,21 +338,13 @@ pub struct NetNs {
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("iproute2 is installed");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 impl NetNs {
     pub fn create() -> NetNs {
         let host_ip = control_plane().env.get("EXTRA_IP").cloned().unwrap_or_default();
-        assert!(
-            !host_ip.is_empty(),
-            "the control plane was started without an extra address"
-        );
+        assert!(!host_ip.is_empty(), "the control plane was started without an extra address");
         let (prefix, last) = host_ip.rsplit_once('.').expect("an IPv4 address");
         let inner_ip = format!("{prefix}.{}", last.parse::<u8>().expect("an IPv4 address") + 1);
         let id = std::os::unix::process::parent_id() % 100_000;
@@ -402,25 +355,10 @@ impl NetNs {
         ip(&["link", "set", &inner_link, "netns", &name]);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_link]);
         ip(&["link", "set", &host_link, "up"]);
-        ip(&[
-            "netns",
-            "exec",
-            &name,
-            "ip",
-            "addr",
-            "add",
-            &format!("{inner_ip}/30"),
-            "dev",
-            &inner_link,
-        ]);
+        ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("{inner_ip}/30"), "dev", &inner_link]);
         ip(&["netns", "exec", &name, "ip", "link", "set", &inner_link, "up"]);
         ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-        NetNs {
-            name,
-            host_ip,
-            inner_ip,
-            host_link,
-        }
+        NetNs { name, host_ip, inner_ip, host_link }
     }
 
     /// A kubeconfig that reaches the API server from inside the namespace.
@@ -429,11 +367,8 @@ impl NetNs {
         let text = std::fs::read_to_string(&plane.kubeconfig).expect("admin kubeconfig");
         let port = plane.env.get("APISERVER_PORT").cloned().unwrap_or_default();
         let path = plane.dir.join(format!("{}.kubeconfig", self.name));
-        std::fs::write(
-            &path,
-            text.replace(&format!("127.0.0.1:{port}"), &format!("{}:{port}", self.host_ip)),
-        )
-        .expect("write the namespace's kubeconfig");
+        std::fs::write(&path, text.replace(&format!("127.0.0.1:{port}"), &format!("{}:{port}", self.host_ip)))
+            .expect("write the namespace's kubeconfig");
         path
     }
 }
@@ -441,9 +376,6 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_link])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ip").args(["link", "del", &self.host_link]).stderr(Stdio::null()).status();
     }
 }

@@ -16,12 +16,7 @@ pub struct CertArgs {
     #[arg(long, value_name = "PATH|URL", env = "SEALED_SECRETS_CERT")]
     pub cert: Option<String>,
     /// The controller's own URL, reached directly instead of through the API server.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "SEALED_SECRETS_CONTROLLER_URL",
-        conflicts_with = "cert"
-    )]
+    #[arg(long, value_name = "URL", env = "SEALED_SECRETS_CONTROLLER_URL", conflicts_with = "cert")]
     pub controller_url: Option<String>,
 }
 
@@ -62,8 +57,7 @@ pub async fn sealing_certificate(args: &CertArgs, cluster_args: &ClusterArgs) ->
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 pub async fn run(command: &CertCommand, cluster_args: &ClusterArgs) -> CliResult {
@@ -72,11 +66,7 @@ pub async fn run(command: &CertCommand, cluster_args: &ClusterArgs) -> CliResult
     if !command.info {
         return io::print(cert.pem());
     }
-    let expired = if OffsetDateTime::now_utc() > cert.not_after() {
-        " (expired)"
-    } else {
-        ""
-    };
+    let expired = if OffsetDateTime::now_utc() > cert.not_after() { " (expired)" } else { "" };
     io::print(&format!(
         "fingerprint: {}\nkey size:    {} bits\nnot before:  {}\nnot after:   {}{expired}\n",
         cert.public_key().fingerprint(),

@@ -65,26 +65,16 @@ pub struct GenerateCommand {
 
 fn random_suffix(rng: &mut impl rand::Rng) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 pub fn generate(command: &GenerateCommand) -> CliResult {
     let mut rng = rand::rng();
     let valid_for = Duration::from_secs(u64::from(command.days) * 24 * 3600);
-    let generated = cert::generate(
-        &mut rng,
-        usize::from(command.bits),
-        valid_for,
-        &command.cn,
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| CliError::new("cannot generate the key").source(e))?;
-    let name = command
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("sealed-secrets-key{}", random_suffix(&mut rng)));
+    let generated =
+        cert::generate(&mut rng, usize::from(command.bits), valid_for, &command.cn, OffsetDateTime::now_utc())
+            .map_err(|e| CliError::new("cannot generate the key").source(e))?;
+    let name = command.name.clone().unwrap_or_else(|| format!("sealed-secrets-key{}", random_suffix(&mut rng)));
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -99,11 +89,7 @@ pub fn generate(command: &GenerateCommand) -> CliResult {
             "tls.key": STANDARD.encode(generated.key_pem.expose()),
         },
     });
-    let format = command
-        .write
-        .as_deref()
-        .and_then(Format::from_extension)
-        .unwrap_or(command.format);
+    let format = command.write.as_deref().and_then(Format::from_extension).unwrap_or(command.format);
     let text = zeroize::Zeroizing::new(render::documents(&[secret], format)?);
     if let Some(path) = &command.cert_out {
         io::write_atomic(path, generated.certificate.pem().as_bytes(), Privacy::Public)?;

@@ -37,8 +37,7 @@ pub struct ClusterKey {
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// Every key Secret in the controller's namespace (any label state, and the legacy key).
@@ -61,11 +60,7 @@ pub async fn cluster_keys(client: &Client, namespace: &str) -> CliResult<Vec<Clu
         let Ok(certificate) = Certificate::from_pem(&String::from_utf8_lossy(&pem.0)) else {
             continue;
         };
-        let state = secret
-            .labels()
-            .get(KEY_LABEL)
-            .cloned()
-            .unwrap_or_else(|| "legacy".to_owned());
+        let state = secret.labels().get(KEY_LABEL).cloned().unwrap_or_else(|| "legacy".to_owned());
         keys.push(ClusterKey {
             fingerprint: certificate.public_key().fingerprint(),
             state,
@@ -80,19 +75,15 @@ pub async fn cluster_keys(client: &Client, namespace: &str) -> CliResult<Vec<Clu
 
 /// The key the controller seals with (default `--key-order-priority`): the newest loadable one.
 fn sealing_key(keys: &[ClusterKey]) -> Option<&ClusterKey> {
-    keys.iter()
-        .filter(|k| k.state == "active" || k.state == "legacy")
-        .max_by_key(|k| k.not_before)
+    keys.iter().filter(|k| k.state == "active" || k.state == "legacy").max_by_key(|k| k.not_before)
 }
 
 pub async fn list(cluster: &ClusterArgs) -> CliResult {
     let client = cluster_client(cluster).await?;
     let keys = cluster_keys(&client, &cluster.controller_namespace).await?;
     let sealing = sealing_key(&keys).map(|k| k.fingerprint.clone());
-    let mut out = format!(
-        "{:<52} {:<28} {:<21} {:<21} {:<12} SEALS\n",
-        "FINGERPRINT", "SECRET", "CREATED", "NOT AFTER", "STATE"
-    );
+    let mut out =
+        format!("{:<52} {:<28} {:<21} {:<21} {:<12} SEALS\n", "FINGERPRINT", "SECRET", "CREATED", "NOT AFTER", "STATE");
     for key in &keys {
         let created = key
             .secret
@@ -108,11 +99,7 @@ pub async fn list(cluster: &ClusterArgs) -> CliResult {
             created.get(..20).unwrap_or(&created),
             rfc3339(key.not_after),
             key.state,
-            if Some(&key.fingerprint) == sealing.as_ref() {
-                "yes"
-            } else {
-                ""
-            }
+            if Some(&key.fingerprint) == sealing.as_ref() { "yes" } else { "" }
         ));
     }
     io::print(&out)
@@ -133,14 +120,9 @@ pub async fn rotate(command: &RotateCommand, cluster: &ClusterArgs) -> CliResult
     let client = cluster_client(cluster).await?;
     let ns = &cluster.controller_namespace;
     let valid_for = std::time::Duration::from_secs(u64::from(command.days) * 24 * 3600);
-    let generated = cert::generate(
-        &mut rand::rng(),
-        usize::from(command.bits),
-        valid_for,
-        "",
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| CliError::new("cannot generate the key").source(e))?;
+    let generated =
+        cert::generate(&mut rand::rng(), usize::from(command.bits), valid_for, "", OffsetDateTime::now_utc())
+            .map_err(|e| CliError::new("cannot generate the key").source(e))?;
     let secret = Secret {
         metadata: ObjectMeta {
             generate_name: Some(KEY_PREFIX.to_owned()),
@@ -150,10 +132,7 @@ pub async fn rotate(command: &RotateCommand, cluster: &ClusterArgs) -> CliResult
         },
         type_: Some("kubernetes.io/tls".to_owned()),
         data: Some(BTreeMap::from([
-            (
-                "tls.crt".to_owned(),
-                ByteString(generated.certificate.pem().as_bytes().to_vec()),
-            ),
+            ("tls.crt".to_owned(), ByteString(generated.certificate.pem().as_bytes().to_vec())),
             ("tls.key".to_owned(), ByteString(generated.key_pem.expose().to_vec())),
         ])),
         ..Default::default()
@@ -163,11 +142,7 @@ pub async fn rotate(command: &RotateCommand, cluster: &ClusterArgs) -> CliResult
         .await
         .context(format!("cannot create the key Secret in {ns}"))
         .hint("you need permission to create Secrets in the controller's namespace")?;
-    io::print(&format!(
-        "{} {}\n",
-        created.name_any(),
-        generated.key.public().fingerprint()
-    ))
+    io::print(&format!("{} {}\n", created.name_any(), generated.key.public().fingerprint()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,12 +216,7 @@ pub async fn restore(command: &RestoreCommand, cluster: &ClusterArgs) -> CliResu
         yaml::parse_documents(&text).map_err(|e| CliError::new("the backup does not hold key Secrets").source(e))?;
     let items: Vec<Value> = docs
         .into_iter()
-        .flat_map(|d| {
-            d.get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_else(|| vec![d])
-        })
+        .flat_map(|d| d.get("items").and_then(Value::as_array).cloned().unwrap_or_else(|| vec![d]))
         .collect();
     let client = cluster_client(cluster).await?;
     let ns = &cluster.controller_namespace;
@@ -284,12 +254,7 @@ fn annotated_keys(ss: &SealedSecret) -> Vec<String> {
         .annotations
         .as_ref()
         .and_then(|a| a.get(SEALING_KEY_ANNOTATION))
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default()
 }
 
@@ -301,10 +266,7 @@ fn keys_by_trial(ss: &SealedSecret, keys: &[PrivateKey]) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for item in ss.spec.encrypted_data.values() {
         let Ok(bytes) = STANDARD.decode(item) else { continue };
-        if let Some(key) = keys
-            .iter()
-            .find(|k| matches!(single_decrypt(k, &bytes, &label), Ok(Some(_))))
-        {
+        if let Some(key) = keys.iter().find(|k| matches!(single_decrypt(k, &bytes, &label), Ok(Some(_)))) {
             let fp = key.public().fingerprint();
             if !found.contains(&fp) {
                 found.push(fp);
@@ -344,11 +306,7 @@ pub struct UsageArgs {
 }
 
 pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Option<&Client>) -> CliResult<Usage> {
-    let keys = if args.private_keys.is_empty() {
-        Vec::new()
-    } else {
-        load_keys(&args.private_keys)?
-    };
+    let keys = if args.private_keys.is_empty() { Vec::new() } else { load_keys(&args.private_keys)? };
     let mut usage = Usage::default();
     for (path, _) in sealed_secret_files(&args.paths)? {
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -357,19 +315,11 @@ pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Opti
         let Ok(docs) = yaml::parse_documents(&text) else {
             continue;
         };
-        for doc in docs
-            .into_iter()
-            .filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret"))
-        {
+        for doc in docs.into_iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret")) {
             let Ok(ss) = serde_json::from_value::<SealedSecret>(doc) else {
                 continue;
             };
-            let place = format!(
-                "file {}: {}/{}",
-                path.display(),
-                ss.namespace().unwrap_or_default(),
-                ss.name_any()
-            );
+            let place = format!("file {}: {}/{}", path.display(), ss.namespace().unwrap_or_default(), ss.name_any());
             usage.add(&ss, place, &keys);
         }
     }
@@ -405,12 +355,7 @@ pub async fn usage(args: &UsageArgs, cluster: &ClusterArgs) -> CliResult {
     let mut out = String::new();
     let mut shown: Vec<&String> = Vec::new();
     for key in &cluster_keys {
-        out.push_str(&format!(
-            "{} ({}, {})\n",
-            key.fingerprint,
-            key.secret.name_any(),
-            key.state
-        ));
+        out.push_str(&format!("{} ({}, {})\n", key.fingerprint, key.secret.name_any(), key.state));
         match usage.by_key.get(&key.fingerprint) {
             Some(places) => places.iter().for_each(|p| out.push_str(&format!("  {p}\n"))),
             None => out.push_str("  no dependents\n"),
@@ -448,17 +393,13 @@ pub async fn retire(command: &RetireCommand, cluster: &ClusterArgs) -> CliResult
     let ns = &cluster.controller_namespace;
     let keys = cluster_keys(&client, ns).await?;
     let Some(key) = keys.iter().find(|k| k.fingerprint == command.fingerprint) else {
-        return Err(
-            CliError::new(format!("no key Secret in {ns} has fingerprint {}", command.fingerprint))
-                .hint("see the fingerprints with `sealant keys list`"),
-        );
+        return Err(CliError::new(format!("no key Secret in {ns} has fingerprint {}", command.fingerprint))
+            .hint("see the fingerprints with `sealant keys list`"));
     };
     if !command.force {
         if sealing_key(&keys).is_some_and(|k| k.fingerprint == key.fingerprint) {
-            return Err(
-                CliError::new(format!("{} is the key the controller seals with", key.fingerprint))
-                    .hint("run `sealant keys rotate` first, then `sealant reencrypt` your files"),
-            );
+            return Err(CliError::new(format!("{} is the key the controller seals with", key.fingerprint))
+                .hint("run `sealant keys rotate` first, then `sealant reencrypt` your files"));
         }
         let args = UsageArgs {
             paths: command.usage.paths.clone(),
@@ -470,10 +411,7 @@ pub async fn retire(command: &RetireCommand, cluster: &ClusterArgs) -> CliResult
         if dependents > 0 || !usage.unknown.is_empty() {
             let mut places: Vec<String> = usage.by_key.get(&key.fingerprint).cloned().unwrap_or_default();
             places.extend(usage.unknown.iter().map(|p| format!("{p} (unknown key)")));
-            eprintln!(
-                "{}",
-                places.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
-            );
+            eprintln!("{}", places.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"));
             return Err(CliError::new(format!(
                 "{} SealedSecret(s) may still depend on {}",
                 places.len(),

@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod keys;
 pub mod lifecycle;
+pub mod lint;
 pub mod reencrypt;
 pub mod seal;
 pub mod unseal;

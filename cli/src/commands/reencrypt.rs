@@ -22,22 +22,40 @@ pub struct ReencryptCommand {
     /// The controller's own URL, instead of the API server's service proxy.
     #[arg(long, value_name = "URL", env = "SEALED_SECRETS_CONTROLLER_URL")]
     pub controller_url: Option<String>,
+    /// Change nothing: exit 1 when any SealedSecret is not sealed to the newest key (for CI).
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: the newest certificate, to check offline.
+    #[arg(long, value_name = "PATH|URL", requires = "check")]
+    pub cert: Option<String>,
+}
+
+/// SealedSecrets in `files` not sealed to `fingerprint`: `file: name: sealed to X`.
+fn stale_objects(files: &[(PathBuf, bool)], fingerprint: &str) -> Vec<String> {
+    let mut stale = Vec::new();
+    for (path, _) in files {
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        let Ok(docs) = yaml::parse_documents(&text) else { continue };
+        for doc in docs.iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret")) {
+            let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");
+            let sealed_to = doc
+                .pointer(&format!("/metadata/annotations/{}", SEALING_KEY_ANNOTATION.replace('/', "~1")))
+                .and_then(Value::as_str);
+            if sealed_to != Some(fingerprint) {
+                stale.push(format!("{}: {name}: sealed to {}", path.display(), sealed_to.unwrap_or("an unknown key")));
+            }
+        }
+    }
+    stale
 }
 
 /// Ask the controller to re-seal one SealedSecret to its newest key.
 pub async fn rotate(api: &ControllerApi, ss: &Value) -> CliResult<Value> {
-    let name = ss
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let name = ss.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let (code, body) = api.post("/v1/rotate", ss.to_string().into_bytes()).await?;
     if code != 200 {
-        return Err(CliError::new(format!(
-            "the controller cannot re-encrypt {name} ({code}): {}",
-            body.trim()
-        ))
-        .hint("it must be able to decrypt the SealedSecret: was it sealed for this cluster, name and namespace?"));
+        return Err(CliError::new(format!("the controller cannot re-encrypt {name} ({code}): {}", body.trim()))
+            .hint("it must be able to decrypt the SealedSecret: was it sealed for this cluster, name and namespace?"));
     }
     serde_json::from_str(&body)
         .map_err(|e| CliError::new(format!("the controller's answer for {name} is not a SealedSecret")).source(e))
@@ -70,10 +88,7 @@ fn set_annotation_in_yaml(doc: &str, fingerprint: &str, old: Option<&str>) -> St
             out.insert(at + 1, format!("{pad}{pad}{SEALING_KEY_ANNOTATION}: {fingerprint}\n"));
         }
         None => {
-            out.insert(
-                meta + 1,
-                format!("{pad}annotations:\n{pad}{pad}{SEALING_KEY_ANNOTATION}: {fingerprint}\n"),
-            );
+            out.insert(meta + 1, format!("{pad}annotations:\n{pad}{pad}{SEALING_KEY_ANNOTATION}: {fingerprint}\n"));
         }
     }
     out.concat()
@@ -107,11 +122,8 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
     let docs = yaml::parse_documents(&text).map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))?;
     let is_sealed = |d: &Value| d.get("kind").and_then(Value::as_str) == Some("SealedSecret");
     let stale = |d: &Value| {
-        d.pointer(&format!(
-            "/metadata/annotations/{}",
-            SEALING_KEY_ANNOTATION.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
+        d.pointer(&format!("/metadata/annotations/{}", SEALING_KEY_ANNOTATION.replace('/', "~1")))
+            .and_then(Value::as_str)
             != Some(fingerprint)
     };
     if !docs.iter().any(|d| is_sealed(d) && stale(d)) {
@@ -121,11 +133,7 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
         Format::Json => {
             let mut out = Vec::with_capacity(docs.len());
             for doc in docs {
-                out.push(if is_sealed(&doc) && stale(&doc) {
-                    rotate(api, &doc).await?
-                } else {
-                    doc
-                });
+                out.push(if is_sealed(&doc) && stale(&doc) { rotate(api, &doc).await? } else { doc });
             }
             render::documents(&out, Format::Json)?
         }
@@ -155,12 +163,7 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
                 if let (Some(old_data), Some(new_data)) = (&old.spec.data, &new.spec.data) {
                     replaced = replaced.replacen(old_data.as_str(), new_data, 1);
                 }
-                let old_fp = old
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(SEALING_KEY_ANNOTATION))
-                    .cloned();
+                let old_fp = old.metadata.annotations.as_ref().and_then(|a| a.get(SEALING_KEY_ANNOTATION)).cloned();
                 *piece = set_annotation_in_yaml(&replaced, fingerprint, old_fp.as_deref());
             }
             pieces.concat()
@@ -171,12 +174,22 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
 }
 
 pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult {
-    let cert_args = CertArgs {
-        cert: None,
-        controller_url: command.controller_url.clone(),
-    };
+    let cert_args = CertArgs { cert: command.cert.clone(), controller_url: command.controller_url.clone() };
     let certificate = cert::parse(&cert::load_pem(&cert_args, cluster).await?)?;
     let fingerprint = certificate.public_key().fingerprint();
+    if command.check {
+        let files = sealed_secret_files(&command.paths)?;
+        let stale = stale_objects(&files, &fingerprint);
+        io::print(&stale.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        return Err(CliError::new(format!(
+            "{} SealedSecret(s) are not sealed to the newest key {fingerprint}",
+            stale.len()
+        ))
+        .hint("run `sealant reencrypt` on them and commit the result"));
+    }
     let api = ControllerApi::connect(command.controller_url.as_deref(), cluster).await?;
     let files = sealed_secret_files(&command.paths)?;
     let mut changed = 0;

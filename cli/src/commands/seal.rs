@@ -47,9 +47,20 @@ pub struct SealCommand {
     /// Seal one value (from --from-file or standard input) and print the item's base64.
     #[arg(long)]
     pub raw: bool,
-    /// With --raw: the file holding the value (`key=path` is accepted; the key is ignored).
-    #[arg(long, value_name = "[KEY=]PATH", requires = "raw")]
+    /// A data item from a file (`key=path`, or `path` for its file name as the key); with --raw,
+    /// the value to seal. Repeatable.
+    #[arg(long, value_name = "[KEY=]PATH")]
     pub from_file: Vec<String>,
+    /// A data item given literally (`key=value`). Repeatable. Values typed on a command line
+    /// end up in shell history: prefer --from-env-var in CI.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// A data item from an environment variable (`key=VARIABLE`). Repeatable.
+    #[arg(long, value_name = "KEY=VARIABLE")]
+    pub from_env_var: Vec<String>,
+    /// The Secret's type when it is built from --from-* (default Opaque).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub type_: Option<String>,
 }
 
 pub fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -71,6 +82,9 @@ pub struct SealRequest {
     pub merge_into: Option<PathBuf>,
     pub raw: bool,
     pub from_file: Vec<String>,
+    pub from_literal: Vec<String>,
+    pub from_env_var: Vec<String>,
+    pub type_: Option<String>,
     /// kubeseal's habits: a missing namespace means "default"; `--raw` prints no newline.
     pub kubeseal: bool,
 }
@@ -90,6 +104,9 @@ impl From<&SealCommand> for SealRequest {
             merge_into: c.merge_into.clone(),
             raw: c.raw,
             from_file: c.from_file.clone(),
+            from_literal: c.from_literal.clone(),
+            from_env_var: c.from_env_var.clone(),
+            type_: c.type_.clone(),
             kubeseal: false,
         }
     }
@@ -114,10 +131,8 @@ pub fn parse_secrets(text: &str, origin: &str) -> CliResult<Vec<Secret>> {
         .map(|(i, doc)| {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("Secret");
             if kind != "Secret" || !doc.is_object() {
-                return Err(
-                    CliError::new(format!("document {} of {origin} is a {kind}, not a Secret", i + 1))
-                        .hint("seal takes plain Secret manifests (kind: Secret)"),
-                );
+                return Err(CliError::new(format!("document {} of {origin} is a {kind}, not a Secret", i + 1))
+                    .hint("seal takes plain Secret manifests (kind: Secret)"));
             }
             serde_json::from_value::<Secret>(doc)
                 .map_err(|e| CliError::new(format!("document {} of {origin} is not a valid Secret", i + 1)).source(e))
@@ -127,25 +142,28 @@ pub fn parse_secrets(text: &str, origin: &str) -> CliResult<Vec<Secret>> {
 }
 
 pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
-    if !req.from_file.is_empty() && !req.raw {
+    if !req.from_file.is_empty() && !req.raw && req.kubeseal {
         return Err(CliError::usage("--from-file requires --raw"));
     }
     if req.raw {
+        if !req.from_literal.is_empty() || !req.from_env_var.is_empty() {
+            return Err(CliError::usage("--raw takes its value from --from-file or standard input only"));
+        }
         return seal_raw(&req, cluster).await;
     }
-    let origin = req
-        .file
-        .as_deref()
-        .map_or("standard input".to_owned(), |p| p.display().to_string());
-    let secrets = parse_secrets(&io::read_input(req.file.as_deref(), "Secret")?, &origin)?;
+    let built = !(req.from_file.is_empty() && req.from_literal.is_empty() && req.from_env_var.is_empty());
+    let secrets = if built {
+        vec![secret_from_items(&req)?]
+    } else {
+        let origin = req.file.as_deref().map_or("standard input".to_owned(), |p| p.display().to_string());
+        parse_secrets(&io::read_input(req.file.as_deref(), "Secret")?, &origin)?
+    };
     let cert = sealing_certificate(&req.cert, cluster).await?;
     if let Some(target) = &req.merge_into {
         return merge_into(&req, &cert, &secrets, target);
     }
 
-    let needs_fallback = secrets
-        .iter()
-        .any(|s| s.metadata.namespace.as_deref().unwrap_or_default().is_empty());
+    let needs_fallback = secrets.iter().any(|s| s.metadata.namespace.as_deref().unwrap_or_default().is_empty());
     let options = SealOptions {
         scope: req.scope,
         name: req.name.clone(),
@@ -162,12 +180,9 @@ pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
     for secret in &secrets {
         let sealed = seal_secret(&mut rng, &cert, secret, &options).map_err(|e| {
             let hint = seal_hint(&e);
-            CliError::new(format!(
-                "cannot seal Secret {:?}",
-                secret.metadata.name.as_deref().unwrap_or_default()
-            ))
-            .source(e)
-            .hint(hint)
+            CliError::new(format!("cannot seal Secret {:?}", secret.metadata.name.as_deref().unwrap_or_default()))
+                .source(e)
+                .hint(hint)
         })?;
         values.push(render::to_value(&sealed)?);
     }
@@ -185,6 +200,59 @@ pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
     }
 }
 
+/// A Secret built in memory from --from-literal, --from-env-var and --from-file: nothing
+/// plaintext is written anywhere.
+fn secret_from_items(req: &SealRequest) -> CliResult<Secret> {
+    let name = req.name.clone().ok_or_else(|| {
+        CliError::usage("--from-literal, --from-env-var and --from-file need --name")
+            .hint("pass --name NAME (and -n NAMESPACE)")
+    })?;
+    let split = |spec: &str, flag: &str| -> CliResult<(String, String)> {
+        spec.split_once('=').filter(|(k, _)| !k.is_empty()).map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(
+            || CliError::usage(format!("{flag} expects KEY=..., got {:?}", spec.split('=').next().unwrap_or_default())),
+        )
+    };
+    let mut data: std::collections::BTreeMap<String, k8s_openapi::ByteString> = Default::default();
+    let mut add = |key: String, value: Vec<u8>| -> CliResult {
+        if data.insert(key.clone(), k8s_openapi::ByteString(value)).is_some() {
+            return Err(CliError::usage(format!("the key {key:?} is given twice")));
+        }
+        Ok(())
+    };
+    for spec in &req.from_literal {
+        let (key, value) = split(spec, "--from-literal")?;
+        add(key, value.into_bytes())?;
+    }
+    for spec in &req.from_env_var {
+        let (key, variable) = split(spec, "--from-env-var")?;
+        let value = std::env::var_os(&variable).ok_or_else(|| {
+            CliError::new(format!("the environment variable {variable} is not set"))
+                .hint("export it, or check its name")
+        })?;
+        add(key, value.into_encoded_bytes())?;
+    }
+    for spec in &req.from_file {
+        let (key, path) = match spec.split_once('=') {
+            Some((k, p)) => (k.to_owned(), p.to_owned()),
+            None => {
+                let key = Path::new(spec).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (key, spec.clone())
+            }
+        };
+        add(key, io::read_bytes(Path::new(&path))?)?;
+    }
+    Ok(Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name),
+            namespace: req.namespace.clone(),
+            ..Default::default()
+        },
+        type_: Some(req.type_.clone().unwrap_or_else(|| "Opaque".to_owned())),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
 fn seal_hint(e: &sealant_crds::SealError) -> &'static str {
     use sealant_crds::SealError::*;
     match e {
@@ -200,29 +268,23 @@ fn seal_hint(e: &sealant_crds::SealError) -> &'static str {
 
 async fn seal_raw(req: &SealRequest, cluster: &ClusterArgs) -> CliResult {
     if req.from_file.len() > 1 {
-        return Err(CliError::usage(
-            "must provide only one --from-file when encrypting a single item with --raw",
-        ));
+        return Err(CliError::usage("must provide only one --from-file when encrypting a single item with --raw"));
     }
     let scope = req.scope.unwrap_or_default();
     let namespace = match (&req.namespace, scope.needs_namespace()) {
         (Some(ns), _) => ns.clone(),
         (None, false) => String::new(),
         (None, true) => fallback_namespace(req, cluster).ok_or_else(|| {
-            CliError::usage(format!(
-                "must provide the --namespace flag with --raw and --scope {scope}"
-            ))
-            .hint("pass -n NAMESPACE, or --scope cluster-wide")
+            CliError::usage(format!("must provide the --namespace flag with --raw and --scope {scope}"))
+                .hint("pass -n NAMESPACE, or --scope cluster-wide")
         })?,
     };
     let name = match (&req.name, scope.needs_name()) {
         (Some(name), _) => name.clone(),
         (None, false) => String::new(),
         (None, true) => {
-            return Err(
-                CliError::usage("must provide the --name flag with --raw and --scope strict")
-                    .hint("pass --name NAME, or --scope namespace-wide or cluster-wide"),
-            );
+            return Err(CliError::usage("must provide the --name flag with --raw and --scope strict")
+                .hint("pass --name NAME, or --scope namespace-wide or cluster-wide"));
         }
     };
     let value = match req.from_file.first() {
@@ -241,13 +303,8 @@ async fn seal_raw(req: &SealRequest, cluster: &ClusterArgs) -> CliResult {
         }
     };
     let cert = sealing_certificate(&req.cert, cluster).await?;
-    let item = hybrid_encrypt(
-        &mut rand::rng(),
-        cert.public_key(),
-        value.expose(),
-        &scope.label(&namespace, &name),
-    )
-    .map_err(|e| CliError::new("cannot seal the value").source(e))?;
+    let item = hybrid_encrypt(&mut rand::rng(), cert.public_key(), value.expose(), &scope.label(&namespace, &name))
+        .map_err(|e| CliError::new("cannot seal the value").source(e))?;
     let mut out = STANDARD.encode(item);
     if !req.kubeseal {
         out.push('\n');
@@ -264,20 +321,16 @@ fn merge_into(req: &SealRequest, cert: &Certificate, secrets: &[Secret], target:
         .map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))
         .hint("--merge-into needs a file holding one SealedSecret")?;
     let [doc] = docs.as_slice() else {
-        return Err(
-            CliError::new(format!("{origin} holds {} documents, not one SealedSecret", docs.len()))
-                .hint("--merge-into needs a file holding exactly one SealedSecret"),
-        );
+        return Err(CliError::new(format!("{origin} holds {} documents, not one SealedSecret", docs.len()))
+            .hint("--merge-into needs a file holding exactly one SealedSecret"));
     };
     let mut existing: SealedSecret = serde_json::from_value(doc.clone())
         .map_err(|e| CliError::new(format!("{origin} is not a SealedSecret")).source(e))
         .hint("--merge-into needs a file holding exactly one SealedSecret")?;
     let scope = Scope::from_annotations(existing.metadata.annotations.as_ref());
     if let Some(asked) = req.scope.filter(|s| *s != scope) {
-        return Err(
-            CliError::usage(format!("{origin} is sealed with scope {scope}, not {asked}"))
-                .hint("drop --scope: merged items always take the file's scope"),
-        );
+        return Err(CliError::usage(format!("{origin} is sealed with scope {scope}, not {asked}"))
+            .hint("drop --scope: merged items always take the file's scope"));
     }
     let options = SealOptions {
         scope: Some(scope),
@@ -300,10 +353,8 @@ fn merge_into(req: &SealRequest, cert: &Certificate, secrets: &[Secret], target:
     }
     let fingerprint = cert.public_key().fingerprint();
     let annotations = existing.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    let mut fingerprints: Vec<String> = annotations
-        .get(SEALING_KEY_ANNOTATION)
-        .map(|v| v.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
+    let mut fingerprints: Vec<String> =
+        annotations.get(SEALING_KEY_ANNOTATION).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
     if !fingerprints.contains(&fingerprint) {
         fingerprints.push(fingerprint);
     }

@@ -50,10 +50,8 @@ pub fn parse_sealed_secrets(text: &str, origin: &str) -> CliResult<Vec<SealedSec
         .map(|(i, doc)| {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
             if kind != "SealedSecret" {
-                return Err(
-                    CliError::new(format!("document {} of {origin} is not a SealedSecret", i + 1))
-                        .hint("unseal takes SealedSecret manifests (kind: SealedSecret)"),
-                );
+                return Err(CliError::new(format!("document {} of {origin} is not a SealedSecret", i + 1))
+                    .hint("unseal takes SealedSecret manifests (kind: SealedSecret)"));
             }
             serde_json::from_value(doc)
                 .map_err(|e| {

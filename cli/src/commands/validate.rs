@@ -47,14 +47,8 @@ async fn check_online(api: &ControllerApi, file: &str, text: &str) -> CliResult<
     let Ok(docs) = yaml::parse_documents(text) else {
         return Ok(problems);
     };
-    for doc in docs
-        .iter()
-        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret"))
-    {
-        let name = doc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("<unnamed>");
+    for doc in docs.iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret")) {
+        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");
         let (code, body) = api.post_patiently("/v1/verify", doc.to_string().into_bytes()).await?;
         match code {
             200 => {}
@@ -99,12 +93,7 @@ fn files_under(path: &Path, explicit: bool, out: &mut Vec<(PathBuf, bool)>) -> s
 /// Check every SealedSecret in `text`. `explicit` files must hold at least one.
 pub fn check_text(file: &str, text: &str, explicit: bool, cert: Option<&Certificate>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut push = |what: String| {
-        problems.push(Problem {
-            file: file.to_owned(),
-            what,
-        })
-    };
+    let mut push = |what: String| problems.push(Problem { file: file.to_owned(), what });
     let docs = match yaml::parse_documents(text) {
         Ok(docs) => docs,
         Err(e) => {
@@ -121,15 +110,8 @@ pub fn check_text(file: &str, text: &str, explicit: bool, cert: Option<&Certific
             continue;
         }
         found += 1;
-        let name = doc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let at = if name.is_empty() {
-            format!("document {}", i + 1)
-        } else {
-            name.to_owned()
-        };
+        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let at = if name.is_empty() { format!("document {}", i + 1) } else { name.to_owned() };
         for problem in check_document(doc, kind, api_version, cert) {
             push(format!("{at}: {problem}"));
         }
@@ -142,11 +124,7 @@ pub fn check_text(file: &str, text: &str, explicit: bool, cert: Option<&Certific
 
 fn annotations(doc: &Value, pointer: &str) -> Option<std::collections::BTreeMap<String, String>> {
     let map = doc.pointer(pointer)?.as_object()?;
-    Some(
-        map.iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect(),
-    )
+    Some(map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
 }
 
 fn check_document(doc: &Value, kind: &str, api_version: &str, cert: Option<&Certificate>) -> Vec<String> {
@@ -164,14 +142,8 @@ fn check_document(doc: &Value, kind: &str, api_version: &str, cert: Option<&Cert
             "metadata.annotations: scope is {scope} but spec.template.metadata.annotations says {template_scope}; the controller uses metadata's"
         ));
     }
-    let name = doc
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let namespace = doc
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
         problems.push("metadata.name: missing".to_owned());
     }
@@ -231,10 +203,7 @@ fn check_document(doc: &Value, kind: &str, api_version: &str, cert: Option<&Cert
 pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult {
     let cert = match &command.cert {
         Some(source) => {
-            let args = CertArgs {
-                cert: Some(source.clone()),
-                controller_url: None,
-            };
+            let args = CertArgs { cert: Some(source.clone()), controller_url: None };
             Some(cert::parse(&cert::load_pem(&args, cluster).await?)?)
         }
         None => None,
@@ -254,14 +223,8 @@ pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult 
                     problems.extend(check_online(api, &shown, &text).await?);
                 }
             }
-            Ok(Err(_)) => problems.push(Problem {
-                file: shown,
-                what: "not UTF-8 text".into(),
-            }),
-            Err(e) => problems.push(Problem {
-                file: shown,
-                what: format!("cannot read: {e}"),
-            }),
+            Ok(Err(_)) => problems.push(Problem { file: shown, what: "not UTF-8 text".into() }),
+            Err(e) => problems.push(Problem { file: shown, what: format!("cannot read: {e}") }),
         }
     }
     let report: String = problems.iter().map(|p| format!("{}: {}\n", p.file, p.what)).collect();

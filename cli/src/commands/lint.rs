@@ -1,0 +1,275 @@
+//! `sealant lint`: a guard for pre-commit and CI that finds plaintext Secrets and SOPS files that
+//! are not fully encrypted, without false alarms on SealedSecrets and encrypted SOPS files.
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use sealant_core::yaml;
+use serde_json::Value;
+
+use crate::error::{CliError, CliResult};
+use crate::io;
+
+#[derive(Debug, clap::Args)]
+pub struct LintCommand {
+    /// Files and directories to check (default: the current directory).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// One finding: `file:line: what`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub line: usize,
+    pub what: String,
+}
+
+const SKIPPED_DIRS: [&str; 4] = [".git", "target", "node_modules", "vendor"];
+
+fn lintable(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")
+}
+
+fn walk(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_dir() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !explicit && (SKIPPED_DIRS.contains(&name.as_str()) || name.starts_with('.')) {
+            return Ok(());
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            walk(&entry.path(), false, out)?;
+        }
+    } else if explicit || lintable(path) {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// The text of each document with the line it starts on (1-based).
+fn documents(text: &str) -> Vec<(usize, String)> {
+    if yaml::looks_like_json(text) {
+        // A JSON stream: one piece per value, each with the line it starts on.
+        let mut docs = Vec::new();
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+        let mut start = 0;
+        while let Some(Ok(_)) = stream.next() {
+            let end = stream.byte_offset();
+            let piece = &text[start..end];
+            let leading = piece.len() - piece.trim_start().len();
+            let line = text[..start + leading].matches('\n').count() + 1;
+            docs.push((line, piece.trim_start().to_owned()));
+            start = end;
+        }
+        if docs.is_empty() {
+            docs.push((1, text.to_owned()));
+        }
+        return docs;
+    }
+    let mut docs = vec![(1, String::new())];
+    let mut has_content = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.starts_with("---") && has_content {
+            docs.push((i + 1, String::new()));
+            has_content = false;
+        } else if !line.starts_with("---") && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            has_content = true;
+        }
+        if let Some((_, doc)) = docs.last_mut() {
+            doc.push_str(line);
+        }
+    }
+    docs
+}
+
+/// The line (1-based, within `doc`) of the first line matching `pattern`, else 1.
+fn line_of(doc: &str, pattern: &str) -> usize {
+    Regex::new(pattern).ok().and_then(|r| doc.lines().position(|l| r.is_match(l))).map_or(1, |i| i + 1)
+}
+
+fn non_empty(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+}
+
+/// Whether a SOPS-managed value is encrypted (sops leaves empty strings as they are).
+fn is_encrypted(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.is_empty() || s.starts_with("ENC[AES256_GCM,"))
+}
+
+/// SOPS selection rules from the metadata: should the key `key` be encrypted?
+struct SopsRules {
+    encrypted_regex: Option<Regex>,
+    unencrypted_regex: Option<Regex>,
+    encrypted_suffix: Option<String>,
+    unencrypted_suffix: String,
+}
+
+impl SopsRules {
+    fn from_metadata(sops: &Value) -> SopsRules {
+        let text = |k: &str| sops.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        SopsRules {
+            encrypted_regex: text("encrypted_regex").and_then(|r| Regex::new(&r).ok()),
+            unencrypted_regex: text("unencrypted_regex").and_then(|r| Regex::new(&r).ok()),
+            encrypted_suffix: text("encrypted_suffix"),
+            unencrypted_suffix: text("unencrypted_suffix").unwrap_or_else(|| "_unencrypted".to_owned()),
+        }
+    }
+
+    /// Whether values under `key` are to be encrypted (the rules apply to every key on the path).
+    fn encrypts(&self, key: &str) -> Option<bool> {
+        if let Some(r) = &self.encrypted_regex {
+            return r.is_match(key).then_some(true);
+        }
+        if let Some(suffix) = &self.encrypted_suffix {
+            return key.ends_with(suffix.as_str()).then_some(true);
+        }
+        if self.unencrypted_regex.as_ref().is_some_and(|r| r.is_match(key)) || key.ends_with(&self.unencrypted_suffix) {
+            return Some(false);
+        }
+        None
+    }
+
+    /// Whether no key on the way is needed to choose (the default is to encrypt).
+    fn default_encrypts(&self) -> bool {
+        self.encrypted_regex.is_none() && self.encrypted_suffix.is_none()
+    }
+}
+
+/// Leaves that should be encrypted but are not: their paths.
+fn sops_plaintext(value: &Value, path: &str, rules: &SopsRules, selected: bool, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if path.is_empty() && k == "sops" {
+                    continue;
+                }
+                let child = match rules.encrypts(k) {
+                    Some(decided) => decided,
+                    None => selected,
+                };
+                sops_plaintext(v, &format!("{path}.{k}"), rules, child, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                sops_plaintext(v, &format!("{path}[{i}]"), rules, selected, out);
+            }
+        }
+        Value::Null => {}
+        // sops encrypts every selected leaf (numbers and booleans too) into an ENC[...] string.
+        leaf if selected && !is_encrypted(leaf) => out.push(path.trim_start_matches('.').to_owned()),
+        _ => {}
+    }
+}
+
+fn check_document(doc: &Value, text: &str, file_name: &str, findings: &mut Vec<(usize, String)>) {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind_line = |k: &str| line_of(text, &format!(r#"^\s*-?\s*"?kind"?\s*:\s*"?{k}"?"#));
+    if let Some(sops) = doc.get("sops").filter(|s| s.is_object()) {
+        let rules = SopsRules::from_metadata(sops);
+        let mut plain = Vec::new();
+        // With comment regexes, what is encrypted depends on comments the parsed tree does not
+        // keep: only the MAC can be checked.
+        let by_comment = ["encrypted_comment_regex", "unencrypted_comment_regex"]
+            .iter()
+            .any(|k| sops.get(*k).and_then(Value::as_str).is_some_and(|r| !r.is_empty()));
+        if !by_comment {
+            sops_plaintext(doc, "", &rules, rules.default_encrypts(), &mut plain);
+        }
+        if sops.get("mac").and_then(Value::as_str).is_none_or(|m| !m.starts_with("ENC[")) {
+            findings.push((line_of(text, r#"^\s*sops\s*:|"sops""#), "SOPS file without an encrypted MAC".to_owned()));
+        }
+        for path in plain {
+            let key = path.rsplit(['.', '[']).next().unwrap_or(&path).trim_end_matches(']');
+            let pattern = format!(r#"^\s*-?\s*"?{}"?\s*:"#, regex::escape(key));
+            findings.push((line_of(text, &pattern), format!("SOPS value {path} is not encrypted")));
+        }
+        return;
+    }
+    match kind {
+        "Secret" => {
+            let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");
+            for field in ["data", "stringData"] {
+                if non_empty(doc.get(field)) {
+                    findings.push((
+                        kind_line("Secret"),
+                        format!("plaintext Secret {name} ({field}): seal it with `sealant seal`"),
+                    ));
+                    break;
+                }
+            }
+        }
+        "List" => {
+            for item in doc.get("items").and_then(Value::as_array).into_iter().flatten() {
+                check_document(item, text, file_name, findings);
+            }
+        }
+        "Kustomization" => check_kustomization(doc, text, findings),
+        _ if file_name.starts_with("kustomization.") => check_kustomization(doc, text, findings),
+        _ => {}
+    }
+}
+
+fn check_kustomization(doc: &Value, text: &str, findings: &mut Vec<(usize, String)>) {
+    let generators = doc.get("secretGenerator").and_then(Value::as_array).cloned().unwrap_or_default();
+    for generator in generators {
+        let name = generator.get("name").and_then(Value::as_str).unwrap_or("<unnamed>");
+        let pattern = format!(r#"name\s*:\s*"?{}"?\s*$"#, regex::escape(name));
+        for source in ["literals", "envs", "files"] {
+            if generator.get(source).and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+                let what = match source {
+                    "literals" => "holds plaintext literals",
+                    "envs" => "reads plaintext env files from the repository",
+                    _ => "reads plaintext files from the repository",
+                };
+                findings.push((line_of(text, &pattern), format!("kustomize secretGenerator {name} {what}")));
+            }
+        }
+    }
+}
+
+/// Every finding in one file's text.
+pub fn lint_text(file_name: &str, text: &str) -> Result<Vec<Finding>, String> {
+    let mut findings = Vec::new();
+    for (start, doc_text) in documents(text) {
+        let docs = yaml::parse_documents(&doc_text).map_err(|e| e.to_string())?;
+        let mut local = Vec::new();
+        for doc in &docs {
+            check_document(doc, &doc_text, file_name, &mut local);
+        }
+        findings.extend(local.into_iter().map(|(line, what)| Finding { line: start + line - 1, what }));
+    }
+    Ok(findings)
+}
+
+pub fn run(command: &LintCommand) -> CliResult {
+    let paths = if command.paths.is_empty() { vec![PathBuf::from(".")] } else { command.paths.clone() };
+    let mut files = Vec::new();
+    for path in &paths {
+        walk(path, true, &mut files).map_err(|e| CliError::new(format!("cannot read {}", path.display())).source(e))?;
+    }
+    let mut report = String::new();
+    let mut count = 0;
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let name = file.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        match lint_text(&name, &text) {
+            Ok(findings) => {
+                for f in findings {
+                    count += 1;
+                    report.push_str(&format!("{}:{}: {}\n", file.display(), f.line, f.what));
+                }
+            }
+            // Templates (Helm) and other non-YAML: not ours to judge.
+            Err(_) => continue,
+        }
+    }
+    io::print(&report)?;
+    if count == 0 {
+        return Ok(());
+    }
+    Err(CliError::new(format!("{count} plaintext secret(s) found"))
+        .hint("seal Secrets with `sealant seal` (or encrypt with `sops`) and commit only the sealed form"))
+}
