@@ -154,3 +154,65 @@ fn lint_has_no_false_positive_and_no_false_negative() {
         assert!(report.contains(&format!("{shown}:")), "{shown} was not reported:\n{report}");
     }
 }
+
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).unwrap_or_default().windows(needle.len()).any(|w| w == needle) {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+/// CI sealing: values from the environment are sealed in memory; no file anywhere (HOME,
+/// TMPDIR, the working directory) holds them in plaintext afterwards.
+#[test]
+fn ci_sealing_leaves_no_plaintext_on_disk() {
+    let repo = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let (home, tmp, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let value = "ci-plaintext-4f1d9c2e-never-on-disk";
+    let out = Command::new(sealant())
+        .current_dir(work.path())
+        .env_clear()
+        .env("HOME", home.path())
+        .env("TMPDIR", tmp.path())
+        .env("DB_PASSWORD", value)
+        .args([
+            "seal",
+            "--name",
+            "db",
+            "-n",
+            "prod",
+            "--from-env-var",
+            "password=DB_PASSWORD",
+            "--from-literal",
+            "user=app",
+        ])
+        .arg("--cert")
+        .arg(repo.join("keys-example/demo.tls.crt"))
+        .args(["--type", "kubernetes.io/basic-auth", "-w", "db.sealed.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(work.path().join("db.sealed.yaml").is_file());
+    for dir in [home.path(), tmp.path(), work.path()] {
+        assert!(files_containing(dir, value.as_bytes()).is_empty(), "plaintext found under {}", dir.display());
+    }
+    // The sealed file opens to the value.
+    let opened = Command::new(sealant())
+        .current_dir(work.path())
+        .args(["unseal", "-o", "json", "-f", "db.sealed.yaml", "--private-key"])
+        .arg(repo.join("keys-example/demo.tls.key"))
+        .output()
+        .unwrap();
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    assert!(String::from_utf8_lossy(&opened.stdout).contains(&encoded));
+}

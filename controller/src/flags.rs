@@ -172,6 +172,10 @@ pub struct Flags {
     /// How often the leader renews, and followers retry.
     #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_go_duration)]
     pub leader_elect_retry_period: Duration,
+    /// age recipients (age1..., comma-separated): after each key it generates, the controller
+    /// writes every key Secret, encrypted to them, to the Secret `<key-prefix>-backup`.
+    #[arg(long, env = "SEALED_SECRETS_BACKUP_AGE_RECIPIENTS", value_delimiter = ',')]
+    pub backup_age_recipients: Vec<String>,
     /// The controller's namespace (default: $POD_NAMESPACE, the service account's, else default).
     #[arg(long, env = "SEALED_SECRETS_NAMESPACE")]
     pub namespace: Option<String>,

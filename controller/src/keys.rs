@@ -127,6 +127,65 @@ async fn generate_key(client: &Client, namespace: &str, flags: &Flags) -> anyhow
     Ok(fingerprint)
 }
 
+/// Name of the Secret holding the encrypted key backup.
+pub fn backup_secret_name(flags: &Flags) -> String {
+    format!("{}-backup", flags.key_prefix)
+}
+
+/// Write every key Secret, encrypted to the backup recipients, to the backup Secret.
+async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: &Metrics) -> anyhow::Result<()> {
+    if flags.backup_age_recipients.is_empty() {
+        return Ok(());
+    }
+    let recipients = sealant_core::backup::parse_recipients(&flags.backup_age_recipients)?;
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
+    let items: Vec<serde_json::Value> = keys
+        .items
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": s.metadata.name, "labels": s.metadata.labels, "annotations": s.metadata.annotations},
+                "type": s.type_,
+                "data": s.data,
+            })
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(&list)?);
+    let sealed = sealant_core::backup::encrypt(&recipients, &plain)?;
+    let name = backup_secret_name(flags);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_owned()),
+            annotations: Some(BTreeMap::from([(
+                "sealant.dev/backup".to_owned(),
+                "key Secrets as a v1 List, age-encrypted; restore with `sealant keys restore`".to_owned(),
+            )])),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([("keys.age".to_owned(), ByteString(sealed))])),
+        ..Default::default()
+    };
+    match api.get_opt(&name).await? {
+        Some(existing) => {
+            let mut replaced = secret;
+            replaced.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(&name, &PostParams::default(), &replaced).await?;
+        }
+        None => {
+            api.create(&PostParams::default(), &secret).await?;
+        }
+    }
+    metrics.last_backup.set(OffsetDateTime::now_utc().unix_timestamp() as f64);
+    tracing::info!(secret = %name, keys = keys.items.len(), recipients = flags.backup_age_recipients.len(), "wrote the encrypted key backup");
+    Ok(())
+}
+
 /// Wait until the keyring holds `fingerprint` (the watcher has seen our new key).
 async fn wait_for_key(keyring: &mut watch::Receiver<Arc<Keyring>>, fingerprint: &str) {
     let seen = keyring.wait_for(|ring| ring.entries().iter().any(|e| e.fingerprint == fingerprint));
@@ -141,6 +200,7 @@ pub async fn manage_keys(
     client: Client,
     namespace: String,
     flags: Arc<Flags>,
+    metrics: Arc<Metrics>,
     mut keyring: watch::Receiver<Arc<Keyring>>,
     mut ready: watch::Receiver<bool>,
     renew_now: Arc<Notify>,
@@ -157,6 +217,10 @@ pub async fn manage_keys(
     if needs_first {
         let fp = generate_key(&client, &namespace, &flags).await?;
         wait_for_key(&mut keyring, &fp).await;
+    }
+    // A new leader makes sure the backup holds every key, including any added by hand.
+    if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
+        tracing::warn!(error = %e, "cannot write the key backup");
     }
     let period = flags.renew_period();
     loop {
@@ -188,5 +252,8 @@ pub async fn manage_keys(
         }
         let fp = generate_key(&client, &namespace, &flags).await?;
         wait_for_key(&mut keyring, &fp).await;
+        if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
+            tracing::warn!(error = %e, "cannot write the key backup");
+        }
     }
 }

@@ -83,6 +83,7 @@ async fn lead(
         client.clone(),
         namespace.clone(),
         flags.clone(),
+        metrics.clone(),
         keyring.clone(),
         ready.clone(),
         renew_now,
@@ -146,6 +147,9 @@ async fn lead(
 async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let flags = Arc::new(flags);
     flags.cutoff().map_err(anyhow::Error::msg)?;
+    sealant_core::backup::parse_recipients(&flags.backup_age_recipients)
+        .or_else(|e| if flags.backup_age_recipients.is_empty() { Ok(Vec::new()) } else { Err(e) })
+        .context("invalid --backup-age-recipients")?;
     let client = client(&flags).await?;
     let namespace = controller_namespace(&flags);
     let metrics = Arc::new(Metrics::new());

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub decryptions: Counter,
     pub reconcile_duration: Histogram,
     pub is_leader: Gauge,
+    pub last_backup: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -117,7 +118,14 @@ impl Metrics {
         );
         let is_leader = Gauge::default();
         registry.register("sealant_leader", "1 while this replica is the leader", is_leader.clone());
+        let last_backup = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "sealant_last_key_backup_timestamp_seconds",
+            "When the encrypted key backup Secret was last written, Unix seconds (0: never)",
+            last_backup.clone(),
+        );
         Metrics {
+            last_backup,
             registry,
             unseal_requests,
             unseal_errors,

@@ -22,7 +22,7 @@ fn docs(text: &str) -> Vec<Value> {
 
 /// Store a key Secret (YAML text of one Secret or a List) the way the upstream controller does,
 /// in `namespace`.
-async fn install_keys(client: &Client, namespace: &str, yaml: &str) {
+pub(crate) async fn install_keys(client: &Client, namespace: &str, yaml: &str) {
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     for doc in docs(yaml) {
         let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_else(|| vec![doc.clone()]);
@@ -43,7 +43,7 @@ async fn ensure_namespace(client: &Client, name: &str) {
     let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await;
 }
 
-async fn apply_sealed(client: &Client, namespace: &str, mut doc: Value) -> SealedSecret {
+pub(crate) async fn apply_sealed(client: &Client, namespace: &str, mut doc: Value) -> SealedSecret {
     doc["metadata"]["namespace"] = json!(namespace);
     let ss: SealedSecret = serde_json::from_value(doc).unwrap();
     let api = Api::<SealedSecret>::namespaced(client.clone(), namespace);
@@ -51,7 +51,7 @@ async fn apply_sealed(client: &Client, namespace: &str, mut doc: Value) -> Seale
 }
 
 /// Wait until the SealedSecret's Synced condition has this status for its current generation.
-async fn synced(client: &Client, namespace: &str, name: &str, want: &str) -> SealedSecret {
+pub(crate) async fn synced(client: &Client, namespace: &str, name: &str, want: &str) -> SealedSecret {
     let api = Api::<SealedSecret>::namespaced(client.clone(), namespace);
     let found = eventually(Duration::from_secs(60), || async {
         let ss = api.get(name).await.ok()?;
@@ -69,7 +69,7 @@ async fn synced(client: &Client, namespace: &str, name: &str, want: &str) -> Sea
     }
 }
 
-async fn secret(client: &Client, namespace: &str, name: &str) -> Option<Secret> {
+pub(crate) async fn secret(client: &Client, namespace: &str, name: &str) -> Option<Secret> {
     Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await.unwrap()
 }
 
@@ -478,7 +478,7 @@ async fn verify_and_rotate_endpoints() {
     assert_eq!(code, 200, "the rotated object still verifies");
 }
 
-fn run_sealant(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+pub(crate) fn run_sealant(args: &[&str], dir: &std::path::Path) -> std::process::Output {
     Command::new(sealant_tests::cluster::built_binary("sealant"))
         .current_dir(dir)
         .args(args)

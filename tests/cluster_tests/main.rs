@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 mod controller;
 mod kubeseal_path;
+mod runbooks;
 
 const CRD_NAME: &str = "sealedsecrets.bitnami.com";
 

@@ -303,6 +303,9 @@ pub struct UsageArgs {
     /// Also look at the SealedSecrets in the cluster (the default when no PATH is given).
     #[arg(long)]
     pub cluster: bool,
+    /// Look at the cluster's SealedSecrets in these namespaces only (default: all). Repeatable.
+    #[arg(long = "in-namespace", value_name = "NAMESPACE")]
+    pub in_namespaces: Vec<String>,
 }
 
 pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Option<&Client>) -> CliResult<Usage> {
@@ -332,12 +335,20 @@ pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Opti
                 &owned
             }
         };
-        let all = Api::<SealedSecret>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .context("cannot list the SealedSecrets in the cluster")
-            .hint("you need permission to list SealedSecrets in every namespace, or give only PATHs")?;
-        for ss in all.items {
+        let mut items = Vec::new();
+        let scopes: Vec<Api<SealedSecret>> = if args.in_namespaces.is_empty() {
+            vec![Api::all(client.clone())]
+        } else {
+            args.in_namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+        };
+        for api in scopes {
+            let listed =
+                api.list(&ListParams::default()).await.context("cannot list the SealedSecrets in the cluster").hint(
+                    "you need permission to list SealedSecrets (narrow with --in-namespace), or give only PATHs",
+                )?;
+            items.extend(listed.items);
+        }
+        for ss in items {
             let place = format!("cluster: {}/{}", ss.namespace().unwrap_or_default(), ss.name_any());
             usage.add(&ss, place, &keys);
         }
@@ -405,6 +416,7 @@ pub async fn retire(command: &RetireCommand, cluster: &ClusterArgs) -> CliResult
             paths: command.usage.paths.clone(),
             private_keys: command.usage.private_keys.clone(),
             cluster: true,
+            in_namespaces: command.usage.in_namespaces.clone(),
         };
         let usage = collect_usage(&args, cluster, Some(&client)).await?;
         let dependents = usage.by_key.get(&key.fingerprint).map_or(0, Vec::len);
