@@ -216,3 +216,134 @@ fn merge<V>(into: &mut Option<BTreeMap<String, V>>, from: Option<BTreeMap<String
         into.get_or_insert_with(BTreeMap::new).extend(from);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use sealant_core::Certificate;
+    use sealant_crds::{SealOptions, seal_secret};
+
+    use super::*;
+    use crate::flags::KeyOrderPriority;
+
+    fn repo(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    fn keyring() -> Keyring {
+        let text = std::fs::read_to_string(repo("keys-example/demo.secret.yaml")).unwrap();
+        let doc = sealant_core::yaml::parse_documents(&text).unwrap().remove(0);
+        let secret: Secret = serde_json::from_value(doc).unwrap();
+        Keyring::from_secrets([&secret], KeyOrderPriority::CertNotBefore, "sealed-secrets-key")
+    }
+
+    fn sealed(annotations: &[(&str, &str)]) -> SealedSecret {
+        let cert = Certificate::from_pem(&std::fs::read_to_string(repo("keys-example/demo.tls.crt")).unwrap()).unwrap();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("s".into()),
+                namespace: Some("ns".into()),
+                annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            string_data: Some(BTreeMap::from([("k".into(), "v".into())])),
+            ..Default::default()
+        };
+        let mut ss = seal_secret(&mut rand::rng(), &cert, &secret, &SealOptions::default()).unwrap();
+        ss.metadata.uid = Some("uid-1".into());
+        ss
+    }
+
+    fn written(plan: Plan) -> Secret {
+        match plan {
+            Plan::Write { secret, .. } => *secret,
+            Plan::UpToDate => panic!("expected a write"),
+        }
+    }
+
+    fn existing(annotations: &[(&str, &str)], owner: bool) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("s".into()),
+                namespace: Some("ns".into()),
+                annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                owner_references: owner.then(|| {
+                    vec![OwnerReference {
+                        api_version: "bitnami.com/v1alpha1".into(),
+                        kind: "SealedSecret".into(),
+                        name: "s".into(),
+                        uid: "uid-1".into(),
+                        controller: Some(true),
+                        block_owner_deletion: None,
+                    }]
+                }),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([("other".into(), ByteString(b"x".to_vec()))])),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_written_secret_is_trusted_next_time_without_decrypting() {
+        let (ring, ss) = (keyring(), sealed(&[]));
+        let first = written(plan(&ss, None, &ring, UnsealOptions::default()).unwrap());
+        assert!(matches!(plan(&ss, Some(&first), &ring, UnsealOptions::default()), Ok(Plan::UpToDate)));
+        let mut edited = first.clone();
+        edited.data.as_mut().unwrap().insert("k".into(), ByteString(b"tampered".to_vec()));
+        let restored = written(plan(&ss, Some(&edited), &ring, UnsealOptions::default()).unwrap());
+        assert_eq!(restored.data.unwrap()["k"].0, b"v");
+    }
+
+    #[test]
+    fn foreign_secrets_are_left_alone_unless_managed_or_patch() {
+        let (ring, ss) = (keyring(), sealed(&[]));
+        let theirs = existing(&[], false);
+        assert!(matches!(plan(&ss, Some(&theirs), &ring, UnsealOptions::default()), Err(PlanError::NotManaged(_))));
+
+        let managed = written(
+            plan(&ss, Some(&existing(&[(MANAGED_ANNOTATION, "true")], false)), &ring, UnsealOptions::default())
+                .unwrap(),
+        );
+        assert_eq!(managed.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["k"], "replaced");
+        assert!(managed.metadata.owner_references.is_some(), "taken over");
+
+        let patched = written(
+            plan(&ss, Some(&existing(&[(PATCH_ANNOTATION, "true")], false)), &ring, UnsealOptions::default()).unwrap(),
+        );
+        assert_eq!(patched.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["k", "other"], "merged");
+        assert!(patched.metadata.owner_references.is_none(), "patch alone never takes ownership");
+    }
+
+    #[test]
+    fn an_immutable_secret_with_other_data_cannot_be_updated() {
+        let (ring, ss) = (keyring(), sealed(&[]));
+        let mut frozen = existing(&[], true);
+        frozen.immutable = Some(true);
+        assert!(matches!(plan(&ss, Some(&frozen), &ring, UnsealOptions::default()), Err(PlanError::Immutable)));
+    }
+
+    #[test]
+    fn a_changed_source_is_decrypted_again() {
+        let ring = keyring();
+        let ss = sealed(&[]);
+        let first = written(plan(&ss, None, &ring, UnsealOptions::default()).unwrap());
+        let mut relabelled = ss.clone();
+        relabelled.metadata.annotations.get_or_insert_with(BTreeMap::new).insert("team".into(), "x".into());
+        assert!(matches!(
+            plan(&relabelled, Some(&first), &ring, UnsealOptions::default()),
+            Ok(Plan::Write { decrypted: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn no_keys_is_its_own_reason() {
+        let ss = sealed(&[]);
+        let err = plan(&ss, None, &Keyring::default(), UnsealOptions::default()).unwrap_err();
+        assert_eq!(err.category(), "NoKeys");
+    }
+}

@@ -105,3 +105,32 @@ proptest! {
         }
     }
 }
+
+/// The deprecated v1 format: a whole Secret's JSON sealed as one item in `spec.data`.
+#[test]
+fn legacy_v1_data_is_accepted_only_when_allowed() {
+    use base64::Engine as _;
+    use sealant_crds::{SealedSecret, UnsealError};
+    let whole = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "old"}, "data": {"k": "dmFsdWU="}});
+    let item = sealant_core::hybrid_encrypt(
+        &mut StdRng::seed_from_u64(1),
+        demo_cert().public_key(),
+        whole.to_string().as_bytes(),
+        &Scope::Strict.label("ns", "old"),
+    )
+    .unwrap();
+    let mut ss = SealedSecret::default();
+    ss.metadata.name = Some("old".into());
+    ss.metadata.namespace = Some("ns".into());
+    ss.spec.data = Some(base64::engine::general_purpose::STANDARD.encode(item));
+
+    let secret = unseal(&ss, &demo_key(), UnsealOptions { accept_v1_data: true }).unwrap();
+    assert_eq!(secret.data.unwrap()["k"].0, b"value");
+    assert_eq!(secret.metadata.namespace.as_deref(), Some("ns"), "name and namespace are forced");
+    assert!(matches!(
+        unseal(&ss, &demo_key(), UnsealOptions { accept_v1_data: false }),
+        Err(UnsealError::V1DataRefused)
+    ));
+    ss.spec.encrypted_data.insert("x".into(), "AgA=".into());
+    assert!(matches!(unseal(&ss, &demo_key(), UnsealOptions::default()), Err(UnsealError::BothDataAndEncryptedData)));
+}
