@@ -15,8 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::flags::KeyOrderPriority;
 
-/// Label that marks key Secrets; only the value `active` is loaded.
-pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
+pub use sealant_crds::keys::KEY_LABEL;
 
 /// One usable key.
 pub struct KeyEntry {

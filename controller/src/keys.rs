@@ -18,6 +18,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
 use crate::flags::Flags;
+use sealant_crds::keys::{KeyName, key_secret};
+
 use crate::keyring::{KEY_LABEL, Keyring};
 use crate::metrics::Metrics;
 
@@ -99,24 +101,13 @@ async fn generate_key(client: &Client, namespace: &str, flags: &Flags) -> anyhow
     })
     .await??;
     let fingerprint = generated.key.public().fingerprint();
-    let mut labels: BTreeMap<String, String> = Flags::pairs(&flags.privatekey_labels).into_iter().collect();
-    labels.insert(KEY_LABEL.to_owned(), "active".to_owned());
-    let annotations: BTreeMap<String, String> = Flags::pairs(&flags.privatekey_annotations).into_iter().collect();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            generate_name: Some(flags.key_prefix.clone()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels),
-            annotations: (!annotations.is_empty()).then_some(annotations),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".to_owned()),
-        data: Some(BTreeMap::from([
-            ("tls.crt".to_owned(), ByteString(generated.certificate.pem().as_bytes().to_vec())),
-            ("tls.key".to_owned(), ByteString(generated.key_pem.expose().to_vec())),
-        ])),
-        ..Default::default()
-    };
+    let secret = key_secret(
+        &generated,
+        KeyName::GenerateName(flags.key_prefix.clone()),
+        namespace,
+        Flags::pairs(&flags.privatekey_labels).into_iter().collect(),
+        Flags::pairs(&flags.privatekey_annotations).into_iter().collect(),
+    );
     let created = Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await?;
     tracing::info!(
         secret = created.metadata.name.as_deref().unwrap_or_default(),

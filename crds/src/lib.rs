@@ -2,6 +2,7 @@
 //! two operations every part of Sealant shares: sealing a Secret and unsealing a SealedSecret.
 
 pub mod crd;
+pub mod keys;
 pub mod seal;
 pub mod types;
 pub mod unseal;

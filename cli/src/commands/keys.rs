@@ -3,19 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use std::collections::BTreeMap;
+
 use rand::RngExt;
 use sealant_core::cert::{self, DEFAULT_KEY_BITS};
-use serde_json::json;
+use sealant_crds::keys::{KeyName, key_secret};
 use time::OffsetDateTime;
 
 use crate::error::{CliError, CliResult};
 use crate::io::{self, Format, Privacy};
 use crate::render;
 
-/// The label that makes the controller load a key Secret.
-pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
+pub use sealant_crds::keys::KEY_LABEL;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
@@ -75,20 +74,8 @@ pub fn generate(command: &GenerateCommand) -> CliResult {
         cert::generate(&mut rng, usize::from(command.bits), valid_for, &command.cn, OffsetDateTime::now_utc())
             .map_err(|e| CliError::new("cannot generate the key").source(e))?;
     let name = command.name.clone().unwrap_or_else(|| format!("sealed-secrets-key{}", random_suffix(&mut rng)));
-    let secret = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": command.namespace,
-            "labels": { KEY_LABEL: "active" },
-        },
-        "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": STANDARD.encode(generated.certificate.pem()),
-            "tls.key": STANDARD.encode(generated.key_pem.expose()),
-        },
-    });
+    let secret = key_secret(&generated, KeyName::Name(name), &command.namespace, BTreeMap::new(), BTreeMap::new());
+    let secret = render::secret_value(&secret)?;
     let format = command.write.as_deref().and_then(Format::from_extension).unwrap_or(command.format);
     let text = zeroize::Zeroizing::new(render::documents(&[secret], format)?);
     if let Some(path) = &command.cert_out {

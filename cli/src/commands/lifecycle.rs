@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use sealant_core::{Certificate, PrivateKey, Scope, backup, cert, hybrid::single_decrypt, yaml};
+use sealant_crds::keys::{KeyName, key_secret};
 use sealant_crds::{SEALING_KEY_ANNOTATION, SealedSecret};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -123,20 +122,8 @@ pub async fn rotate(command: &RotateCommand, cluster: &ClusterArgs) -> CliResult
     let generated =
         cert::generate(&mut rand::rng(), usize::from(command.bits), valid_for, "", OffsetDateTime::now_utc())
             .map_err(|e| CliError::new("cannot generate the key").source(e))?;
-    let secret = Secret {
-        metadata: ObjectMeta {
-            generate_name: Some(KEY_PREFIX.to_owned()),
-            namespace: Some(ns.clone()),
-            labels: Some(BTreeMap::from([(KEY_LABEL.to_owned(), "active".to_owned())])),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".to_owned()),
-        data: Some(BTreeMap::from([
-            ("tls.crt".to_owned(), ByteString(generated.certificate.pem().as_bytes().to_vec())),
-            ("tls.key".to_owned(), ByteString(generated.key_pem.expose().to_vec())),
-        ])),
-        ..Default::default()
-    };
+    let secret =
+        key_secret(&generated, KeyName::GenerateName(KEY_PREFIX.to_owned()), ns, BTreeMap::new(), BTreeMap::new());
     let created = Api::<Secret>::namespaced(client, ns)
         .create(&PostParams::default(), &secret)
         .await

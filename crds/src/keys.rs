@@ -1,0 +1,51 @@
+//! Key Secrets as the controller stores them: `kubernetes.io/tls`, labelled active.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sealant_core::GeneratedKey;
+
+/// Label that marks key Secrets; only the value `active` is loaded.
+pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
+
+/// How a new key Secret is named.
+#[derive(Clone, Debug)]
+pub enum KeyName {
+    /// Exactly this name.
+    Name(String),
+    /// A name the API server completes from this prefix (the controller's `--key-prefix`).
+    GenerateName(String),
+}
+
+/// The key Secret for `key`, labelled `active` on top of `labels`.
+pub fn key_secret(
+    key: &GeneratedKey,
+    name: KeyName,
+    namespace: &str,
+    mut labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> Secret {
+    labels.insert(KEY_LABEL.to_owned(), "active".to_owned());
+    let (name, generate_name) = match name {
+        KeyName::Name(n) => (Some(n), None),
+        KeyName::GenerateName(p) => (None, Some(p)),
+    };
+    Secret {
+        metadata: ObjectMeta {
+            name,
+            generate_name,
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(BTreeMap::from([
+            ("tls.crt".to_owned(), ByteString(key.certificate.pem().as_bytes().to_vec())),
+            ("tls.key".to_owned(), ByteString(key.key_pem.expose().to_vec())),
+        ])),
+        ..Default::default()
+    }
+}
