@@ -55,6 +55,12 @@ async fn install_crd(client: &Client) {
     })
     .await;
     assert!(established.is_some(), "the CRD did not become Established");
+    // Established can come a moment before the API server serves the new resource.
+    let served = eventually(Duration::from_secs(30), || async {
+        Api::<SealedSecret>::namespaced(client.clone(), "default").list(&Default::default()).await.ok().map(|_| ())
+    })
+    .await;
+    assert!(served.is_some(), "the API server does not serve SealedSecrets");
 }
 
 fn example_sealed_secret(namespace: &str) -> SealedSecret {
