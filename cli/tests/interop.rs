@@ -98,3 +98,52 @@ fn python_oracle_opens_kubeseal_name_output_and_raw_items() {
     let want = base64::engine::general_purpose::STANDARD.encode(&large);
     assert_eq!(oracle(&file), vec![serde_json::json!({ "large": want })]);
 }
+
+/// Key backups interoperate with Debian's `age` both ways, for X25519 and ssh-ed25519 keys.
+#[test]
+fn backups_interoperate_with_the_age_cli() {
+    use sealant_core::backup;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("age, age-keygen and ssh-keygen are installed (tests/setup)");
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(dir.path().join("id")));
+    let keygen = run(Command::new("age-keygen").arg("-o").arg(dir.path().join("age.txt")));
+    let age_recipient = String::from_utf8_lossy(&keygen.stderr).trim().trim_start_matches("Public key: ").to_owned();
+    let ssh_recipient = std::fs::read_to_string(dir.path().join("id.pub")).unwrap().trim().to_owned();
+    let plain = b"apiVersion: v1\nkind: List\nitems: []\n";
+
+    for (recipient, identity, flag) in [(&age_recipient, "age.txt", "-r"), (&ssh_recipient, "id", "-R")] {
+        // Ours → age.
+        let sealed =
+            backup::encrypt(&backup::parse_recipients(std::slice::from_ref(recipient)).unwrap(), plain).unwrap();
+        std::fs::write(dir.path().join("ours.age"), &sealed).unwrap();
+        let opened = run(Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(dir.path().join(identity))
+            .arg(dir.path().join("ours.age")));
+        assert_eq!(opened.stdout, plain, "age opens what we wrote for {recipient}");
+        // age → ours.
+        std::fs::write(dir.path().join("plain"), plain).unwrap();
+        let recipient_arg =
+            if flag == "-R" { dir.path().join("id.pub").display().to_string() } else { recipient.clone() };
+        run(Command::new("age")
+            .args(["-o"])
+            .arg(dir.path().join("theirs.age"))
+            .arg(flag)
+            .arg(&recipient_arg)
+            .arg(dir.path().join("plain")));
+        let theirs = std::fs::read(dir.path().join("theirs.age")).unwrap();
+        let identity_file = std::fs::read(dir.path().join(identity)).unwrap();
+        assert_eq!(
+            backup::decrypt(&identity_file, &theirs).unwrap().expose(),
+            plain,
+            "we open what age wrote for {recipient}"
+        );
+    }
+}

@@ -3,11 +3,12 @@
 use std::io::{Read, Write};
 use std::str::FromStr;
 
+use crate::age_ssh::{SshEd25519Identity, SshEd25519Recipient};
 use crate::secret::SecretBytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{0:?} is not an age X25519 recipient (age1...)")]
+    #[error("{0:?} is not an age recipient (age1... or ssh-ed25519 ...)")]
     Recipient(String),
     #[error("no recipients were given")]
     NoRecipients,
@@ -19,24 +20,40 @@ pub enum BackupError {
     Identities(#[source] std::io::Error),
     #[error("the identity file holds no identity")]
     NoIdentities,
+    #[error("cannot use the SSH identity")]
+    SshKey(#[source] crate::age_ssh::SshKeyError),
     #[error("cannot write the backup")]
     Io(#[source] std::io::Error),
 }
 
-/// Parse age recipients (`age1...`).
-pub fn parse_recipients(texts: &[String]) -> Result<Vec<age::x25519::Recipient>, BackupError> {
+/// An age recipient: X25519 (`age1...`) or SSH (`ssh-ed25519 AAAA...`).
+pub type Recipient = Box<dyn age::Recipient + Send + Sync>;
+
+/// Parse age recipients.
+pub fn parse_recipients(texts: &[String]) -> Result<Vec<Recipient>, BackupError> {
     if texts.is_empty() {
         return Err(BackupError::NoRecipients);
     }
     texts
         .iter()
-        .map(|t| age::x25519::Recipient::from_str(t.trim()).map_err(|_| BackupError::Recipient(t.clone())))
+        .map(|t| {
+            let t = t.trim();
+            if t.starts_with("ssh-") {
+                SshEd25519Recipient::from_str(t)
+                    .map(|r| Box::new(r) as Recipient)
+                    .map_err(|_| BackupError::Recipient(t.to_owned()))
+            } else {
+                age::x25519::Recipient::from_str(t)
+                    .map(|r| Box::new(r) as Recipient)
+                    .map_err(|_| BackupError::Recipient(t.to_owned()))
+            }
+        })
         .collect()
 }
 
 /// Encrypt `plaintext` to every recipient: any one of their identities opens it.
-pub fn encrypt(recipients: &[age::x25519::Recipient], plaintext: &[u8]) -> Result<Vec<u8>, BackupError> {
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+pub fn encrypt(recipients: &[Recipient], plaintext: &[u8]) -> Result<Vec<u8>, BackupError> {
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
         .map_err(BackupError::Encrypt)?;
     let mut out = Vec::with_capacity(plaintext.len() + 512);
     let mut writer = encryptor.wrap_output(&mut out).map_err(BackupError::Io)?;
@@ -45,12 +62,19 @@ pub fn encrypt(recipients: &[age::x25519::Recipient], plaintext: &[u8]) -> Resul
     Ok(out)
 }
 
-/// Decrypt with the identities in an age identity file's text (`AGE-SECRET-KEY-1...` lines).
+/// Decrypt with an identity file: age identities (`AGE-SECRET-KEY-1...` lines) or an
+/// unencrypted OpenSSH ed25519 private key.
 pub fn decrypt(identity_file: &[u8], ciphertext: &[u8]) -> Result<SecretBytes, BackupError> {
-    let identities = age::IdentityFile::from_buffer(identity_file)
-        .map_err(BackupError::Identities)?
-        .into_identities()
-        .map_err(BackupError::Decrypt)?;
+    let text = String::from_utf8_lossy(identity_file);
+    let identities: Vec<Box<dyn age::Identity + Send + Sync>> = if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+    {
+        vec![Box::new(SshEd25519Identity::from_openssh(&text).map_err(BackupError::SshKey)?)]
+    } else {
+        age::IdentityFile::from_buffer(identity_file)
+            .map_err(BackupError::Identities)?
+            .into_identities()
+            .map_err(BackupError::Decrypt)?
+    };
     if identities.is_empty() {
         return Err(BackupError::NoIdentities);
     }
@@ -79,5 +103,6 @@ mod tests {
         let wrong = format!("{}\n", other.to_string().expose_secret());
         assert!(decrypt(wrong.as_bytes(), &sealed).is_err());
         assert!(parse_recipients(&["ssh-ed25519 AAAA".into()]).is_err());
+        assert!(parse_recipients(&["ssh-rsa AAAAB3NzaC1yc2E".into()]).is_err(), "ssh-rsa is not supported");
     }
 }
