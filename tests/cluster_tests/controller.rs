@@ -582,3 +582,56 @@ async fn reencrypt_a_directory_and_validate_online() {
     assert_eq!(std::fs::read_to_string(dir.path().join("a.yaml")).unwrap(), a_after, "idempotent");
     let _ = std::fs::remove_file(new_key);
 }
+
+#[tokio::test]
+async fn sigusr1_and_the_cutoff_time_renew_the_key() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "usr1").await;
+    let n = ns.name.as_str();
+    install_keys(&client, n, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap()).await;
+    let demo = std::fs::read_to_string(repo().join("keys-example/demo.tls.crt")).unwrap();
+    let keys = |client: Client| async move {
+        Api::<Secret>::namespaced(client, n)
+            .list(&kube::api::ListParams::default().labels(KEY_LABEL))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+
+    // A cutoff after the demo key's NotBefore: a new key at start.
+    let cutoff = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+    );
+    let cutoff_flag = format!("--key-cutoff-time={}", cutoff.format(&format).unwrap());
+    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &cutoff_flag]);
+    controller.ready().await;
+    let cert_url = format!("{}/v1/cert.pem", controller.url);
+    let renewed = eventually(Duration::from_secs(30), || async {
+        let (_, body) = http(&cert_url, "GET", b"").ok()?;
+        (String::from_utf8_lossy(&body) != demo && keys(client.clone()).await == 2).then_some(body)
+    })
+    .await
+    .expect("the cutoff time made a new key at start");
+    drop(controller);
+
+    // SIGUSR1 to the leader: one more key, now, even with renewal disabled.
+    let controller = RunningController::start(n, &[], &["--key-renew-period=0"]);
+    controller.ready().await;
+    assert_eq!(keys(client.clone()).await, 2, "no key at start without a cutoff");
+    let leading =
+        eventually(Duration::from_secs(30), || async { (controller.metric("sealant_leader")? == 1.0).then_some(()) })
+            .await;
+    assert!(leading.is_some());
+    let pid = controller.process.child.id().to_string();
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
+    let second_cert_url = format!("{}/v1/cert.pem", controller.url);
+    let after = eventually(Duration::from_secs(30), || async {
+        let (_, body) = http(&second_cert_url, "GET", b"").ok()?;
+        (body != renewed && keys(client.clone()).await == 3).then_some(())
+    })
+    .await;
+    assert!(after.is_some(), "SIGUSR1 made a new key: {}", controller.log_text());
+}
