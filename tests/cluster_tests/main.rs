@@ -287,3 +287,54 @@ async fn deleting_the_owner_garbage_collects_its_secret() {
         secrets.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|s| s.metadata.name).collect();
     assert!(!remaining.contains("demo-credentials"));
 }
+
+/// The controller works with exactly deploy/'s RBAC: run it with its ServiceAccount's token.
+#[tokio::test]
+async fn the_controller_needs_no_more_than_deploy_grants() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    install_rbac();
+    let ns = TestNamespace::create(&client, "rbac-run").await;
+    let system = Api::<Secret>::namespaced(client.clone(), "kube-system");
+    let token_secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "sealed-secrets-controller-test-token",
+                     "annotations": {"kubernetes.io/service-account.name": "sealed-secrets-controller"}},
+        "type": "kubernetes.io/service-account-token",
+    }))
+    .unwrap();
+    let _ = system.create(&PostParams::default(), &token_secret).await;
+    let token = eventually(Duration::from_secs(30), || async {
+        let s = system.get("sealed-secrets-controller-test-token").await.ok()?;
+        let token = s.data?.get("token")?.0.clone();
+        String::from_utf8(token).ok()
+    })
+    .await
+    .expect("the token controller filled in the ServiceAccount token");
+    let admin = std::fs::read_to_string(&control_plane().kubeconfig).unwrap();
+    let admin_token = control_plane().env.get("ADMIN_TOKEN").cloned().unwrap();
+    let kubeconfig = control_plane().dir.join(format!("{}-sa.kubeconfig", ns.name));
+    std::fs::write(&kubeconfig, admin.replace(&admin_token, &token)).unwrap();
+
+    let controller = sealant_tests::cluster::RunningController::start_as(
+        &kubeconfig,
+        "kube-system",
+        &[&ns.name],
+        &["--key-renew-period=0"],
+    );
+    controller.ready().await;
+    let (_, cert) = sealant_tests::cluster::http(&format!("{}/v1/cert.pem", controller.url), "GET", b"").unwrap();
+    let cert = sealant_core::Certificate::from_pem(&String::from_utf8_lossy(&cert)).unwrap();
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "app", "namespace": ns.name}, "stringData": {"k": "v"}}))
+            .unwrap();
+    let sealed = sealant_crds::seal_secret(&mut rand::rng(), &cert, &secret, &Default::default()).unwrap();
+    Api::<SealedSecret>::namespaced(client.clone(), &ns.name).create(&PostParams::default(), &sealed).await.unwrap();
+    let synced = eventually(Duration::from_secs(60), || async {
+        let ss = Api::<SealedSecret>::namespaced(client.clone(), &ns.name).get("app").await.ok()?;
+        (ss.status?.conditions.first()?.status == "True").then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "not synced with the ServiceAccount's rights:\n{}", controller.log_text());
+    let log = controller.log_text();
+    assert!(!log.contains("forbidden"), "the controller hit RBAC limits:\n{log}");
+}

@@ -241,13 +241,18 @@ impl RunningController {
     /// `namespace` plus `watch` (so parallel tests do not share objects), 2048-bit keys for
     /// speed, and `extra` flags.
     pub fn start(namespace: &str, watch: &[&str], extra: &[&str]) -> RunningController {
+        Self::start_as(&control_plane().kubeconfig, namespace, watch, extra)
+    }
+
+    /// The same, with the credentials of `kubeconfig` (e.g. the controller's ServiceAccount).
+    pub fn start_as(kubeconfig: &Path, namespace: &str, watch: &[&str], extra: &[&str]) -> RunningController {
         let (port, metrics_port) = (free_port(), free_port());
         let log = std::env::temp_dir().join(format!("sealant-controller-{namespace}-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("controller log file");
         let mut command = Command::new(built_binary("sealant-controller"));
         command
             .arg("--kubeconfig")
-            .arg(&control_plane().kubeconfig)
+            .arg(kubeconfig)
             .args(["--namespace", namespace, "--all-namespaces=false", "--key-size", "2048"])
             .arg(format!("--listen-addr=127.0.0.1:{port}"))
             .arg(format!("--listen-metrics-addr=127.0.0.1:{metrics_port}"))
