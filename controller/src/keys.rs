@@ -94,12 +94,16 @@ fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring
 }
 
 /// Generate and store one new key Secret (leader only).
-async fn generate_key(client: &Client, namespace: &str, flags: &Flags) -> anyhow::Result<String> {
+async fn generate_key(
+    client: &Client,
+    namespace: &str,
+    flags: &Flags,
+    newest: Option<OffsetDateTime>,
+) -> anyhow::Result<String> {
     let (bits, ttl, cn) = (flags.key_size, flags.key_ttl, flags.my_cn.clone());
-    let generated = tokio::task::spawn_blocking(move || {
-        cert::generate(&mut rand::rng(), bits, ttl, &cn, OffsetDateTime::now_utc())
-    })
-    .await??;
+    let not_before = cert::next_not_before(OffsetDateTime::now_utc(), newest);
+    let generated =
+        tokio::task::spawn_blocking(move || cert::generate(&mut rand::rng(), bits, ttl, &cn, not_before)).await??;
     let fingerprint = generated.key.public().fingerprint();
     let secret = key_secret(
         &generated,
@@ -206,7 +210,8 @@ pub async fn manage_keys(
         }
     };
     if needs_first {
-        let fp = generate_key(&client, &namespace, &flags).await?;
+        let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
+        let fp = generate_key(&client, &namespace, &flags, newest).await?;
         wait_for_key(&mut keyring, &fp).await;
     }
     // A new leader makes sure the backup holds every key, including any added by hand.
@@ -241,7 +246,8 @@ pub async fn manage_keys(
                 continue;
             }
         }
-        let fp = generate_key(&client, &namespace, &flags).await?;
+        let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
+        let fp = generate_key(&client, &namespace, &flags, newest).await?;
         wait_for_key(&mut keyring, &fp).await;
         if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
             tracing::warn!(error = %e, "cannot write the key backup");

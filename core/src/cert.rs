@@ -157,6 +157,16 @@ impl BuilderProfile for ControllerProfile {
     }
 }
 
+/// When a new key's certificate should start: now, but strictly after the newest existing
+/// key's NotBefore. Certificates count in whole seconds, and a key made in the same second as
+/// the newest one would otherwise not sort after it and would never become the sealing key.
+pub fn next_not_before(now: OffsetDateTime, newest: Option<OffsetDateTime>) -> OffsetDateTime {
+    match newest {
+        Some(newest) if newest >= now.replace_nanosecond(0).unwrap_or(now) => newest + time::Duration::seconds(1),
+        _ => now,
+    }
+}
+
 /// Generate a key pair and a self-signed certificate valid from `now` for `valid_for`.
 pub fn generate<R: CryptoRng + ?Sized>(
     rng: &mut R,
@@ -193,4 +203,18 @@ pub fn generate<R: CryptoRng + ?Sized>(
     let certificate = Certificate::from_pem(&pem)?;
     let key_pem = key.to_pkcs1_pem().map_err(|e| build(&e))?;
     Ok(GeneratedKey { key, certificate, key_pem })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_starts_after_the_newest() {
+        let now = time::macros::datetime!(2026-01-01 12:00:00.5 UTC);
+        assert_eq!(next_not_before(now, None), now);
+        assert_eq!(next_not_before(now, Some(time::macros::datetime!(2025-01-01 0:00 UTC))), now);
+        let same_second = time::macros::datetime!(2026-01-01 12:00:00 UTC);
+        assert_eq!(next_not_before(now, Some(same_second)), time::macros::datetime!(2026-01-01 12:00:01 UTC));
+    }
 }

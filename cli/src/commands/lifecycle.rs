@@ -119,9 +119,10 @@ pub async fn rotate(command: &RotateCommand, cluster: &ClusterArgs) -> CliResult
     let client = cluster_client(cluster).await?;
     let ns = &cluster.controller_namespace;
     let valid_for = std::time::Duration::from_secs(u64::from(command.days) * 24 * 3600);
-    let generated =
-        cert::generate(&mut rand::rng(), usize::from(command.bits), valid_for, "", OffsetDateTime::now_utc())
-            .map_err(|e| CliError::new("cannot generate the key").source(e))?;
+    let newest = cluster_keys(&client, ns).await?.iter().map(|k| k.not_before).max();
+    let not_before = cert::next_not_before(OffsetDateTime::now_utc(), newest);
+    let generated = cert::generate(&mut rand::rng(), usize::from(command.bits), valid_for, "", not_before)
+        .map_err(|e| CliError::new("cannot generate the key").source(e))?;
     let secret =
         key_secret(&generated, KeyName::GenerateName(KEY_PREFIX.to_owned()), ns, BTreeMap::new(), BTreeMap::new());
     let created = Api::<Secret>::namespaced(client, ns)
