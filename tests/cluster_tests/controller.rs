@@ -397,7 +397,9 @@ async fn two_replicas_one_leader_and_failover() {
     let leaders = |a: &RunningController, b: &RunningController| {
         (a.metric("sealant_leader").unwrap_or(0.0) + b.metric("sealant_leader").unwrap_or(0.0)) as u32
     };
-    assert_eq!(leaders(&first, &second), 1, "exactly one leader");
+    let one_leader =
+        eventually(Duration::from_secs(30), || async { (leaders(&first, &second) == 1).then_some(()) }).await;
+    assert!(one_leader.is_some(), "exactly one leader");
     // Both serve the same certificate.
     let cert = |c: &RunningController| http(&format!("{}/v1/cert.pem", c.url), "GET", b"").unwrap().1;
     assert_eq!(cert(&first), cert(&second));

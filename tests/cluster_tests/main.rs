@@ -277,7 +277,8 @@ async fn deleting_the_owner_garbage_collects_its_secret() {
     let secrets = Api::<Secret>::namespaced(client, &ns.name);
     secrets.create(&PostParams::default(), &secret).await.unwrap();
     sealed_api.delete(owner.metadata.name.as_deref().unwrap(), &DeleteParams::default()).await.unwrap();
-    let gone = eventually(Duration::from_secs(60), || async {
+    // The garbage collector notices a new resource type on its 30 s discovery resync.
+    let gone = eventually(Duration::from_secs(180), || async {
         secrets.get_opt("demo-credentials").await.ok().and_then(|s| s.is_none().then_some(()))
     })
     .await;
