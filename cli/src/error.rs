@@ -48,18 +48,8 @@ impl CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Many errors repeat their source in their own text; show each cause only once.
-        let mut line = format!("error: {}", self.what);
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = self.source.as_deref().map(|e| e as _);
-        while let Some(e) = cause {
-            let text = e.to_string();
-            if !line.contains(&text) {
-                line.push_str(": ");
-                line.push_str(&text);
-            }
-            cause = e.source();
-        }
-        f.write_str(&line)?;
+        let cause: Option<&(dyn std::error::Error + 'static)> = self.source.as_deref().map(|e| e as _);
+        f.write_str(&sealant_core::error::one_line(format!("error: {}", self.what), cause))?;
         if let Some(hint) = &self.hint {
             write!(f, "\nhint: {hint}")?;
         }

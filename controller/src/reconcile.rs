@@ -64,18 +64,8 @@ impl ReconcileError {
 }
 
 /// The error and its causes on one line, each cause once.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = c.source();
-    }
-    line
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    sealant_core::error::one_line(e.to_string(), e.source())
 }
 
 fn is_immutable(e: &kube::Error) -> bool {
