@@ -45,6 +45,9 @@ pub enum Command {
     Reencrypt(commands::reencrypt::ReencryptCommand),
     /// Find plaintext Secrets and unencrypted SOPS files (for pre-commit and CI).
     Lint(commands::lint::LintCommand),
+    /// Read SOPS files encrypted to age keys.
+    #[command(subcommand)]
+    Sops(commands::sops::SopsCommand),
     /// Manage sealing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -64,6 +67,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Cert(c) => commands::cert::run(&c, &cli.cluster).await,
         Command::Validate(c) => commands::validate::run(&c, &cli.cluster).await,
         Command::Lint(c) => commands::lint::run(&c),
+        Command::Sops(commands::sops::SopsCommand::Decrypt(c)) => commands::sops::decrypt(&c),
         Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
         Command::Keys(KeysCommand::List) => commands::lifecycle::list(&cli.cluster).await,

@@ -11,6 +11,7 @@ pub mod hybrid;
 pub mod keys;
 pub mod scope;
 pub mod secret;
+pub mod sops;
 pub mod template;
 pub mod yaml;
 

@@ -55,6 +55,11 @@ pub fn to_yaml_document(value: &Value) -> Result<String, YamlError> {
     Ok(format!("---\n{body}"))
 }
 
+/// One document as YAML with keys in their given order (for files whose order matters).
+pub fn to_yaml_in_order(value: &Value) -> Result<String, YamlError> {
+    serde_yaml_ng::to_string(value).map_err(|e| YamlError::Emit(e.to_string()))
+}
+
 /// A copy of `value` with every map's keys in sorted order.
 pub fn sorted(value: &Value) -> Value {
     match value {

@@ -1,0 +1,284 @@
+//! `sealant sops`: read SOPS files encrypted to age keys, as the real `sops` writes them.
+
+use std::path::{Path, PathBuf};
+
+use sealant_core::age_ssh::SshEd25519Identity;
+use sealant_core::sops::{SopsError, decrypt_documents, take_metadata, unflatten};
+use sealant_core::yaml;
+use serde_json::Value;
+
+use crate::error::{CliError, CliResult, Hint};
+use crate::io::{self, Privacy};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SopsCommand {
+    /// Decrypt a SOPS file (YAML, JSON, dotenv or binary) with age identities.
+    Decrypt(DecryptCommand),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Store {
+    Yaml,
+    Json,
+    Dotenv,
+    Binary,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecryptCommand {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+    /// The output format (default: the input's).
+    #[arg(long, value_enum)]
+    pub output_type: Option<Store>,
+    /// Decrypt even if the MAC does not match (the file may have been tampered with).
+    #[arg(long)]
+    pub ignore_mac: bool,
+    /// Print only this part, e.g. '["data"]["password"]'.
+    #[arg(long, value_name = "PATH")]
+    pub extract: Option<String>,
+    /// Write the plaintext over the file instead of printing it.
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+}
+
+fn store_of(path: &Path) -> Store {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("yaml" | "yml") => Store::Yaml,
+        Some("json") => Store::Json,
+        Some("env") => Store::Dotenv,
+        _ => Store::Binary,
+    }
+}
+
+type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
+
+/// Identities gathered as sops does, all sources combined; with a description of each (its
+/// public key) for error messages, never the private key.
+fn gather_identities() -> CliResult<(Identities, Vec<String>)> {
+    let mut identities: Identities = Vec::new();
+    let mut tried = Vec::new();
+    let add_keys_text = |text: &str, origin: &str, identities: &mut Identities, tried: &mut Vec<String>| -> CliResult {
+        for token in text.lines().filter(|l| !l.starts_with('#')).flat_map(str::split_whitespace) {
+            if let Ok(identity) = token.parse::<age::x25519::Identity>() {
+                tried.push(identity.to_public().to_string());
+                identities.push(Box::new(identity));
+            } else if token.starts_with("AGE-") {
+                return Err(CliError::new(format!("{origin} holds an identity that is not an X25519 age key"))
+                    .hint("plugin and post-quantum identities are not supported yet"));
+            }
+        }
+        Ok(())
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut ssh_files: Vec<PathBuf> =
+        std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").map(PathBuf::from).into_iter().collect();
+    if let Some(home) = &home {
+        ssh_files.push(home.join(".ssh/id_ed25519"));
+    }
+    for (i, path) in ssh_files.iter().enumerate() {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            if i == 0 && std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").is_some() {
+                return Err(CliError::new(format!("cannot read SOPS_AGE_SSH_PRIVATE_KEY_FILE {}", path.display())));
+            }
+            continue;
+        };
+        match SshEd25519Identity::from_openssh(&text) {
+            Ok(identity) => {
+                tried.push(format!("ssh key {}", path.display()));
+                identities.push(Box::new(identity));
+            }
+            Err(e) if i == 0 && std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").is_some() => {
+                return Err(CliError::new(format!("cannot use {}", path.display())).source(e));
+            }
+            Err(_) => {}
+        }
+    }
+    if let Ok(inline) = std::env::var("SOPS_AGE_KEY") {
+        add_keys_text(&inline, "SOPS_AGE_KEY", &mut identities, &mut tried)?;
+    }
+    if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+        let text = zeroize::Zeroizing::new(io::read_file(Path::new(&path))?);
+        add_keys_text(&text, "SOPS_AGE_KEY_FILE", &mut identities, &mut tried)?;
+    }
+    if let Ok(command) = std::env::var("SOPS_AGE_KEY_CMD") {
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap_or_default();
+        let out = std::process::Command::new(program)
+            .args(words)
+            .output()
+            .map_err(|e| CliError::new(format!("cannot run SOPS_AGE_KEY_CMD {program:?}")).source(e))?;
+        if !out.status.success() {
+            return Err(CliError::new(format!("SOPS_AGE_KEY_CMD {program:?} failed ({})", out.status)));
+        }
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+        add_keys_text(&text, "SOPS_AGE_KEY_CMD", &mut identities, &mut tried)?;
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| home.map(|h| h.join(".config")));
+    if let Some(default) = config.map(|c| c.join("sops/age/keys.txt"))
+        && let Ok(text) = std::fs::read_to_string(&default)
+    {
+        let text = zeroize::Zeroizing::new(text);
+        add_keys_text(&text, &default.display().to_string(), &mut identities, &mut tried)?;
+    }
+    Ok((identities, tried))
+}
+
+/// The documents of a file, each a tree; dotenv and binary become one map.
+fn read_documents(text: &[u8], store: Store, origin: &str) -> CliResult<Vec<Value>> {
+    let bad = |e: String| CliError::new(format!("cannot parse {origin} as {store:?}: {e}")).hint("set --input-type");
+    match store {
+        Store::Yaml | Store::Json | Store::Binary => {
+            let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
+            yaml::parse_documents(text).map_err(|e| bad(e.to_string()))
+        }
+        Store::Dotenv => {
+            let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
+            let mut data = serde_json::Map::new();
+            let mut meta = Vec::new();
+            for line in text.split('\n').filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let (key, value) = line.split_once('=').ok_or_else(|| {
+                    bad(format!(
+                        "a line without '=': {key:?}",
+                        key = line.split('=').next().unwrap_or_default().chars().take(20).collect::<String>()
+                    ))
+                })?;
+                let value = value.replace("\\n", "\n");
+                match key.strip_prefix("sops_") {
+                    Some(meta_key) => meta.push((meta_key.to_owned(), value)),
+                    None => {
+                        data.insert(key.to_owned(), Value::String(value));
+                    }
+                }
+            }
+            if !meta.is_empty() {
+                data.insert("sops".to_owned(), unflatten(&meta));
+            }
+            Ok(vec![Value::Object(data)])
+        }
+    }
+}
+
+fn write_documents(docs: &[Value], store: Store) -> CliResult<Vec<u8>> {
+    match store {
+        Store::Yaml => {
+            let mut out = String::new();
+            for (i, doc) in docs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                out.push_str(&yaml::to_yaml_in_order(doc).map_err(|e| CliError::new("cannot write YAML").source(e))?);
+            }
+            Ok(out.into_bytes())
+        }
+        Store::Json => {
+            let mut out = Vec::new();
+            for doc in docs {
+                let mut ser = serde_json::Serializer::with_formatter(
+                    &mut out,
+                    serde_json::ser::PrettyFormatter::with_indent(b"\t"),
+                );
+                serde::Serialize::serialize(doc, &mut ser).map_err(|e| CliError::new("cannot write JSON").source(e))?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+        Store::Dotenv => {
+            let mut out = String::new();
+            for doc in docs {
+                for (k, v) in doc.as_object().into_iter().flatten() {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Object(_) | Value::Array(_) => {
+                            return Err(CliError::new(format!("{k} is nested: dotenv holds only flat values"))
+                                .hint("choose --output-type yaml or json"));
+                        }
+                        other => other.to_string(),
+                    };
+                    out.push_str(&format!("{k}={}\n", text.replace('\n', "\\n")));
+                }
+            }
+            Ok(out.into_bytes())
+        }
+        Store::Binary => match docs.first().and_then(|d| d.get("data")) {
+            Some(Value::String(s)) => Ok(s.clone().into_bytes()),
+            _ => Err(CliError::new("the file has no binary `data`").hint("set --input-type to the file's format")),
+        },
+    }
+}
+
+/// Follow `["a"]["b"][0]` into the tree.
+fn extract<'a>(doc: &'a Value, path: &str) -> CliResult<&'a Value> {
+    let bad = || CliError::usage(format!("invalid --extract {path:?}")).hint(r#"use the form '["key"]["inner"][0]'"#);
+    let mut node = doc;
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[').ok_or_else(bad)?;
+        let end = match inner.strip_prefix('"') {
+            Some(quoted) => quoted.find('"').map(|i| i + 2),
+            None => inner.find(']'),
+        }
+        .ok_or_else(bad)?;
+        let (segment, after) = inner.split_at(end);
+        rest = after.strip_prefix(']').ok_or_else(bad)?;
+        node = match segment.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(key) => node.get(key),
+            None => segment.parse::<usize>().ok().and_then(|i| node.get(i)),
+        }
+        .ok_or_else(|| CliError::new(format!("{path} is not in the file")))?;
+    }
+    Ok(node)
+}
+
+pub fn decrypt(command: &DecryptCommand) -> CliResult {
+    let origin = command.file.display().to_string();
+    let input = io::read_bytes(&command.file)?;
+    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
+    let mut docs = read_documents(&input, store, &origin)?;
+    let meta = take_metadata(&mut docs)
+        .map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))
+        .hint("encrypt it with `sops --encrypt` first, or check --input-type")?;
+    let (identities, tried) = gather_identities()?;
+    let raw_data = decrypt_documents(&mut docs, &meta, &identities, command.ignore_mac).map_err(|e| match e {
+        SopsError::NoIdentity { recipients, .. } => CliError::new(format!(
+            "no age identity could decrypt {origin}: it is encrypted to {recipients}; tried {}",
+            if tried.is_empty() { "none".to_owned() } else { tried.join(", ") }
+        ))
+        .hint("set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE) to a matching key"),
+        SopsError::MacMismatch => CliError::new(format!("cannot decrypt {origin}"))
+            .source(e)
+            .hint("restore the file from version control; --ignore-mac decrypts it anyway"),
+        e => CliError::new(format!("cannot decrypt {origin}")).source(e),
+    })?;
+    let output = command.output_type.unwrap_or(store);
+    let plain = zeroize::Zeroizing::new(match &command.extract {
+        Some(path) => match extract(docs.first().unwrap_or(&Value::Null), path)? {
+            Value::String(s) => s.clone().into_bytes(),
+            other if other.is_object() || other.is_array() => write_documents(std::slice::from_ref(other), output)?,
+            other => other.to_string().into_bytes(),
+        },
+        None if output == Store::Binary => match raw_data {
+            Some(raw) => raw.expose().to_vec(),
+            None => write_documents(&docs, output)?,
+        },
+        None => write_documents(&docs, output)?,
+    });
+    if input.windows(5).any(|w| w == b"#ENC[") {
+        eprintln!("note: comments are not carried into the decrypted output yet");
+    }
+    if command.in_place {
+        return io::write_atomic(&command.file, &plain, Privacy::Private);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&plain).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::new("cannot write to standard output").source(e))
+        }
+        _ => Ok(()),
+    }
+}
