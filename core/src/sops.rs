@@ -484,6 +484,255 @@ pub fn unflatten(pairs: &[(String, String)]) -> Value {
     root
 }
 
+/// The sops metadata layout we write (3.13's: keys sorted at every level).
+pub const LAYOUT_VERSION: &str = "3.13.2";
+
+/// Which values to encrypt; at most one rule, as in sops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// The default: everything except keys ending in `_unencrypted`.
+    #[default]
+    Default,
+    UnencryptedSuffix(String),
+    EncryptedSuffix(String),
+    UnencryptedRegex(String),
+    EncryptedRegex(String),
+}
+
+impl Selection {
+    fn metadata(&self) -> (&'static str, String) {
+        match self {
+            Selection::Default => ("unencrypted_suffix", "_unencrypted".to_owned()),
+            Selection::UnencryptedSuffix(s) => ("unencrypted_suffix", s.clone()),
+            Selection::EncryptedSuffix(s) => ("encrypted_suffix", s.clone()),
+            Selection::UnencryptedRegex(r) => ("unencrypted_regex", r.clone()),
+            Selection::EncryptedRegex(r) => ("encrypted_regex", r.clone()),
+        }
+    }
+}
+
+/// How to encrypt a file.
+#[derive(Debug)]
+pub struct EncryptOptions {
+    /// Key groups of age recipients (`age1...` or `ssh-ed25519 ...`); one group is the usual case.
+    pub key_groups: Vec<Vec<String>>,
+    /// With several groups, how many are needed (default: all).
+    pub shamir_threshold: Option<usize>,
+    pub selection: Selection,
+    pub mac_only_encrypted: bool,
+}
+
+fn encrypt_value<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    key: &[u8; 32],
+    plain: &[u8],
+    kind: &str,
+    aad: &str,
+) -> Result<String, SopsError> {
+    let mut iv = [0u8; 32];
+    rng.fill_bytes(&mut iv);
+    let cipher = SopsGcm::new_from_slice(key).map_err(|_| SopsError::Metadata("data key".into()))?;
+    let nonce = Nonce::<U32>::from(iv);
+    let mut sealed = cipher
+        .encrypt(&nonce, Payload { msg: plain, aad: aad.as_bytes() })
+        .map_err(|_| SopsError::Metadata("cannot encrypt a value".into()))?;
+    let tag = sealed.split_off(sealed.len().saturating_sub(16));
+    Ok(format!(
+        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
+        STANDARD.encode(&sealed),
+        STANDARD.encode(iv),
+        STANDARD.encode(tag)
+    ))
+}
+
+/// A plaintext leaf as sops encrypts it: its bytes and its type.
+fn plain_of(value: &Value) -> Option<(Vec<u8>, &'static str)> {
+    let bytes = mac_bytes(value)?;
+    let kind = match value {
+        Value::String(_) => "str",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int",
+        _ => "float",
+    };
+    Some((bytes, kind))
+}
+
+fn encrypt_walk<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    value: &mut Value,
+    path: &mut Vec<String>,
+    key: &[u8; 32],
+    rules: &Rules,
+    mac: &mut Sha512,
+) -> Result<(), SopsError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(k.clone());
+                encrypt_walk(rng, v, path, key, rules, mac)?;
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for v in items.iter_mut() {
+                encrypt_walk(rng, v, path, key, rules, mac)?;
+            }
+        }
+        Value::Null => {}
+        leaf => {
+            let encrypted = rules.encrypts(path, leaf);
+            let Some((bytes, kind)) = plain_of(leaf) else { return Ok(()) };
+            if encrypted || !rules.mac_only_encrypted {
+                mac.update(&bytes);
+            }
+            // sops leaves empty strings as they are.
+            if encrypted && !(kind == "str" && bytes.is_empty()) {
+                let aad = format!("{}:", path.join(":"));
+                *leaf = Value::String(encrypt_value(rng, key, &bytes, kind, &aad)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Split `secret` into `n` Shamir shares (`y-bytes ‖ x`, x = 1..n) needing `threshold`.
+fn shamir_split<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    secret: &[u8],
+    n: usize,
+    threshold: usize,
+) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut shares: Vec<Zeroizing<Vec<u8>>> =
+        (1..=n).map(|_| Zeroizing::new(Vec::with_capacity(secret.len() + 1))).collect();
+    let mut coefficients = Zeroizing::new(vec![0u8; threshold.saturating_sub(1)]);
+    for byte in secret {
+        rng.fill_bytes(&mut coefficients);
+        for (i, share) in shares.iter_mut().enumerate() {
+            let x = (i + 1) as u8;
+            // Horner: ((a_{t-1} x + ...) x + a_1) x + secret.
+            let mut y = 0u8;
+            for c in coefficients.iter().rev() {
+                y = gf_mul(y, x) ^ c;
+            }
+            share.push(gf_mul(y, x) ^ byte);
+        }
+    }
+    for (i, share) in shares.iter_mut().enumerate() {
+        share.push((i + 1) as u8);
+    }
+    shares
+}
+
+fn armored_age(recipient: &str, part: &[u8]) -> Result<String, SopsError> {
+    use std::io::Write;
+    let recipients = crate::backup::parse_recipients(&[recipient.to_owned()]).map_err(|_| {
+        SopsError::Metadata(format!("{recipient:?} is not an age recipient (age1... or ssh-ed25519 ...)"))
+    })?;
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
+        .map_err(|e| SopsError::Metadata(e.to_string()))?;
+    let io = |e: std::io::Error| SopsError::Metadata(e.to_string());
+    let armor = age::armor::ArmoredWriter::wrap_output(Vec::new(), age::armor::Format::AsciiArmor).map_err(io)?;
+    let mut writer = encryptor.wrap_output(armor).map_err(io)?;
+    writer.write_all(part).map_err(io)?;
+    let out = writer.finish().map_err(io)?.finish().map_err(io)?;
+    String::from_utf8(out).map_err(|_| SopsError::Metadata("armor".into()))
+}
+
+/// Encrypt documents in place and return the `sops` block to append to each.
+pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    docs: &mut [Value],
+    options: &EncryptOptions,
+    now: time::OffsetDateTime,
+) -> Result<Value, SopsError> {
+    let groups: Vec<&Vec<String>> = options.key_groups.iter().filter(|g| !g.is_empty()).collect();
+    if groups.is_empty() {
+        return Err(SopsError::Metadata("no age recipients were given".into()));
+    }
+    if docs.iter().any(|d| d.get("sops").is_some()) {
+        return Err(SopsError::Metadata("the file is already encrypted (it has a sops key)".into()));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(key.as_mut());
+    let (rule_key, rule_value) = options.selection.metadata();
+    let rules =
+        Rules::from(&serde_json::json!({ rule_key: rule_value, "mac_only_encrypted": options.mac_only_encrypted }))?;
+    let mut mac = Sha512::new();
+    if options.mac_only_encrypted {
+        mac.update(Sha256Sops::prefix());
+    }
+    for doc in docs.iter_mut() {
+        encrypt_walk(rng, doc, &mut Vec::new(), &key, &rules, &mut mac)?;
+    }
+    let digest: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
+    let lastmodified = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .map_err(|_| SopsError::Metadata("time".into()))?;
+    let mac_value = encrypt_value(rng, &key, digest.as_bytes(), "str", &lastmodified)?;
+
+    let threshold = options.shamir_threshold.unwrap_or(groups.len()).clamp(1, groups.len());
+    let parts: Vec<Zeroizing<Vec<u8>>> = if groups.len() == 1 {
+        vec![Zeroizing::new(key.to_vec())]
+    } else {
+        shamir_split(rng, key.as_ref(), groups.len(), threshold.max(2))
+    };
+    let entries = |group: &Vec<String>, part: &[u8]| -> Result<Value, SopsError> {
+        let list: Result<Vec<Value>, SopsError> = group
+            .iter()
+            .map(|r| Ok(serde_json::json!({ "enc": armored_age(r.trim(), part)?, "recipient": r.trim() })))
+            .collect();
+        Ok(Value::Array(list?))
+    };
+    let mut meta = serde_json::Map::new();
+    if groups.len() == 1 {
+        meta.insert("age".into(), entries(groups[0], &parts[0])?);
+    }
+    if matches!(rule_key, "encrypted_regex" | "encrypted_suffix") {
+        meta.insert(rule_key.into(), Value::String(rule_value.clone()));
+    }
+    if groups.len() > 1 {
+        let mut list = Vec::new();
+        for (group, part) in groups.iter().zip(&parts) {
+            list.push(serde_json::json!({ "age": entries(group, part)?, "hc_vault": [] }));
+        }
+        meta.insert("key_groups".into(), Value::Array(list));
+    }
+    meta.insert("lastmodified".into(), Value::String(lastmodified));
+    meta.insert("mac".into(), Value::String(mac_value));
+    if options.mac_only_encrypted {
+        meta.insert("mac_only_encrypted".into(), Value::Bool(true));
+    }
+    if groups.len() > 1 {
+        meta.insert("shamir_threshold".into(), Value::from(threshold.max(2)));
+    }
+    if matches!(rule_key, "unencrypted_regex" | "unencrypted_suffix") {
+        meta.insert(rule_key.into(), Value::String(rule_value));
+    }
+    meta.insert("version".into(), Value::String(LAYOUT_VERSION.into()));
+    Ok(Value::Object(meta))
+}
+
+/// Flatten metadata for dotenv (`sops_` prefix): lists as `__list_<i>`, maps as `__map_<key>`.
+pub fn flatten(meta: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match meta {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}__map_{k}") };
+                flatten(v, &key, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(v, &format!("{prefix}__list_{i}"), out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        Value::Null => {}
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,6 +743,41 @@ mod tests {
         let share = |x: u8| -> Zeroizing<Vec<u8>> { Zeroizing::new(vec![7 ^ gf_mul(3, x), 9 ^ gf_mul(3, x), x]) };
         assert_eq!(shamir_combine(&[share(1), share(2)]).unwrap().as_slice(), &[7, 9]);
         assert_eq!(gf_mul(gf_inv(0x53), 0x53), 1);
+    }
+
+    #[test]
+    fn shamir_split_then_combine() {
+        let mut rng = rand::rng();
+        let secret = [1u8, 2, 3, 250];
+        let shares = shamir_split(&mut rng, &secret, 3, 2);
+        assert_eq!(shamir_combine(&shares[1..]).unwrap().as_slice(), &secret);
+        assert_eq!(shamir_combine(&[shares[0].clone(), shares[2].clone()]).unwrap().as_slice(), &secret);
+    }
+
+    #[test]
+    fn encrypt_then_decrypt_with_groups_and_rules() {
+        let a = age::x25519::Identity::generate();
+        let b = age::x25519::Identity::generate();
+        let doc = serde_json::json!({"s": "v", "n": 3, "f": 2.5, "t": true, "e": "", "z": null,
+            "keep_unencrypted": "clear", "nested": {"list": ["x", {"y": 1}]}});
+        for (groups, selection, mac_only) in [
+            (vec![vec![a.to_public().to_string()]], Selection::Default, false),
+            (
+                vec![vec![a.to_public().to_string()], vec![b.to_public().to_string()]],
+                Selection::EncryptedRegex("^(s|nested)$".into()),
+                true,
+            ),
+        ] {
+            let mut docs = vec![doc.clone()];
+            let options =
+                EncryptOptions { key_groups: groups, shamir_threshold: None, selection, mac_only_encrypted: mac_only };
+            let meta =
+                encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc()).unwrap();
+            assert_ne!(docs[0], doc);
+            let ids: Vec<Box<dyn age::Identity + Send + Sync>> = vec![Box::new(a.clone()), Box::new(b.clone())];
+            decrypt_documents(&mut docs, &meta, &ids, false).unwrap();
+            assert_eq!(docs[0], doc);
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use sealant_core::age_ssh::SshEd25519Identity;
-use sealant_core::sops::{SopsError, decrypt_documents, take_metadata, unflatten};
+use sealant_core::sops::{
+    EncryptOptions, Selection, SopsError, decrypt_documents, encrypt_documents, take_metadata, unflatten,
+};
 use sealant_core::yaml;
 use serde_json::Value;
 
@@ -14,6 +16,42 @@ use crate::io::{self, Privacy};
 pub enum SopsCommand {
     /// Decrypt a SOPS file (YAML, JSON, dotenv or binary) with age identities.
     Decrypt(DecryptCommand),
+    /// Encrypt a file to age recipients, readable by the real sops.
+    Encrypt(EncryptCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EncryptCommand {
+    /// The plaintext file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// age recipients, comma-separated (`age1...` or `ssh-ed25519 ...`); else from .sops.yaml.
+    #[arg(long, env = "SOPS_AGE_RECIPIENTS", value_name = "RECIPIENTS")]
+    pub age: Option<String>,
+    /// Encrypt only values under keys matching this regex (Kubernetes Secrets: `^(data|stringData)$`).
+    #[arg(long, group = "selection")]
+    pub encrypted_regex: Option<String>,
+    /// Leave values under keys matching this regex in clear text.
+    #[arg(long, group = "selection")]
+    pub unencrypted_regex: Option<String>,
+    /// Encrypt only values under keys ending with this suffix.
+    #[arg(long, group = "selection")]
+    pub encrypted_suffix: Option<String>,
+    /// Leave values under keys ending with this suffix in clear text (default `_unencrypted`).
+    #[arg(long, group = "selection")]
+    pub unencrypted_suffix: Option<String>,
+    /// Let the MAC cover only the encrypted values.
+    #[arg(long)]
+    pub mac_only_encrypted: bool,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+    /// The output format (default: the input's).
+    #[arg(long, value_enum)]
+    pub output_type: Option<Store>,
+    /// Write the encrypted file over the plaintext instead of printing it.
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -211,6 +249,161 @@ fn write_documents(docs: &[Value], store: Store) -> CliResult<Vec<u8>> {
     }
 }
 
+/// Whether a YAML or dotenv text has comment lines (which the tree does not keep yet).
+fn has_comments(input: &[u8]) -> bool {
+    String::from_utf8_lossy(input).lines().any(|l| l.trim_start().starts_with('#'))
+}
+
+/// A `.sops.yaml` creation rule's settings for one file.
+#[derive(Debug, Default)]
+struct Rule {
+    key_groups: Vec<Vec<String>>,
+    shamir_threshold: Option<usize>,
+    selection: Option<Selection>,
+    mac_only_encrypted: bool,
+}
+
+fn split_keys(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(|s| s.trim().to_owned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The first `.sops.yaml` creation rule whose `path_regex` matches `file`, looking from the
+/// working directory upwards as sops does.
+fn creation_rule(file: &Path) -> CliResult<Option<Rule>> {
+    let Ok(mut dir) = std::env::current_dir() else { return Ok(None) };
+    let config = loop {
+        let candidate = dir.join(".sops.yaml");
+        if candidate.is_file() {
+            break candidate;
+        }
+        if !dir.pop() {
+            return Ok(None);
+        }
+    };
+    let text = io::read_file(&config)?;
+    let docs = yaml::parse_documents(&text)
+        .map_err(|e| CliError::new(format!("cannot parse {}", config.display())).source(e))?;
+    let base = config.parent().map(Path::to_path_buf).unwrap_or_default();
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let relative = absolute.strip_prefix(&base).unwrap_or(&absolute).to_string_lossy().into_owned();
+    let rules =
+        docs.first().and_then(|d| d.get("creation_rules")).and_then(Value::as_array).cloned().unwrap_or_default();
+    for rule in rules {
+        if let Some(pattern) = rule.get("path_regex").and_then(Value::as_str) {
+            let regex = regex::Regex::new(pattern)
+                .map_err(|e| CliError::new(format!("invalid path_regex in {}", config.display())).source(e))?;
+            if !regex.is_match(&relative) {
+                continue;
+            }
+        }
+        let mut key_groups: Vec<Vec<String>> = rule
+            .get("key_groups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|g| split_keys(g.get("age")))
+            .collect();
+        if key_groups.is_empty() {
+            key_groups.push(split_keys(rule.get("age")));
+        }
+        let text = |k: &str| rule.get(k).and_then(Value::as_str).map(str::to_owned);
+        let selection = text("encrypted_regex")
+            .map(Selection::EncryptedRegex)
+            .or_else(|| text("unencrypted_regex").map(Selection::UnencryptedRegex))
+            .or_else(|| text("encrypted_suffix").map(Selection::EncryptedSuffix))
+            .or_else(|| text("unencrypted_suffix").map(Selection::UnencryptedSuffix));
+        return Ok(Some(Rule {
+            key_groups,
+            shamir_threshold: rule.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),
+            selection,
+            mac_only_encrypted: rule.get("mac_only_encrypted").and_then(Value::as_bool).unwrap_or(false),
+        }));
+    }
+    Ok(None)
+}
+
+pub fn encrypt(command: &EncryptCommand) -> CliResult {
+    let origin = command.file.display().to_string();
+    let input = io::read_bytes(&command.file)?;
+    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
+    let mut docs = match store {
+        Store::Binary => {
+            let text = String::from_utf8(input.clone()).map_err(|_| {
+                CliError::new(format!("{origin} is not UTF-8 text"))
+                    .hint("binary files that are not text are not supported yet; use sops")
+            })?;
+            vec![serde_json::json!({ "data": text })]
+        }
+        _ => read_documents(&input, store, &origin)?,
+    };
+    let rule = creation_rule(&command.file)?.unwrap_or_default();
+    let key_groups = match &command.age {
+        Some(list) => vec![split_keys(Some(&Value::String(list.clone())))],
+        None => rule.key_groups.clone(),
+    };
+    if key_groups.iter().all(Vec::is_empty) {
+        return Err(CliError::usage("no age recipients")
+            .hint("pass --age age1... (or SOPS_AGE_RECIPIENTS), or add a creation rule to .sops.yaml"));
+    }
+    let flag_selection = command
+        .encrypted_regex
+        .clone()
+        .map(Selection::EncryptedRegex)
+        .or_else(|| command.unencrypted_regex.clone().map(Selection::UnencryptedRegex))
+        .or_else(|| command.encrypted_suffix.clone().map(Selection::EncryptedSuffix))
+        .or_else(|| command.unencrypted_suffix.clone().map(Selection::UnencryptedSuffix));
+    // A Kubernetes Secret with no rule saying otherwise: encrypt only its data.
+    let is_secret = docs.iter().any(|d| d.get("kind").and_then(Value::as_str) == Some("Secret"));
+    let selection = flag_selection.or(rule.selection).unwrap_or(if is_secret {
+        Selection::EncryptedRegex("^(data|stringData)$".into())
+    } else {
+        Selection::Default
+    });
+    let options = EncryptOptions {
+        key_groups,
+        shamir_threshold: rule.shamir_threshold,
+        selection,
+        mac_only_encrypted: command.mac_only_encrypted || rule.mac_only_encrypted,
+    };
+    let meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
+        .map_err(|e| CliError::new(format!("cannot encrypt {origin}")).source(e))?;
+    if store != Store::Binary && has_comments(&input) {
+        eprintln!("note: comments are not carried into the encrypted file yet");
+    }
+    let output = command.output_type.unwrap_or(store);
+    let text = match output {
+        Store::Dotenv => {
+            let mut out = write_documents(&docs, Store::Dotenv)?;
+            let mut flat = Vec::new();
+            sealant_core::sops::flatten(&meta, "", &mut flat);
+            for (k, v) in flat {
+                out.extend_from_slice(format!("sops_{k}={}\n", v.replace('\n', "\\n")).as_bytes());
+            }
+            out
+        }
+        Store::Binary => {
+            let doc = serde_json::json!({ "data": docs.first().and_then(|d| d.get("data")).cloned().unwrap_or(Value::Null), "sops": meta });
+            write_documents(&[doc], Store::Json)?
+        }
+        other => {
+            for doc in docs.iter_mut() {
+                if let Value::Object(map) = doc {
+                    map.insert("sops".to_owned(), meta.clone());
+                }
+            }
+            write_documents(&docs, other)?
+        }
+    };
+    if command.in_place {
+        return io::write_atomic(&command.file, &text, Privacy::Public);
+    }
+    io::print(&String::from_utf8_lossy(&text))
+}
+
 /// Follow `["a"]["b"][0]` into the tree.
 fn extract<'a>(doc: &'a Value, path: &str) -> CliResult<&'a Value> {
     let bad = || CliError::usage(format!("invalid --extract {path:?}")).hint(r#"use the form '["key"]["inner"][0]'"#);
@@ -267,7 +460,7 @@ pub fn decrypt(command: &DecryptCommand) -> CliResult {
         },
         None => write_documents(&docs, output)?,
     });
-    if input.windows(5).any(|w| w == b"#ENC[") {
+    if store != Store::Binary && has_comments(&input) {
         eprintln!("note: comments are not carried into the decrypted output yet");
     }
     if command.in_place {
