@@ -69,6 +69,8 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Lint(c) => commands::lint::run(&c),
         Command::Sops(commands::sops::SopsCommand::Decrypt(c)) => commands::sops::decrypt(&c),
         Command::Sops(commands::sops::SopsCommand::Encrypt(c)) => commands::sops::encrypt(&c),
+        Command::Sops(commands::sops::SopsCommand::Rotate(c)) => commands::sops::rotate(&c),
+        Command::Sops(commands::sops::SopsCommand::Filestatus(c)) => commands::sops::filestatus(&c),
         Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
         Command::Keys(KeysCommand::List) => commands::lifecycle::list(&cli.cluster).await,

@@ -293,3 +293,39 @@ fn creation_rules_with_shamir_key_groups() {
     let plain = std::fs::read(fixtures().join("v3.11.0-generated/plain/shamir.yaml")).unwrap();
     assert_eq!(semantic(&opened.stdout), semantic(&plain));
 }
+
+/// `rotate` changes the data key and every value; the real sops still opens the file.
+/// `filestatus` tells encrypted files from plain ones.
+#[test]
+fn rotate_and_filestatus() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    for name in ["shamir-2of2.enc.yaml", "basic.enc.json", "basic.enc.env", "k8s-secret.mac_only_encrypted.enc.yaml"] {
+        let file = dir.path().join(name);
+        std::fs::copy(fixtures().join("v3.11.0-generated").join(name), &file).unwrap();
+        let before = std::fs::read_to_string(&file).unwrap();
+        let out = sealant(&["sops", "rotate", "-i", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys)]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let after = std::fs::read_to_string(&file).unwrap();
+        let ciphertexts = |text: &str| -> Vec<String> {
+            text.split("ENC[AES256_GCM,data:")
+                .skip(1)
+                .map(|s| s.split(',').next().unwrap_or_default().to_owned())
+                .collect()
+        };
+        let (old, new) = (ciphertexts(&before), ciphertexts(&after));
+        assert!(!new.is_empty());
+        assert!(new.iter().all(|c| !old.contains(c)), "{name}: every value is encrypted again");
+        let opened = real_sops(&["-d", file.to_str().unwrap()], dir.path(), &[("SOPS_AGE_KEY_FILE", keys.as_path())]);
+        assert!(opened.status.success(), "{name}: {}", String::from_utf8_lossy(&opened.stderr));
+        let expected = fixtures().join("v3.11.0-generated/expected").join(name.replace(".enc.", ".dec."));
+        let want = std::fs::read(&expected).unwrap();
+        assert_eq!(content(&expected, &opened.stdout), content(&expected, &want), "{name}");
+
+        let status = sealant(&["sops", "filestatus", file.to_str().unwrap()], &[]);
+        assert_eq!(status.stdout, b"{\"encrypted\":true}\n");
+    }
+    let status =
+        sealant(&["sops", "filestatus", fixtures().join("v3.11.0-generated/plain/basic.yaml").to_str().unwrap()], &[]);
+    assert_eq!(status.stdout, b"{\"encrypted\":false}\n");
+}

@@ -713,6 +713,24 @@ pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
     Ok(Value::Object(meta))
 }
 
+/// The options a file was encrypted with, read back from its metadata (for `rotate`).
+pub fn options_from_metadata(meta: &Value) -> EncryptOptions {
+    let recipients = |group: &Vec<AgeEntry>| group.iter().map(|e| e.recipient.clone()).collect::<Vec<_>>();
+    let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let selection = text("encrypted_regex")
+        .map(Selection::EncryptedRegex)
+        .or_else(|| text("unencrypted_regex").map(Selection::UnencryptedRegex))
+        .or_else(|| text("encrypted_suffix").map(Selection::EncryptedSuffix))
+        .or_else(|| text("unencrypted_suffix").map(Selection::UnencryptedSuffix))
+        .unwrap_or_default();
+    EncryptOptions {
+        key_groups: key_groups(meta).iter().map(recipients).collect(),
+        shamir_threshold: meta.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),
+        selection,
+        mac_only_encrypted: meta.get("mac_only_encrypted").is_some_and(|v| v == true || v == "true"),
+    }
+}
+
 /// Flatten metadata for dotenv (`sops_` prefix): lists as `__list_<i>`, maps as `__map_<key>`.
 pub fn flatten(meta: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
     match meta {

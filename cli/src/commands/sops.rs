@@ -18,6 +18,10 @@ pub enum SopsCommand {
     Decrypt(DecryptCommand),
     /// Encrypt a file to age recipients, readable by the real sops.
     Encrypt(EncryptCommand),
+    /// Encrypt every value again under a new data key (same recipients and rules).
+    Rotate(FileCommand),
+    /// Print whether the file is encrypted: {"encrypted":true|false}.
+    Filestatus(FileCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -374,20 +378,28 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
     if store != Store::Binary && has_comments(&input) {
         eprintln!("note: comments are not carried into the encrypted file yet");
     }
-    let output = command.output_type.unwrap_or(store);
-    let text = match output {
+    let text = write_encrypted(docs, &meta, command.output_type.unwrap_or(store))?;
+    if command.in_place {
+        return io::write_atomic(&command.file, &text, Privacy::Public);
+    }
+    io::print(&String::from_utf8_lossy(&text))
+}
+
+/// Encrypted documents with their metadata, in `store`'s layout.
+fn write_encrypted(mut docs: Vec<Value>, meta: &Value, store: Store) -> CliResult<Vec<u8>> {
+    match store {
         Store::Dotenv => {
             let mut out = write_documents(&docs, Store::Dotenv)?;
             let mut flat = Vec::new();
-            sealant_core::sops::flatten(&meta, "", &mut flat);
+            sealant_core::sops::flatten(meta, "", &mut flat);
             for (k, v) in flat {
                 out.extend_from_slice(format!("sops_{k}={}\n", v.replace('\n', "\\n")).as_bytes());
             }
-            out
+            Ok(out)
         }
         Store::Binary => {
-            let doc = serde_json::json!({ "data": docs.first().and_then(|d| d.get("data")).cloned().unwrap_or(Value::Null), "sops": meta });
-            write_documents(&[doc], Store::Json)?
+            let data = docs.first().and_then(|d| d.get("data")).cloned().unwrap_or(Value::Null);
+            write_documents(&[serde_json::json!({ "data": data, "sops": meta })], Store::Json)
         }
         other => {
             for doc in docs.iter_mut() {
@@ -395,9 +407,59 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
                     map.insert("sops".to_owned(), meta.clone());
                 }
             }
-            write_documents(&docs, other)?
+            write_documents(&docs, other)
         }
-    };
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FileCommand {
+    /// The SOPS file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+    /// Write the result over the file instead of printing it (rotate).
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+}
+
+/// `{"encrypted":true}` when the file has sops metadata, as `sops filestatus` prints.
+pub fn filestatus(command: &FileCommand) -> CliResult {
+    let input = io::read_bytes(&command.file)?;
+    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
+    let encrypted = read_documents(&input, store, &command.file.display().to_string())
+        .ok()
+        .is_some_and(|mut docs| take_metadata(&mut docs).is_ok());
+    io::print(&format!("{{\"encrypted\":{encrypted}}}\n"))
+}
+
+/// A new data key: every value is encrypted again, to the same recipients and with the same rules.
+pub fn rotate(command: &FileCommand) -> CliResult {
+    let origin = command.file.display().to_string();
+    let input = io::read_bytes(&command.file)?;
+    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
+    if store == Store::Binary {
+        return Err(CliError::new("rotating binary files is not supported yet").hint("use sops rotate"));
+    }
+    let mut docs = read_documents(&input, store, &origin)?;
+    let meta = take_metadata(&mut docs).map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))?;
+    if meta.get("encrypted_comment_regex").or(meta.get("unencrypted_comment_regex")).is_some() {
+        return Err(CliError::new(format!("{origin} selects values by comments, which are not supported yet"))
+            .hint("use sops rotate"));
+    }
+    let (identities, _) = gather_identities()?;
+    decrypt_documents(&mut docs, &meta, &identities, false)
+        .map_err(|e| CliError::new(format!("cannot decrypt {origin}")).source(e))
+        .hint("set SOPS_AGE_KEY_FILE (or another age identity source) to a key of the file")?;
+    let options = sealant_core::sops::options_from_metadata(&meta);
+    let new_meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
+        .map_err(|e| CliError::new(format!("cannot encrypt {origin} again")).source(e))?;
+    if has_comments(&input) {
+        eprintln!("note: comments are not carried into the rotated file yet");
+    }
+    let text = write_encrypted(docs, &new_meta, store)?;
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
     }
