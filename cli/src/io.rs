@@ -62,8 +62,13 @@ pub fn read_bytes(path: &Path) -> CliResult<Vec<u8>> {
 
 /// Print to standard output. A reader that went away (`| head`) is not an error.
 pub fn print(text: &str) -> CliResult {
+    print_bytes(text.as_bytes())
+}
+
+/// Print bytes (which need not be text) to standard output, like [`print`].
+pub fn print_bytes(bytes: &[u8]) -> CliResult {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(CliError::new("cannot write to standard output").source(e))
         }

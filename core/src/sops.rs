@@ -28,8 +28,8 @@ pub enum SopsError {
     NoMetadata,
     #[error("the sops metadata is invalid: {0}")]
     Metadata(String),
-    #[error("no age identity could decrypt the data key (tried {tried}); the file is encrypted to: {recipients}")]
-    NoIdentity { tried: String, recipients: String },
+    #[error("no age identity could decrypt the data key; the file is encrypted to: {recipients}")]
+    NoIdentity { recipients: String },
     #[error("the key groups gave {got} of the {needed} parts needed for the data key")]
     NotEnoughParts { got: usize, needed: usize },
     #[error("cannot decrypt the value at {path:?}")]
@@ -190,60 +190,71 @@ impl Rules {
     }
 }
 
-/// Walk leaves depth-first in document order, decrypting selected ones and hashing for the MAC.
-/// The raw plaintext of a top-level `data` string is kept aside in `raw_data`: the binary store
-/// holds arbitrary bytes there, which a JSON string cannot.
-fn walk(
-    value: &mut Value,
-    path: &mut Vec<String>,
+/// What is done at each leaf: given its path and the leaf itself.
+type LeafVisitor<'a> = dyn FnMut(&[String], &mut Value) -> Result<(), SopsError> + 'a;
+
+/// Visit every non-null leaf depth-first in document order with its path of mapping keys
+/// (list indices are not part of a sops path).
+fn for_each_leaf(value: &mut Value, path: &mut Vec<String>, visit: &mut LeafVisitor<'_>) -> Result<(), SopsError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(k.clone());
+                for_each_leaf(v, path, visit)?;
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for v in items.iter_mut() {
+                for_each_leaf(v, path, visit)?;
+            }
+        }
+        Value::Null => {}
+        leaf => visit(path, leaf)?,
+    }
+    Ok(())
+}
+
+/// The AAD of a value: its path joined by `:`, plus a final `:`.
+fn aad_of(path: &[String]) -> String {
+    format!("{}:", path.join(":"))
+}
+
+/// Decrypt one leaf if it is in an encrypted position, and hash it for the MAC. The raw
+/// plaintext of a top-level `data` string is kept aside in `raw_data`: the binary store holds
+/// arbitrary bytes there, which a JSON string cannot.
+fn decrypt_leaf(
+    path: &[String],
+    leaf: &mut Value,
     key: &[u8; 32],
     rules: &Rules,
     mac: &mut Sha512,
     raw_data: &mut Option<SecretBytes>,
 ) -> Result<(), SopsError> {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(k.clone());
-                walk(v, path, key, rules, mac, raw_data)?;
-                path.pop();
-            }
-        }
-        // List indices are not part of the path.
-        Value::Array(items) => {
-            for v in items.iter_mut() {
-                walk(v, path, key, rules, mac, raw_data)?;
-            }
-        }
-        Value::Null => {}
-        leaf => {
-            let encrypted = rules.encrypts(path, leaf);
-            if encrypted {
-                let aad = format!("{}:", path.join(":"));
-                let shown = path.join(".");
-                let Value::String(text) = leaf else {
-                    return Err(SopsError::NotEncrypted { path: shown });
-                };
-                if !text.is_empty() {
-                    let (plain, kind) =
-                        decrypt_value(key, text, &aad).ok_or_else(|| SopsError::Value { path: shown.clone() })?;
-                    *leaf = typed(plain.expose(), &kind).ok_or(SopsError::Value { path: shown })?;
-                    // Strings are hashed as the bytes they are, which need not be UTF-8.
-                    if kind == "str" || kind == "bytes" {
-                        mac.update(plain.expose());
-                        if path.len() == 1 && path[0] == "data" {
-                            *raw_data = Some(plain);
-                        }
-                        return Ok(());
-                    }
+    let encrypted = rules.encrypts(path, leaf);
+    if encrypted {
+        let shown = path.join(".");
+        let Value::String(text) = leaf else {
+            return Err(SopsError::NotEncrypted { path: shown });
+        };
+        if !text.is_empty() {
+            let (plain, kind) =
+                decrypt_value(key, text, &aad_of(path)).ok_or_else(|| SopsError::Value { path: shown.clone() })?;
+            *leaf = typed(plain.expose(), &kind).ok_or(SopsError::Value { path: shown })?;
+            // Strings are hashed as the bytes they are, which need not be UTF-8.
+            if kind == "str" || kind == "bytes" {
+                mac.update(plain.expose());
+                if path == ["data"] {
+                    *raw_data = Some(plain);
                 }
-            }
-            if (encrypted || !rules.mac_only_encrypted)
-                && let Some(bytes) = mac_bytes(leaf)
-            {
-                mac.update(&bytes);
+                return Ok(());
             }
         }
+    }
+    if (encrypted || !rules.mac_only_encrypted)
+        && let Some(bytes) = mac_bytes(leaf)
+    {
+        mac.update(&bytes);
     }
     Ok(())
 }
@@ -359,7 +370,7 @@ fn data_key(
     };
     if parts.is_empty() {
         let recipients: Vec<String> = groups.iter().flatten().map(|e| e.recipient.clone()).collect();
-        return Err(SopsError::NoIdentity { tried: String::new(), recipients: recipients.join(", ") });
+        return Err(SopsError::NoIdentity { recipients: recipients.join(", ") });
     }
     if parts.len() < needed {
         return Err(SopsError::NotEnoughParts { got: parts.len(), needed });
@@ -400,11 +411,13 @@ pub fn decrypt_documents(
     let rules = Rules::from(meta)?;
     let mut mac = Sha512::new();
     if rules.mac_only_encrypted {
-        mac.update(Sha256Sops::prefix());
+        mac.update(mac_only_prefix());
     }
     let mut raw_data = None;
     for doc in docs.iter_mut() {
-        walk(doc, &mut Vec::new(), &key, &rules, &mut mac, &mut raw_data)?;
+        for_each_leaf(doc, &mut Vec::new(), &mut |path, leaf| {
+            decrypt_leaf(path, leaf, &key, &rules, &mut mac, &mut raw_data)
+        })?;
     }
     if ignore_mac {
         return Ok(raw_data);
@@ -419,13 +432,8 @@ pub fn decrypt_documents(
 }
 
 /// `sha256("sops")`, which starts the MAC when `mac_only_encrypted` is set.
-struct Sha256Sops;
-
-impl Sha256Sops {
-    fn prefix() -> Vec<u8> {
-        use sha2::Sha256;
-        Sha256::digest(b"sops").to_vec()
-    }
+fn mac_only_prefix() -> Vec<u8> {
+    sha2::Sha256::digest(b"sops").to_vec()
 }
 
 /// Take the `sops` block out of every document; the first one's is the file's.
@@ -500,6 +508,16 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// The rule set among the fields sops uses for them (metadata, `.sops.yaml`, flags), where
+    /// `field` gives a field's non-empty value.
+    pub fn from_fields(field: impl Fn(&str) -> Option<String>) -> Option<Selection> {
+        field("encrypted_regex")
+            .map(Selection::EncryptedRegex)
+            .or_else(|| field("unencrypted_regex").map(Selection::UnencryptedRegex))
+            .or_else(|| field("encrypted_suffix").map(Selection::EncryptedSuffix))
+            .or_else(|| field("unencrypted_suffix").map(Selection::UnencryptedSuffix))
+    }
+
     fn metadata(&self) -> (&'static str, String) {
         match self {
             Selection::Default => ("unencrypted_suffix", "_unencrypted".to_owned()),
@@ -557,40 +575,23 @@ fn plain_of(value: &Value) -> Option<(Vec<u8>, &'static str)> {
     Some((bytes, kind))
 }
 
-fn encrypt_walk<R: rand::CryptoRng + ?Sized>(
+/// Hash one leaf for the MAC and encrypt it if it is in an encrypted position.
+fn encrypt_leaf<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
-    value: &mut Value,
-    path: &mut Vec<String>,
+    path: &[String],
+    leaf: &mut Value,
     key: &[u8; 32],
     rules: &Rules,
     mac: &mut Sha512,
 ) -> Result<(), SopsError> {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(k.clone());
-                encrypt_walk(rng, v, path, key, rules, mac)?;
-                path.pop();
-            }
-        }
-        Value::Array(items) => {
-            for v in items.iter_mut() {
-                encrypt_walk(rng, v, path, key, rules, mac)?;
-            }
-        }
-        Value::Null => {}
-        leaf => {
-            let encrypted = rules.encrypts(path, leaf);
-            let Some((bytes, kind)) = plain_of(leaf) else { return Ok(()) };
-            if encrypted || !rules.mac_only_encrypted {
-                mac.update(&bytes);
-            }
-            // sops leaves empty strings as they are.
-            if encrypted && !(kind == "str" && bytes.is_empty()) {
-                let aad = format!("{}:", path.join(":"));
-                *leaf = Value::String(encrypt_value(rng, key, &bytes, kind, &aad)?);
-            }
-        }
+    let encrypted = rules.encrypts(path, leaf);
+    let Some((bytes, kind)) = plain_of(leaf) else { return Ok(()) };
+    if encrypted || !rules.mac_only_encrypted {
+        mac.update(&bytes);
+    }
+    // sops leaves empty strings as they are.
+    if encrypted && !(kind == "str" && bytes.is_empty()) {
+        *leaf = Value::String(encrypt_value(rng, key, &bytes, kind, &aad_of(path))?);
     }
     Ok(())
 }
@@ -659,10 +660,10 @@ pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
         Rules::from(&serde_json::json!({ rule_key: rule_value, "mac_only_encrypted": options.mac_only_encrypted }))?;
     let mut mac = Sha512::new();
     if options.mac_only_encrypted {
-        mac.update(Sha256Sops::prefix());
+        mac.update(mac_only_prefix());
     }
     for doc in docs.iter_mut() {
-        encrypt_walk(rng, doc, &mut Vec::new(), &key, &rules, &mut mac)?;
+        for_each_leaf(doc, &mut Vec::new(), &mut |path, leaf| encrypt_leaf(rng, path, leaf, &key, &rules, &mut mac))?;
     }
     let digest: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
     let lastmodified = now
@@ -716,13 +717,9 @@ pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
 /// The options a file was encrypted with, read back from its metadata (for `rotate`).
 pub fn options_from_metadata(meta: &Value) -> EncryptOptions {
     let recipients = |group: &Vec<AgeEntry>| group.iter().map(|e| e.recipient.clone()).collect::<Vec<_>>();
-    let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-    let selection = text("encrypted_regex")
-        .map(Selection::EncryptedRegex)
-        .or_else(|| text("unencrypted_regex").map(Selection::UnencryptedRegex))
-        .or_else(|| text("encrypted_suffix").map(Selection::EncryptedSuffix))
-        .or_else(|| text("unencrypted_suffix").map(Selection::UnencryptedSuffix))
-        .unwrap_or_default();
+    let selection =
+        Selection::from_fields(|k| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned))
+            .unwrap_or_default();
     EncryptOptions {
         key_groups: key_groups(meta).iter().map(recipients).collect(),
         shamir_threshold: meta.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),

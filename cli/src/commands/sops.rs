@@ -314,12 +314,7 @@ fn creation_rule(file: &Path) -> CliResult<Option<Rule>> {
         if key_groups.is_empty() {
             key_groups.push(split_keys(rule.get("age")));
         }
-        let text = |k: &str| rule.get(k).and_then(Value::as_str).map(str::to_owned);
-        let selection = text("encrypted_regex")
-            .map(Selection::EncryptedRegex)
-            .or_else(|| text("unencrypted_regex").map(Selection::UnencryptedRegex))
-            .or_else(|| text("encrypted_suffix").map(Selection::EncryptedSuffix))
-            .or_else(|| text("unencrypted_suffix").map(Selection::UnencryptedSuffix));
+        let selection = Selection::from_fields(|k| rule.get(k).and_then(Value::as_str).map(str::to_owned));
         return Ok(Some(Rule {
             key_groups,
             shamir_threshold: rule.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),
@@ -353,13 +348,13 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
         return Err(CliError::usage("no age recipients")
             .hint("pass --age age1... (or SOPS_AGE_RECIPIENTS), or add a creation rule to .sops.yaml"));
     }
-    let flag_selection = command
-        .encrypted_regex
-        .clone()
-        .map(Selection::EncryptedRegex)
-        .or_else(|| command.unencrypted_regex.clone().map(Selection::UnencryptedRegex))
-        .or_else(|| command.encrypted_suffix.clone().map(Selection::EncryptedSuffix))
-        .or_else(|| command.unencrypted_suffix.clone().map(Selection::UnencryptedSuffix));
+    let flag_selection = Selection::from_fields(|k| match k {
+        "encrypted_regex" => command.encrypted_regex.clone(),
+        "unencrypted_regex" => command.unencrypted_regex.clone(),
+        "encrypted_suffix" => command.encrypted_suffix.clone(),
+        "unencrypted_suffix" => command.unencrypted_suffix.clone(),
+        _ => None,
+    });
     // A Kubernetes Secret with no rule saying otherwise: encrypt only its data.
     let is_secret = docs.iter().any(|d| d.get("kind").and_then(Value::as_str) == Some("Secret"));
     let selection = flag_selection.or(rule.selection).unwrap_or(if is_secret {
@@ -382,7 +377,7 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
     }
-    io::print(&String::from_utf8_lossy(&text))
+    io::print_bytes(&text)
 }
 
 /// Encrypted documents with their metadata, in `store`'s layout.
@@ -463,7 +458,7 @@ pub fn rotate(command: &FileCommand) -> CliResult {
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
     }
-    io::print(&String::from_utf8_lossy(&text))
+    io::print_bytes(&text)
 }
 
 /// Follow `["a"]["b"][0]` into the tree.
@@ -528,12 +523,5 @@ pub fn decrypt(command: &DecryptCommand) -> CliResult {
     if command.in_place {
         return io::write_atomic(&command.file, &plain, Privacy::Private);
     }
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&plain).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::new("cannot write to standard output").source(e))
-        }
-        _ => Ok(()),
-    }
+    io::print_bytes(&plain)
 }
