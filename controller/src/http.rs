@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -135,14 +135,13 @@ fn parse_one(body: &[u8]) -> Option<SealedSecret> {
     serde_json::from_value(docs.remove(0)).ok()
 }
 
-async fn verify(State(state): State<ApiState>, headers: HeaderMap, method: Method, body: Bytes) -> Response {
+async fn verify(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let client = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
     let allowed =
         state.limiter.lock().map(|mut l| l.allow(&format!("/v1/verify {client}"), Instant::now())).unwrap_or(true);
     if !allowed {
         return StatusCode::TOO_MANY_REQUESTS.into_response();
     }
-    let _ = method;
     let Some(ss) = parse_one(&body) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };

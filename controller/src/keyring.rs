@@ -101,7 +101,7 @@ impl Keyring {
                         KeyOrderPriority::SecretCreationTimestamp => created.unwrap_or(certificate.not_before()),
                     };
                     let entry = KeyEntry {
-                        fingerprint: key.public().fingerprint(),
+                        fingerprint: key.fingerprint().to_owned(),
                         certificate,
                         secret_name: name,
                         created,

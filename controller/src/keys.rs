@@ -14,12 +14,11 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use sealant_core::cert;
+use sealant_crds::keys::{KeyName, backup_list, key_secret};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
 use crate::flags::Flags;
-use sealant_crds::keys::{KeyName, key_secret};
-
 use crate::keyring::{KEY_LABEL, Keyring};
 use crate::metrics::Metrics;
 
@@ -135,20 +134,7 @@ async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: 
     let recipients = sealant_core::backup::parse_recipients(&flags.backup_age_recipients)?;
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     let keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
-    let items: Vec<serde_json::Value> = keys
-        .items
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": s.metadata.name, "labels": s.metadata.labels, "annotations": s.metadata.annotations},
-                "type": s.type_,
-                "data": s.data,
-            })
-        })
-        .collect();
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let list = backup_list(&keys.items);
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(&list)?);
     let sealed = sealant_core::backup::encrypt(&recipients, &plain)?;
     let name = backup_secret_name(flags);

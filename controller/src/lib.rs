@@ -147,9 +147,10 @@ async fn lead(
 async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let flags = Arc::new(flags);
     flags.cutoff().map_err(anyhow::Error::msg)?;
-    sealant_core::backup::parse_recipients(&flags.backup_age_recipients)
-        .or_else(|e| if flags.backup_age_recipients.is_empty() { Ok(Vec::new()) } else { Err(e) })
-        .context("invalid --backup-age-recipients")?;
+    if !flags.backup_age_recipients.is_empty() {
+        sealant_core::backup::parse_recipients(&flags.backup_age_recipients)
+            .context("invalid --backup-age-recipients")?;
+    }
     let client = client(&flags).await?;
     let namespace = controller_namespace(&flags);
     let metrics = Arc::new(Metrics::new());

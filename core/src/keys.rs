@@ -79,12 +79,15 @@ impl fmt::Debug for PublicKey {
 pub struct PrivateKey {
     key: rsa::PrivateKey,
     public: PublicKey,
+    /// Computed once: keys are looked up by fingerprint on every unseal.
+    fingerprint: String,
 }
 
 impl PrivateKey {
     pub fn from_rsa(key: rsa::PrivateKey) -> Self {
         let public = PublicKey(key.to_public_key());
-        Self { key, public }
+        let fingerprint = public.fingerprint();
+        Self { key, public, fingerprint }
     }
 
     pub fn rsa(&self) -> &rsa::PrivateKey {
@@ -93,6 +96,11 @@ impl PrivateKey {
 
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// The public key's `SHA256:` fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// PKCS#1 `RSA PRIVATE KEY` PEM, the form the controller stores in `tls.key`.
@@ -120,7 +128,7 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey([REDACTED], {})", self.public.fingerprint())
+        write!(f, "PrivateKey([REDACTED], {})", self.fingerprint)
     }
 }
 

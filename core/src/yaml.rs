@@ -49,6 +49,28 @@ fn describe(e: &serde_yaml_ng::Error) -> String {
     }
 }
 
+/// The texts of a YAML stream's documents, each with the line it starts on (1-based). A `---`
+/// line goes with the document it opens; comments before the first document go with the first.
+/// For edits that must keep everything else of a file exactly as it was.
+pub fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = vec![(1, String::new())];
+    let mut has_content = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.starts_with("---") {
+            if has_content {
+                docs.push((i + 1, String::new()));
+                has_content = false;
+            }
+        } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            has_content = true;
+        }
+        if let Some((_, doc)) = docs.last_mut() {
+            doc.push_str(line);
+        }
+    }
+    docs
+}
+
 /// One document as YAML with map keys sorted (what kubectl and kubeseal print), starting `---`.
 pub fn to_yaml_document(value: &Value) -> Result<String, YamlError> {
     let body = serde_yaml_ng::to_string(&sorted(value)).map_err(|e| YamlError::Emit(e.to_string()))?;
@@ -81,6 +103,12 @@ mod tests {
     fn multi_document_yaml_skips_empty_documents() {
         let docs = parse_documents("---\na: 1\n---\n---\nb: 2\n").unwrap();
         assert_eq!(docs.len(), 2);
+    }
+
+    #[test]
+    fn documents_split_on_separators_with_their_lines() {
+        let docs = split_documents("# head\n---\na: 1\n---\nb: 2\n");
+        assert_eq!(docs, [(1, "# head\n---\na: 1\n".to_owned()), (4, "---\nb: 2\n".to_owned())]);
     }
 
     #[test]

@@ -49,3 +49,21 @@ pub fn key_secret(
         ..Default::default()
     }
 }
+
+/// Key Secrets as a `v1 List` that can be created again in any cluster: only name, labels,
+/// annotations, type and data are kept (the form of a key backup).
+pub fn backup_list<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = secrets
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": s.metadata.name, "labels": s.metadata.labels, "annotations": s.metadata.annotations},
+                "type": s.type_,
+                "data": s.data,
+            })
+        })
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+}

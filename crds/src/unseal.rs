@@ -88,7 +88,7 @@ fn ordered_keys<'a>(ss: &SealedSecret, keys: &'a [PrivateKey]) -> Vec<&'a Privat
     let mut ordered: Vec<&PrivateKey> = keys.iter().collect();
     if !preferred.is_empty() {
         // A stable sort: named keys first, the rest in their given order.
-        ordered.sort_by_cached_key(|k| !preferred.contains(&k.public().fingerprint().as_str()));
+        ordered.sort_by_key(|k| !preferred.contains(&k.fingerprint()));
     }
     ordered
 }

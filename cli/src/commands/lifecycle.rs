@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use sealant_core::{Certificate, PrivateKey, Scope, backup, cert, hybrid::single_decrypt, yaml};
-use sealant_crds::keys::{KeyName, key_secret};
+use sealant_crds::keys::{KeyName, backup_list, key_secret};
 use sealant_crds::{SEALING_KEY_ANNOTATION, SealedSecret};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -143,28 +143,13 @@ pub struct BackupCommand {
     pub output: PathBuf,
 }
 
-/// Strip what the API server added, so the objects can be created again elsewhere.
-fn portable(secret: &Secret) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": secret.metadata.name,
-            "labels": secret.metadata.labels,
-            "annotations": secret.metadata.annotations,
-        },
-        "type": secret.type_,
-        "data": secret.data.iter().flatten().map(|(k, v)| (k.clone(), STANDARD.encode(&v.0))).collect::<BTreeMap<_, _>>(),
-    })
-}
-
 /// The key Secrets as a `v1 List`, encrypted to age recipients.
 pub async fn backup_bundle(client: &Client, namespace: &str, recipients: &[String]) -> CliResult<(usize, Vec<u8>)> {
     let recipients = backup::parse_recipients(recipients)
         .map_err(|e| CliError::usage("cannot use the age recipients").source(e))
-        .hint("give X25519 recipients as printed by `age-keygen -y` (age1...)")?;
+        .hint("give age recipients: age1... (as `age-keygen -y` prints) or ssh-ed25519 public keys")?;
     let keys = cluster_keys(client, namespace).await?;
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": keys.iter().map(|k| portable(&k.secret)).collect::<Vec<_>>()});
+    let list = backup_list(keys.iter().map(|k| &k.secret));
     let plain = zeroize::Zeroizing::new(render::documents(&[list], crate::io::Format::Yaml)?);
     let sealed = backup::encrypt(&recipients, plain.as_bytes())
         .map_err(|e| CliError::new("cannot encrypt the backup").source(e))?;
@@ -255,7 +240,7 @@ fn keys_by_trial(ss: &SealedSecret, keys: &[PrivateKey]) -> Vec<String> {
     for item in ss.spec.encrypted_data.values() {
         let Ok(bytes) = STANDARD.decode(item) else { continue };
         if let Some(key) = keys.iter().find(|k| matches!(single_decrypt(k, &bytes, &label), Ok(Some(_)))) {
-            let fp = key.public().fingerprint();
+            let fp = key.fingerprint().to_owned();
             if !found.contains(&fp) {
                 found.push(fp);
             }

@@ -68,20 +68,7 @@ fn documents(text: &str) -> Vec<(usize, String)> {
         }
         return docs;
     }
-    let mut docs = vec![(1, String::new())];
-    let mut has_content = false;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if line.starts_with("---") && has_content {
-            docs.push((i + 1, String::new()));
-            has_content = false;
-        } else if !line.starts_with("---") && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
-            has_content = true;
-        }
-        if let Some((_, doc)) = docs.last_mut() {
-            doc.push_str(line);
-        }
-    }
-    docs
+    yaml::split_documents(text)
 }
 
 /// The line (1-based, within `doc`) of the first line matching `pattern`, else 1.

@@ -94,27 +94,6 @@ fn set_annotation_in_yaml(doc: &str, fingerprint: &str, old: Option<&str>) -> St
     out.concat()
 }
 
-/// Split YAML text into its documents' texts; a `---` line goes with the document it opens,
-/// comments before the first document with the first.
-fn yaml_documents(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    let mut has_content = false;
-    for line in text.split_inclusive('\n') {
-        if line.starts_with("---") {
-            if has_content {
-                docs.push(String::new());
-                has_content = false;
-            }
-        } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
-            has_content = true;
-        }
-        if let Some(last) = docs.last_mut() {
-            last.push_str(line);
-        }
-    }
-    docs
-}
-
 /// Re-seal one file; `Ok(true)` when it changed.
 async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> CliResult<bool> {
     let text = io::read_file(path)?;
@@ -138,7 +117,7 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
             render::documents(&out, Format::Json)?
         }
         Format::Yaml => {
-            let mut pieces = yaml_documents(&text);
+            let mut pieces: Vec<String> = yaml::split_documents(&text).into_iter().map(|(_, piece)| piece).collect();
             for piece in pieces.iter_mut() {
                 let Ok(mut in_piece) = yaml::parse_documents(piece) else {
                     continue;
@@ -220,11 +199,5 @@ mod tests {
             set_annotation_in_yaml(with, "SHA256:x", None),
             "metadata:\n    annotations:\n        sealant.dev/sealing-key: SHA256:x\n        other: y\n    name: a\n"
         );
-    }
-
-    #[test]
-    fn documents_split_on_separators() {
-        let docs = yaml_documents("---\na: 1\n---\nb: 2\n");
-        assert_eq!(docs, ["---\na: 1\n", "---\nb: 2\n"]);
     }
 }
