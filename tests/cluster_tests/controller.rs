@@ -506,10 +506,12 @@ async fn reencrypt_a_directory_and_validate_online() {
     .await;
     let n = ns.name.as_str();
     let dir = tempfile::tempdir().unwrap();
+    // Plaintext inputs and the new private key stay out of the directory being re-encrypted.
+    let private = tempfile::tempdir().unwrap();
     let repo = repo();
     let demo_cert = repo.join("keys-example/demo.tls.crt");
     let seal = |name: &str, out: &str, cert: &std::path::Path| {
-        let secret = repo.join(format!("target/{name}-{n}.secret.json"));
+        let secret = private.path().join(format!("{name}.secret.json"));
         std::fs::write(&secret, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": n}, "stringData": {"k": format!("value-{name}")}}).to_string()).unwrap();
         let done = run_sealant(
             &["seal", "--cert", cert.to_str().unwrap(), "-f", secret.to_str().unwrap(), "-w", out],
@@ -555,7 +557,7 @@ async fn reencrypt_a_directory_and_validate_online() {
     })
     .await;
     assert!(switched.is_some(), "the new key did not become the sealing key");
-    std::fs::rename(dir.path().join("new-key.yaml"), repo.join(format!("target/new-key-{n}.yaml"))).unwrap();
+    std::fs::rename(dir.path().join("new-key.yaml"), private.path().join("new-key.yaml")).unwrap();
 
     let done = run_sealant(&["reencrypt", "--controller-url", &controller.url, "."], dir.path());
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
@@ -570,7 +572,7 @@ async fn reencrypt_a_directory_and_validate_online() {
     assert!(std::fs::read_to_string(dir.path().join("b.json")).unwrap().starts_with("{\n  \"kind\": \"SealedSecret\""));
 
     // The new key alone opens both; running again changes nothing.
-    let new_key = repo.join(format!("target/new-key-{n}.yaml"));
+    let new_key = private.path().join("new-key.yaml");
     for (file, value) in [("a.yaml", "value-a"), ("b.json", "value-b")] {
         let opened =
             run_sealant(&["unseal", "-o", "json", "--private-key", new_key.to_str().unwrap(), "-f", file], dir.path());
@@ -582,7 +584,6 @@ async fn reencrypt_a_directory_and_validate_online() {
     let again = run_sealant(&["reencrypt", "--controller-url", &controller.url, "."], dir.path());
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 of 2 file(s) re-encrypted"));
     assert_eq!(std::fs::read_to_string(dir.path().join("a.yaml")).unwrap(), a_after, "idempotent");
-    let _ = std::fs::remove_file(new_key);
 }
 
 #[tokio::test]
