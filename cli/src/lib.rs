@@ -45,7 +45,7 @@ pub enum Command {
     Reencrypt(commands::reencrypt::ReencryptCommand),
     /// Find plaintext Secrets and unencrypted SOPS files (for pre-commit and CI).
     Lint(commands::lint::LintCommand),
-    /// Read SOPS files encrypted to age keys.
+    /// SOPS files encrypted to age keys: encrypt, decrypt, edit, set, rotate, updatekeys.
     #[command(subcommand)]
     Sops(commands::sops::SopsCommand),
     /// Manage sealing keys.
@@ -69,6 +69,10 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Lint(c) => commands::lint::run(&c),
         Command::Sops(commands::sops::SopsCommand::Decrypt(c)) => commands::sops::decrypt(&c),
         Command::Sops(commands::sops::SopsCommand::Encrypt(c)) => commands::sops::encrypt(&c),
+        Command::Sops(commands::sops::SopsCommand::Edit(c)) => commands::sops::edit(&c),
+        Command::Sops(commands::sops::SopsCommand::Set(c)) => commands::sops::set(&c),
+        Command::Sops(commands::sops::SopsCommand::Unset(c)) => commands::sops::unset(&c),
+        Command::Sops(commands::sops::SopsCommand::Updatekeys(c)) => commands::sops::updatekeys(&c),
         Command::Sops(commands::sops::SopsCommand::Rotate(c)) => commands::sops::rotate(&c),
         Command::Sops(commands::sops::SopsCommand::Filestatus(c)) => commands::sops::filestatus(&c),
         Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,

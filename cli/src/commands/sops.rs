@@ -1,10 +1,13 @@
-//! `sealant sops`: read SOPS files encrypted to age keys, as the real `sops` writes them.
+//! `sealant sops`: SOPS files encrypted to age keys, read and written as the real `sops` does.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use sealant_core::age_ssh::SshEd25519Identity;
+use sealant_core::sops::stores::Store as CoreStore;
 use sealant_core::sops::{
-    EncryptOptions, Selection, SopsError, decrypt_documents, encrypt_documents, take_metadata, unflatten,
+    EncryptOptions, Node, Opened, Selection, SopsError, decrypt_documents, encrypt_documents, reencrypt_documents,
+    take_metadata,
 };
 use sealant_core::yaml;
 use serde_json::Value;
@@ -14,10 +17,18 @@ use crate::io::{self, Privacy};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SopsCommand {
-    /// Decrypt a SOPS file (YAML, JSON, dotenv or binary) with age identities.
+    /// Decrypt a SOPS file (YAML, JSON, dotenv, INI or binary) with age identities.
     Decrypt(DecryptCommand),
     /// Encrypt a file to age recipients, readable by the real sops.
     Encrypt(EncryptCommand),
+    /// Open the decrypted file in $EDITOR and encrypt the result; unchanged values keep their ciphertext.
+    Edit(EditCommand),
+    /// Set one value, given as JSON, without showing any other (the file is changed in place).
+    Set(SetCommand),
+    /// Remove one value (the file is changed in place).
+    Unset(UnsetCommand),
+    /// Wrap the data key for the recipients of the matching .sops.yaml rule; values stay as they are.
+    Updatekeys(UpdatekeysCommand),
     /// Encrypt every value again under a new data key (same recipients and rules).
     Rotate(FileCommand),
     /// Print whether the file is encrypted: {"encrypted":true|false}.
@@ -44,6 +55,12 @@ pub struct EncryptCommand {
     /// Leave values under keys ending with this suffix in clear text (default `_unencrypted`).
     #[arg(long, group = "selection")]
     pub unencrypted_suffix: Option<String>,
+    /// Encrypt only values after a comment matching this regex (the comment stays readable).
+    #[arg(long, group = "selection")]
+    pub encrypted_comment_regex: Option<String>,
+    /// Leave values after a comment matching this regex in clear text.
+    #[arg(long, group = "selection")]
+    pub unencrypted_comment_regex: Option<String>,
     /// Let the MAC cover only the encrypted values.
     #[arg(long)]
     pub mac_only_encrypted: bool,
@@ -63,7 +80,25 @@ pub enum Store {
     Yaml,
     Json,
     Dotenv,
+    Ini,
     Binary,
+}
+
+impl From<Store> for CoreStore {
+    fn from(store: Store) -> CoreStore {
+        match store {
+            Store::Yaml => CoreStore::Yaml,
+            Store::Json => CoreStore::Json,
+            Store::Dotenv => CoreStore::Dotenv,
+            Store::Ini => CoreStore::Ini,
+            Store::Binary => CoreStore::Binary,
+        }
+    }
+}
+
+/// The store of a file: the flag, else by its extension.
+fn store_for(flag: Option<Store>, path: &Path) -> CoreStore {
+    flag.map_or_else(|| CoreStore::from_path(path), CoreStore::from)
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,13 +123,62 @@ pub struct DecryptCommand {
     pub in_place: bool,
 }
 
-fn store_of(path: &Path) -> Store {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("yaml" | "yml") => Store::Yaml,
-        Some("json") => Store::Json,
-        Some("env") => Store::Dotenv,
-        _ => Store::Binary,
-    }
+#[derive(Debug, clap::Args)]
+pub struct EditCommand {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+    /// Open the file even if the MAC does not match.
+    #[arg(long)]
+    pub ignore_mac: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetCommand {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where, e.g. '["data"]["password"]'; missing maps are created.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// The value as JSON, e.g. '"s3cret"' or '{"a": 1}'; omit it with --value-stdin.
+    #[arg(value_name = "VALUE", required_unless_present = "value_stdin")]
+    pub value: Option<String>,
+    /// Read the JSON value from standard input (keeps it out of shell history and `ps`).
+    #[arg(long, conflicts_with = "value")]
+    pub value_stdin: bool,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnsetCommand {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// What to remove, e.g. '["data"]["password"]'.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdatekeysCommand {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Apply the change without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
 }
 
 type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
@@ -170,92 +254,60 @@ fn gather_identities() -> CliResult<(Identities, Vec<String>)> {
     Ok((identities, tried))
 }
 
-/// The documents of a file, each a tree; dotenv and binary become one map.
-fn read_documents(text: &[u8], store: Store, origin: &str) -> CliResult<Vec<Value>> {
-    let bad = |e: String| CliError::new(format!("cannot parse {origin} as {store:?}: {e}")).hint("set --input-type");
-    match store {
-        Store::Yaml | Store::Json | Store::Binary => {
-            let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
-            yaml::parse_documents(text).map_err(|e| bad(e.to_string()))
+/// An error about the file at `origin` from the core, with the hint that helps.
+fn sops_error(origin: &str, tried: &[String], e: SopsError) -> CliError {
+    match e {
+        SopsError::NoIdentity { recipients, .. } => CliError::new(format!(
+            "no age identity could decrypt {origin}: it is encrypted to {recipients}; tried {}",
+            if tried.is_empty() { "none".to_owned() } else { tried.join(", ") }
+        ))
+        .hint("set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE) to a matching key"),
+        SopsError::MacMismatch => CliError::new(format!("cannot decrypt {origin}"))
+            .source(e)
+            .hint("restore the file from version control; --ignore-mac decrypts it anyway"),
+        SopsError::Parse(_) => {
+            CliError::new(format!("cannot read {origin}")).source(e).hint("check the file, or set --input-type")
         }
-        Store::Dotenv => {
-            let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
-            let mut data = serde_json::Map::new();
-            let mut meta = Vec::new();
-            for line in text.split('\n').filter(|l| !l.is_empty() && !l.starts_with('#')) {
-                let (key, value) = line.split_once('=').ok_or_else(|| {
-                    bad(format!(
-                        "a line without '=': {key:?}",
-                        key = line.split('=').next().unwrap_or_default().chars().take(20).collect::<String>()
-                    ))
-                })?;
-                let value = value.replace("\\n", "\n");
-                match key.strip_prefix("sops_") {
-                    Some(meta_key) => meta.push((meta_key.to_owned(), value)),
-                    None => {
-                        data.insert(key.to_owned(), Value::String(value));
-                    }
-                }
-            }
-            if !meta.is_empty() {
-                data.insert("sops".to_owned(), unflatten(&meta));
-            }
-            Ok(vec![Value::Object(data)])
-        }
+        e => CliError::new(format!("cannot decrypt {origin}")).source(e),
     }
 }
 
-fn write_documents(docs: &[Value], store: Store) -> CliResult<Vec<u8>> {
-    match store {
-        Store::Yaml => {
-            let mut out = String::new();
-            for (i, doc) in docs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str("---\n");
-                }
-                out.push_str(&yaml::to_yaml_in_order(doc).map_err(|e| CliError::new("cannot write YAML").source(e))?);
-            }
-            Ok(out.into_bytes())
-        }
-        Store::Json => {
-            let mut out = Vec::new();
-            for doc in docs {
-                let mut ser = serde_json::Serializer::with_formatter(
-                    &mut out,
-                    serde_json::ser::PrettyFormatter::with_indent(b"\t"),
-                );
-                serde::Serialize::serialize(doc, &mut ser).map_err(|e| CliError::new("cannot write JSON").source(e))?;
-                out.push(b'\n');
-            }
-            Ok(out)
-        }
-        Store::Dotenv => {
-            let mut out = String::new();
-            for doc in docs {
-                for (k, v) in doc.as_object().into_iter().flatten() {
-                    let text = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Object(_) | Value::Array(_) => {
-                            return Err(CliError::new(format!("{k} is nested: dotenv holds only flat values"))
-                                .hint("choose --output-type yaml or json"));
-                        }
-                        other => other.to_string(),
-                    };
-                    out.push_str(&format!("{k}={}\n", text.replace('\n', "\\n")));
-                }
-            }
-            Ok(out.into_bytes())
-        }
-        Store::Binary => match docs.first().and_then(|d| d.get("data")) {
-            Some(Value::String(s)) => Ok(s.clone().into_bytes()),
-            _ => Err(CliError::new("the file has no binary `data`").hint("set --input-type to the file's format")),
-        },
-    }
+/// An encrypted file, read and decrypted.
+struct OpenFile {
+    origin: String,
+    store: CoreStore,
+    docs: Vec<Node>,
+    meta: Value,
+    opened: Opened,
 }
 
-/// Whether a YAML or dotenv text has comment lines (which the tree does not keep yet).
-fn has_comments(input: &[u8]) -> bool {
-    String::from_utf8_lossy(input).lines().any(|l| l.trim_start().starts_with('#'))
+fn open(file: &Path, store: CoreStore, ignore_mac: bool) -> CliResult<OpenFile> {
+    let origin = file.display().to_string();
+    let input = io::read_bytes(file)?;
+    let mut docs = store.read_encrypted(&input).map_err(|e| sops_error(&origin, &[], e))?;
+    let meta = take_metadata(&mut docs)
+        .map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))
+        .hint("encrypt it with `sealant sops encrypt` first, or check --input-type")?;
+    let (identities, tried) = gather_identities()?;
+    let opened =
+        decrypt_documents(&mut docs, &meta, &identities, ignore_mac).map_err(|e| sops_error(&origin, &tried, e))?;
+    Ok(OpenFile { origin, store, docs, meta, opened })
+}
+
+impl OpenFile {
+    /// Encrypt the (changed) documents again with the same data key and write the file.
+    fn save(mut self, file: &Path) -> CliResult {
+        let meta = reencrypt_documents(
+            &mut rand::rng(),
+            &mut self.docs,
+            &self.meta,
+            &self.opened,
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| CliError::new(format!("cannot encrypt {} again", self.origin)).source(e))?;
+        let text = self.store.write_encrypted(&self.docs, &meta).map_err(|e| sops_error(&self.origin, &[], e))?;
+        io::write_atomic(file, &text, Privacy::Public)
+    }
 }
 
 /// A `.sops.yaml` creation rule's settings for one file.
@@ -328,17 +380,13 @@ fn creation_rule(file: &Path) -> CliResult<Option<Rule>> {
 pub fn encrypt(command: &EncryptCommand) -> CliResult {
     let origin = command.file.display().to_string();
     let input = io::read_bytes(&command.file)?;
-    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
-    let mut docs = match store {
-        Store::Binary => {
-            let text = String::from_utf8(input.clone()).map_err(|_| {
-                CliError::new(format!("{origin} is not UTF-8 text"))
-                    .hint("binary files that are not text are not supported yet; use sops")
-            })?;
-            vec![serde_json::json!({ "data": text })]
-        }
-        _ => read_documents(&input, store, &origin)?,
-    };
+    let store = store_for(command.input_type, &command.file);
+    let mut docs = store
+        .read_plain(&input)
+        .map_err(|e| CliError::new(format!("cannot read {origin} as {store:?}")).source(e).hint("set --input-type"))?;
+    if docs.is_empty() {
+        return Err(CliError::new(format!("{origin} is empty: there is nothing to encrypt")));
+    }
     let rule = creation_rule(&command.file)?.unwrap_or_default();
     let key_groups = match &command.age {
         Some(list) => vec![split_keys(Some(&Value::String(list.clone())))],
@@ -353,11 +401,13 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
         "unencrypted_regex" => command.unencrypted_regex.clone(),
         "encrypted_suffix" => command.encrypted_suffix.clone(),
         "unencrypted_suffix" => command.unencrypted_suffix.clone(),
+        "encrypted_comment_regex" => command.encrypted_comment_regex.clone(),
+        "unencrypted_comment_regex" => command.unencrypted_comment_regex.clone(),
         _ => None,
     });
     // A Kubernetes Secret with no rule saying otherwise: encrypt only its data.
-    let is_secret = docs.iter().any(|d| d.get("kind").and_then(Value::as_str) == Some("Secret"));
-    let selection = flag_selection.or(rule.selection).unwrap_or(if is_secret {
+    let is_secret = docs.iter().any(|d| d.get("kind").and_then(Node::as_str) == Some("Secret"));
+    let selection = flag_selection.or(rule.selection).unwrap_or(if is_secret && store != CoreStore::Binary {
         Selection::EncryptedRegex("^(data|stringData)$".into())
     } else {
         Selection::Default
@@ -370,41 +420,12 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
     };
     let meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
         .map_err(|e| CliError::new(format!("cannot encrypt {origin}")).source(e))?;
-    if store != Store::Binary && has_comments(&input) {
-        eprintln!("note: comments are not carried into the encrypted file yet");
-    }
-    let text = write_encrypted(docs, &meta, command.output_type.unwrap_or(store))?;
+    let output = command.output_type.map_or(store, CoreStore::from);
+    let text = output.write_encrypted(&docs, &meta).map_err(|e| sops_error(&origin, &[], e))?;
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
     }
     io::print_bytes(&text)
-}
-
-/// Encrypted documents with their metadata, in `store`'s layout.
-fn write_encrypted(mut docs: Vec<Value>, meta: &Value, store: Store) -> CliResult<Vec<u8>> {
-    match store {
-        Store::Dotenv => {
-            let mut out = write_documents(&docs, Store::Dotenv)?;
-            let mut flat = Vec::new();
-            sealant_core::sops::flatten(meta, "", &mut flat);
-            for (k, v) in flat {
-                out.extend_from_slice(format!("sops_{k}={}\n", v.replace('\n', "\\n")).as_bytes());
-            }
-            Ok(out)
-        }
-        Store::Binary => {
-            let data = docs.first().and_then(|d| d.get("data")).cloned().unwrap_or(Value::Null);
-            write_documents(&[serde_json::json!({ "data": data, "sops": meta })], Store::Json)
-        }
-        other => {
-            for doc in docs.iter_mut() {
-                if let Value::Object(map) = doc {
-                    map.insert("sops".to_owned(), meta.clone());
-                }
-            }
-            write_documents(&docs, other)
-        }
-    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -423,48 +444,36 @@ pub struct FileCommand {
 /// `{"encrypted":true}` when the file has sops metadata, as `sops filestatus` prints.
 pub fn filestatus(command: &FileCommand) -> CliResult {
     let input = io::read_bytes(&command.file)?;
-    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
-    let encrypted = read_documents(&input, store, &command.file.display().to_string())
-        .ok()
-        .is_some_and(|mut docs| take_metadata(&mut docs).is_ok());
+    let store = store_for(command.input_type, &command.file);
+    let encrypted = store.read_encrypted(&input).ok().is_some_and(|mut docs| take_metadata(&mut docs).is_ok());
     io::print(&format!("{{\"encrypted\":{encrypted}}}\n"))
 }
 
 /// A new data key: every value is encrypted again, to the same recipients and with the same rules.
 pub fn rotate(command: &FileCommand) -> CliResult {
-    let origin = command.file.display().to_string();
-    let input = io::read_bytes(&command.file)?;
-    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
-    if store == Store::Binary {
-        return Err(CliError::new("rotating binary files is not supported yet").hint("use sops rotate"));
-    }
-    let mut docs = read_documents(&input, store, &origin)?;
-    let meta = take_metadata(&mut docs).map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))?;
-    if meta.get("encrypted_comment_regex").or(meta.get("unencrypted_comment_regex")).is_some() {
-        return Err(CliError::new(format!("{origin} selects values by comments, which are not supported yet"))
-            .hint("use sops rotate"));
-    }
-    let (identities, _) = gather_identities()?;
-    decrypt_documents(&mut docs, &meta, &identities, false)
-        .map_err(|e| CliError::new(format!("cannot decrypt {origin}")).source(e))
-        .hint("set SOPS_AGE_KEY_FILE (or another age identity source) to a key of the file")?;
+    let OpenFile { origin, store, mut docs, meta, .. } =
+        open(&command.file, store_for(command.input_type, &command.file), false)?;
     let options = sealant_core::sops::options_from_metadata(&meta);
     let new_meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
         .map_err(|e| CliError::new(format!("cannot encrypt {origin} again")).source(e))?;
-    if has_comments(&input) {
-        eprintln!("note: comments are not carried into the rotated file yet");
-    }
-    let text = write_encrypted(docs, &new_meta, store)?;
+    let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
     }
     io::print_bytes(&text)
 }
 
-/// Follow `["a"]["b"][0]` into the tree.
-fn extract<'a>(doc: &'a Value, path: &str) -> CliResult<&'a Value> {
-    let bad = || CliError::usage(format!("invalid --extract {path:?}")).hint(r#"use the form '["key"]["inner"][0]'"#);
-    let mut node = doc;
+/// One step of a `["key"][0]` path.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Parse `["a"]["b"][0]`.
+fn parse_path(path: &str) -> CliResult<Vec<Step>> {
+    let bad = || CliError::usage(format!("invalid path {path:?}")).hint(r#"use the form '["key"]["inner"][0]'"#);
+    let mut steps = Vec::new();
     let mut rest = path.trim();
     while !rest.is_empty() {
         let inner = rest.strip_prefix('[').ok_or_else(bad)?;
@@ -475,51 +484,286 @@ fn extract<'a>(doc: &'a Value, path: &str) -> CliResult<&'a Value> {
         .ok_or_else(bad)?;
         let (segment, after) = inner.split_at(end);
         rest = after.strip_prefix(']').ok_or_else(bad)?;
-        node = match segment.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-            Some(key) => node.get(key),
-            None => segment.parse::<usize>().ok().and_then(|i| node.get(i)),
+        steps.push(match segment.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(key) => Step::Key(key.to_owned()),
+            None => Step::Index(segment.trim().parse().map_err(|_| bad())?),
+        });
+    }
+    if steps.is_empty() {
+        return Err(bad());
+    }
+    Ok(steps)
+}
+
+/// The items of a list without its comments, as indices count them.
+fn list_item(items: &mut [Node], index: usize) -> Option<&mut Node> {
+    items.iter_mut().filter(|n| !matches!(n, Node::Comment(_))).nth(index)
+}
+
+fn step_into<'a>(node: &'a mut Node, step: &Step) -> Option<&'a mut Node> {
+    match (node, step) {
+        (node @ Node::Map(_), Step::Key(key)) => node.get_mut(key),
+        (Node::List(items), Step::Index(i)) => list_item(items, *i),
+        _ => None,
+    }
+}
+
+/// Put `value` at `steps`, creating maps on the way (and appending to a list at its end).
+fn set_path(node: &mut Node, steps: &[Step], value: Node) -> Result<(), String> {
+    let Some((step, rest)) = steps.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    if let Node::Map(_) = node
+        && let Step::Key(key) = step
+        && node.get(key).is_none()
+    {
+        node.insert(key, Node::Map(Vec::new()));
+    }
+    if let (Node::List(items), Step::Index(i)) = (&mut *node, step)
+        && items.iter().filter(|n| !matches!(n, Node::Comment(_))).count() == *i
+    {
+        items.push(Node::Null);
+    }
+    match step_into(node, step) {
+        Some(next) => set_path(next, rest, value),
+        None => Err(format!("{step:?} does not fit the value there")),
+    }
+}
+
+/// Remove what `steps` point at; whether it was there.
+fn unset_path(node: &mut Node, steps: &[Step]) -> bool {
+    match steps {
+        [] => false,
+        [Step::Key(key)] => node.remove(key).is_some(),
+        [Step::Index(i)] => match node {
+            Node::List(items) => {
+                let at =
+                    items.iter().enumerate().filter(|(_, n)| !matches!(n, Node::Comment(_))).nth(*i).map(|(at, _)| at);
+                at.map(|at| items.remove(at)).is_some()
+            }
+            _ => false,
+        },
+        [step, rest @ ..] => step_into(node, step).is_some_and(|next| unset_path(next, rest)),
+    }
+}
+
+/// A binary file holds one value, `data`: nothing else can be set or removed there.
+fn check_binary_path(store: CoreStore, steps: &[Step], unset: bool) -> CliResult {
+    if store == CoreStore::Binary && (unset || steps != [Step::Key("data".to_owned())]) {
+        return Err(CliError::usage("a binary file holds only [\"data\"], which can be set but not removed")
+            .hint("set --input-type if the file is YAML, JSON, dotenv or INI"));
+    }
+    Ok(())
+}
+
+pub fn set(command: &SetCommand) -> CliResult {
+    let steps = parse_path(&command.path)?;
+    check_binary_path(store_for(command.input_type, &command.file), &steps, false)?;
+    let raw = match &command.value {
+        Some(v) => zeroize::Zeroizing::new(v.clone()),
+        None => zeroize::Zeroizing::new(io::read_input(None, "the value")?),
+    };
+    let json: Value = serde_json::from_str(raw.trim_end_matches('\n'))
+        .map_err(|_| CliError::usage("the value is not JSON").hint(r#"quote a string as JSON: '"s3cret"'"#))?;
+    let value = Node::from_json(&json);
+    let mut file = open(&command.file, store_for(command.input_type, &command.file), false)?;
+    let doc = file.docs.first_mut().ok_or_else(|| CliError::new(format!("{} has no document", file.origin)))?;
+    set_path(doc, &steps, value)
+        .map_err(|e| CliError::new(format!("cannot set {} in {}: {e}", command.path, file.origin)))?;
+    file.save(&command.file)
+}
+
+pub fn unset(command: &UnsetCommand) -> CliResult {
+    let steps = parse_path(&command.path)?;
+    check_binary_path(store_for(command.input_type, &command.file), &steps, true)?;
+    let mut file = open(&command.file, store_for(command.input_type, &command.file), false)?;
+    let found = file.docs.first_mut().is_some_and(|doc| unset_path(doc, &steps));
+    if !found {
+        return Err(CliError::new(format!("{} is not in {}", command.path, file.origin)));
+    }
+    file.save(&command.file)
+}
+
+/// The editor sops would start: `SOPS_EDITOR`, else `EDITOR`, else the first of vim, nano, vi.
+fn editor() -> CliResult<Vec<String>> {
+    let configured =
+        std::env::var("SOPS_EDITOR").ok().or_else(|| std::env::var("EDITOR").ok()).filter(|e| !e.trim().is_empty());
+    if let Some(command) = configured {
+        return Ok(command.split_whitespace().map(str::to_owned).collect());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["vim", "nano", "vi"]
+        .iter()
+        .find(|name| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+        .map(|name| vec![(*name).to_owned()])
+        .ok_or_else(|| CliError::new("no editor found").hint("set EDITOR (or SOPS_EDITOR)"))
+}
+
+/// The plaintext copy for the editor, in a private directory; overwritten with zeros and
+/// removed when dropped, whatever happens.
+struct PlainCopy {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl PlainCopy {
+    fn new(name: &std::ffi::OsStr, contents: &[u8]) -> CliResult<PlainCopy> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::Builder::new()
+            .prefix("sealant-edit-")
+            .tempdir()
+            .map_err(|e| CliError::new("cannot create a private temporary directory").source(e))?;
+        let path = dir.path().join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let mut file = options.open(&path).map_err(|e| CliError::new("cannot create the temporary file").source(e))?;
+        std::io::Write::write_all(&mut file, contents)
+            .map_err(|e| CliError::new("cannot write the temporary file").source(e))?;
+        Ok(PlainCopy { _dir: dir, path })
+    }
+}
+
+impl Drop for PlainCopy {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::metadata(&self.path)
+            && let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(&self.path)
+        {
+            let zeros = vec![0u8; usize::try_from(meta.len()).unwrap_or(0)];
+            let _ = std::io::Write::write_all(&mut file, &zeros).and_then(|()| file.sync_all());
         }
-        .ok_or_else(|| CliError::new(format!("{path} is not in the file")))?;
+    }
+}
+
+pub fn edit(command: &EditCommand) -> CliResult {
+    let store = store_for(command.input_type, &command.file);
+    let mut file = open(&command.file, store, command.ignore_mac)?;
+    let plain = zeroize::Zeroizing::new(store.write_plain(&file.docs).map_err(|e| sops_error(&file.origin, &[], e))?);
+    let name = command.file.file_name().unwrap_or(std::ffi::OsStr::new("secret"));
+    let copy = PlainCopy::new(name, &plain)?;
+    let editor = editor()?;
+    loop {
+        let (program, args) = editor.split_first().ok_or_else(|| CliError::new("the editor command is empty"))?;
+        let status = std::process::Command::new(program)
+            .args(args)
+            .arg(&copy.path)
+            .status()
+            .map_err(|e| CliError::new(format!("cannot start the editor {program:?}")).source(e))?;
+        if !status.success() {
+            return Err(CliError::new(format!(
+                "the editor {program:?} failed ({status}); {} is unchanged",
+                file.origin
+            )));
+        }
+        let edited = zeroize::Zeroizing::new(io::read_bytes(&copy.path)?);
+        if *edited == *plain {
+            eprintln!("{} has not changed", file.origin);
+            return Ok(());
+        }
+        let problem = match store.read_plain(&edited) {
+            Ok(docs) if docs.iter().any(|d| d.get("sops").is_some()) => "a top-level `sops` key is reserved".to_owned(),
+            Ok(docs) => {
+                file.docs = docs;
+                return file.save(&command.file);
+            }
+            Err(e) => e.to_string(),
+        };
+        // Keep the edits: let the user fix them when there is someone to ask.
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::new(format!("the edited file is invalid: {problem}; {} is unchanged", file.origin)));
+        }
+        eprintln!(
+            "the edited file is invalid: {problem}\npress Enter to edit it again, or Ctrl+C to leave {} unchanged",
+            file.origin
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| CliError::new("cannot read the answer").source(e))?;
+    }
+}
+
+pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
+    let origin = command.file.display().to_string();
+    let store = store_for(command.input_type, &command.file);
+    let input = io::read_bytes(&command.file)?;
+    let mut docs = store.read_encrypted(&input).map_err(|e| sops_error(&origin, &[], e))?;
+    let meta = take_metadata(&mut docs).map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))?;
+    let rule = creation_rule(&command.file)?
+        .filter(|r| r.key_groups.iter().any(|g| !g.is_empty()))
+        .ok_or_else(|| CliError::new(format!("no .sops.yaml creation rule with age keys matches {origin}")))
+        .hint("add one, or run from the directory that holds .sops.yaml")?;
+    let old = sealant_core::sops::recipients(&meta);
+    let wanted: Vec<Vec<String>> = rule.key_groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+    if old == wanted
+        && rule.shamir_threshold.is_none_or(|t| meta.get("shamir_threshold").and_then(Value::as_u64) == Some(t as u64))
+    {
+        eprintln!("{origin} is already up to date");
+        return Ok(());
+    }
+    let flat = |groups: &[Vec<String>]| groups.iter().flatten().cloned().collect::<Vec<_>>();
+    let (old_flat, new_flat) = (flat(&old), flat(&wanted));
+    let mut summary = format!("the following changes will be made to {origin}:\n");
+    for r in new_flat.iter().filter(|r| !old_flat.contains(r)) {
+        summary.push_str(&format!("+++ {r}\n"));
+    }
+    for r in old_flat.iter().filter(|r| !new_flat.contains(r)) {
+        summary.push_str(&format!("--- {r}\n"));
+    }
+    eprint!("{summary}");
+    if !command.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::usage("not confirmed").hint("pass --yes to apply the change without asking"));
+        }
+        eprint!("Is this okay? (y/n): ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map_err(|e| CliError::new("cannot read the answer").source(e))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("{origin} is unchanged");
+            return Ok(());
+        }
+    }
+    let (identities, tried) = gather_identities()?;
+    let new_meta =
+        sealant_core::sops::update_keys(&mut rand::rng(), &meta, &identities, &wanted, rule.shamir_threshold)
+            .map_err(|e| sops_error(&origin, &tried, e))?;
+    let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
+    io::write_atomic(&command.file, &text, Privacy::Public)?;
+    eprintln!("{origin} updated");
+    Ok(())
+}
+
+/// What `--extract` points at.
+fn extract<'a>(doc: &'a mut Node, path: &str) -> CliResult<&'a Node> {
+    let mut node = doc;
+    for step in parse_path(path)? {
+        node = step_into(node, &step).ok_or_else(|| CliError::new(format!("{path} is not in the file")))?;
     }
     Ok(node)
 }
 
 pub fn decrypt(command: &DecryptCommand) -> CliResult {
-    let origin = command.file.display().to_string();
-    let input = io::read_bytes(&command.file)?;
-    let store = command.input_type.unwrap_or_else(|| store_of(&command.file));
-    let mut docs = read_documents(&input, store, &origin)?;
-    let meta = take_metadata(&mut docs)
-        .map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))
-        .hint("encrypt it with `sops --encrypt` first, or check --input-type")?;
-    let (identities, tried) = gather_identities()?;
-    let raw_data = decrypt_documents(&mut docs, &meta, &identities, command.ignore_mac).map_err(|e| match e {
-        SopsError::NoIdentity { recipients, .. } => CliError::new(format!(
-            "no age identity could decrypt {origin}: it is encrypted to {recipients}; tried {}",
-            if tried.is_empty() { "none".to_owned() } else { tried.join(", ") }
-        ))
-        .hint("set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE) to a matching key"),
-        SopsError::MacMismatch => CliError::new(format!("cannot decrypt {origin}"))
-            .source(e)
-            .hint("restore the file from version control; --ignore-mac decrypts it anyway"),
-        e => CliError::new(format!("cannot decrypt {origin}")).source(e),
-    })?;
-    let output = command.output_type.unwrap_or(store);
+    let store = store_for(command.input_type, &command.file);
+    let mut file = open(&command.file, store, command.ignore_mac)?;
+    let output = command.output_type.map_or(store, CoreStore::from);
+    let written = |docs: &[Node]| output.write_plain(docs).map_err(|e| sops_error(&file.origin, &[], e));
     let plain = zeroize::Zeroizing::new(match &command.extract {
-        Some(path) => match extract(docs.first().unwrap_or(&Value::Null), path)? {
-            Value::String(s) => s.clone().into_bytes(),
-            other if other.is_object() || other.is_array() => write_documents(std::slice::from_ref(other), output)?,
-            other => other.to_string().into_bytes(),
-        },
-        None if output == Store::Binary => match raw_data {
-            Some(raw) => raw.expose().to_vec(),
-            None => write_documents(&docs, output)?,
-        },
-        None => write_documents(&docs, output)?,
+        Some(path) => {
+            let mut first = file.docs.first().cloned().unwrap_or(Node::Null);
+            match extract(&mut first, path)? {
+                Node::Str(s) => s.as_bytes().to_vec(),
+                Node::Bytes(b) => b.to_vec(),
+                node @ (Node::Map(_) | Node::List(_)) => {
+                    let out = if output == CoreStore::Binary { CoreStore::Json } else { output };
+                    out.write_plain(std::slice::from_ref(node)).map_err(|e| sops_error(&file.origin, &[], e))?
+                }
+                other => match other.to_json() {
+                    Value::String(s) => s.into_bytes(),
+                    v => v.to_string().into_bytes(),
+                },
+            }
+        }
+        None => written(&file.docs)?,
     });
-    if store != Store::Binary && has_comments(&input) {
-        eprintln!("note: comments are not carried into the decrypted output yet");
-    }
+    file.docs.clear();
     if command.in_place {
         return io::write_atomic(&command.file, &plain, Privacy::Private);
     }

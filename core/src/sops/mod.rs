@@ -1,9 +1,14 @@
-//! SOPS files with age keys: reading and decrypting what the real `sops` writes.
+//! SOPS files with age keys, read and written as the real `sops` does.
 //!
-//! The tree is a `serde_json::Value` with keys in file order; each store turns its format into
-//! one (or several, for multi-document YAML) and back. Values are `ENC[AES256_GCM,...]` strings
-//! encrypted with AES-256-GCM (32-byte IV) under a data key that every age recipient wraps;
-//! a SHA-512 MAC over the plaintext values, itself encrypted, guards the whole file.
+//! Each store turns its format into a [`Node`] tree (several, for multi-document YAML) with
+//! keys in file order and comments as items, and back. Values are `ENC[AES256_GCM,...]`
+//! strings encrypted with AES-256-GCM (32-byte IV) under a data key that every age recipient
+//! wraps; a SHA-512 MAC over the plaintext values, itself encrypted, guards the whole file.
+//! The metadata block is handled as JSON.
+
+pub mod stores;
+pub mod tree;
+pub mod yaml;
 
 use std::io::Read;
 
@@ -19,6 +24,8 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 use crate::secret::SecretBytes;
+use tree::go_float;
+pub use tree::{Entry, Node};
 
 type SopsGcm = AesGcm<Aes256, U32>;
 
@@ -40,6 +47,8 @@ pub enum SopsError {
     MacMismatch,
     #[error("cannot decrypt the MAC")]
     MacUndecryptable,
+    #[error("{0}")]
+    Parse(String),
 }
 
 /// A parsed `ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]` value.
@@ -85,59 +94,56 @@ fn decrypt_value(key: &[u8; 32], text: &str, aad: &str) -> Option<(SecretBytes, 
     Some((SecretBytes::new(plain), enc.kind))
 }
 
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest digits, never an exponent.
-fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
-    } else {
-        format!("{f}")
-    }
-}
-
-/// A decrypted value as a tree value, by its sops type.
-fn typed(plain: &[u8], kind: &str) -> Option<Value> {
-    let text = std::str::from_utf8(plain).ok();
+/// A decrypted value as a tree node, by its sops type.
+fn typed(plain: SecretBytes, kind: &str) -> Option<Node> {
+    let text = std::str::from_utf8(plain.expose()).ok();
     Some(match kind {
-        "str" | "bytes" => Value::String(String::from_utf8_lossy(plain).into_owned()),
-        "int" => Value::from(text?.parse::<i64>().ok()?),
-        "float" => {
-            let f: f64 = text?.parse().ok()?;
-            // A whole float prints without a fraction in sops' output (Go's json/yaml).
-            if f.fract() == 0.0 && f.abs() < 9.0e15 { Value::from(f as i64) } else { Value::from(f) }
-        }
-        "bool" => Value::Bool(matches!(text?, "1" | "t" | "T" | "TRUE" | "true" | "True")),
-        "time" => Value::String(text?.to_owned()),
+        "str" | "bytes" => match String::from_utf8(plain.expose().to_vec()) {
+            Ok(s) => Node::str(s),
+            Err(e) => Node::Bytes(Zeroizing::new(e.into_bytes())),
+        },
+        "int" => Node::Int(text?.parse().ok()?),
+        "float" => Node::Float(text?.parse().ok()?),
+        "bool" => Node::Bool(matches!(text?, "1" | "t" | "T" | "TRUE" | "true" | "True")),
+        "time" => Node::Time(text?.to_owned()),
         _ => return None,
     })
 }
 
-/// `ToBytes` of a plaintext tree value, as sops feeds it to the MAC.
-fn mac_bytes(value: &Value) -> Option<Vec<u8>> {
-    Some(match value {
-        Value::Null | Value::Array(_) | Value::Object(_) => return None,
-        Value::String(s) => s.as_bytes().to_vec(),
-        Value::Bool(true) => b"True".to_vec(),
-        Value::Bool(false) => b"False".to_vec(),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => i.to_string().into_bytes(),
-            (None, Some(u)) => u.to_string().into_bytes(),
-            _ => go_float(n.as_f64().unwrap_or_default()).into_bytes(),
-        },
-    })
+/// `ToBytes` of a plaintext leaf, as sops feeds it to the MAC and the cipher, with its type.
+fn plain_of(node: &Node) -> Option<(Zeroizing<Vec<u8>>, &'static str)> {
+    let (bytes, kind) = match node {
+        Node::Str(s) => (s.as_bytes().to_vec(), "str"),
+        Node::Bytes(b) => (b.to_vec(), "str"),
+        Node::Bool(true) => (b"True".to_vec(), "bool"),
+        Node::Bool(false) => (b"False".to_vec(), "bool"),
+        Node::Int(i) => (i.to_string().into_bytes(), "int"),
+        Node::Float(f) => (go_float(*f).into_bytes(), "float"),
+        Node::Time(t) => (t.clone().into_bytes(), "time"),
+        Node::Comment(c) => (c.clone().into_bytes(), "comment"),
+        Node::Null | Node::Map(_) | Node::List(_) => return None,
+    };
+    Some((Zeroizing::new(bytes), kind))
 }
 
-/// Which values sops encrypted: the selection rules of the metadata.
+/// Which values sops encrypts: the selection rules of the metadata.
 #[derive(Debug)]
 struct Rules {
     unencrypted_suffix: Option<String>,
     encrypted_suffix: Option<String>,
     unencrypted_regex: Option<Regex>,
     encrypted_regex: Option<Regex>,
-    /// With comment regexes the choice depends on comments: go by the value's form.
-    by_comment: bool,
+    unencrypted_comment_regex: Option<Regex>,
+    encrypted_comment_regex: Option<Regex>,
     mac_only_encrypted: bool,
+}
+
+/// Where a leaf is: its path of mapping keys, the comments in force at each level, and
+/// whether it is itself a comment.
+struct Leaf<'a> {
+    path: &'a [String],
+    comments: &'a [Vec<String>],
+    is_comment: bool,
 }
 
 impl Rules {
@@ -145,30 +151,33 @@ impl Rules {
         let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
         let regex =
             |k: &str| text(k).map(|r| Regex::new(&r).map_err(|e| SopsError::Metadata(format!("{k}: {e}")))).transpose();
-        let by_comment = text("unencrypted_comment_regex").is_some() || text("encrypted_comment_regex").is_some();
         let mut rules = Rules {
             unencrypted_suffix: text("unencrypted_suffix"),
             encrypted_suffix: text("encrypted_suffix"),
             unencrypted_regex: regex("unencrypted_regex")?,
             encrypted_regex: regex("encrypted_regex")?,
-            by_comment,
+            unencrypted_comment_regex: regex("unencrypted_comment_regex")?,
+            encrypted_comment_regex: regex("encrypted_comment_regex")?,
             mac_only_encrypted: meta.get("mac_only_encrypted").is_some_and(|v| v == true || v == "true"),
         };
         let none_set = rules.unencrypted_suffix.is_none()
             && rules.encrypted_suffix.is_none()
             && rules.unencrypted_regex.is_none()
             && rules.encrypted_regex.is_none()
-            && !by_comment;
+            && !rules.by_comment();
         if none_set {
             rules.unencrypted_suffix = Some("_unencrypted".to_owned());
         }
         Ok(rules)
     }
 
-    fn encrypts(&self, path: &[String], value: &Value) -> bool {
-        if self.by_comment {
-            return value.as_str().is_some_and(is_encrypted_value);
-        }
+    fn by_comment(&self) -> bool {
+        self.unencrypted_comment_regex.is_some() || self.encrypted_comment_regex.is_some()
+    }
+
+    /// Whether sops encrypts this leaf (`sops.go` `shouldBeEncrypted`, in its order).
+    fn encrypts(&self, leaf: &Leaf<'_>) -> bool {
+        let path = leaf.path;
         let mut encrypted = true;
         if let Some(s) = &self.unencrypted_suffix
             && path.iter().any(|k| k.ends_with(s.as_str()))
@@ -186,31 +195,92 @@ impl Rules {
         if let Some(r) = &self.encrypted_regex {
             encrypted = path.iter().any(|k| r.is_match(k));
         }
+        if let Some(r) = &self.unencrypted_comment_regex
+            && leaf.comments.iter().flatten().any(|c| r.is_match(c))
+        {
+            encrypted = false;
+        }
+        if let Some(r) = &self.encrypted_comment_regex {
+            // A marker comment does not encrypt itself.
+            let last = leaf.comments.len().saturating_sub(1);
+            encrypted = leaf.comments.iter().enumerate().any(|(level, comments)| {
+                let upto =
+                    if leaf.is_comment && level == last { comments.len().saturating_sub(1) } else { comments.len() };
+                comments[..upto].iter().any(|c| r.is_match(c))
+            });
+        }
         encrypted
+    }
+
+    /// On decryption: with comment rules the choice depends on comments that may themselves be
+    /// encrypted, so go by the value's form, as the result is the same.
+    fn encrypted_on_decrypt(&self, leaf: &Leaf<'_>, node: &Node) -> bool {
+        if self.by_comment() || leaf.is_comment {
+            return matches!(node, Node::Str(s) if is_encrypted_value(s))
+                || matches!(node, Node::Comment(c) if is_encrypted_value(c));
+        }
+        self.encrypts(leaf)
     }
 }
 
-/// What is done at each leaf: given its path and the leaf itself.
-type LeafVisitor<'a> = dyn FnMut(&[String], &mut Value) -> Result<(), SopsError> + 'a;
+/// What is done at each leaf.
+type LeafVisitor<'a> = dyn FnMut(&Leaf<'_>, &mut Node) -> Result<(), SopsError> + 'a;
 
-/// Visit every non-null leaf depth-first in document order with its path of mapping keys
-/// (list indices are not part of a sops path).
-fn for_each_leaf(value: &mut Value, path: &mut Vec<String>, visit: &mut LeafVisitor<'_>) -> Result<(), SopsError> {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(k.clone());
-                for_each_leaf(v, path, visit)?;
-                path.pop();
+/// Visit every non-null leaf and comment depth-first in document order, with its path of
+/// mapping keys (list indices are not part of a sops path) and the comments in force.
+fn walk(
+    node: &mut Node,
+    path: &mut Vec<String>,
+    comments: &mut Vec<Vec<String>>,
+    visit: &mut LeafVisitor<'_>,
+) -> Result<(), SopsError> {
+    // A comment is visited with the path of the map or list it is in.
+    let visit_comment =
+        |text: &mut String, path: &[String], comments: &mut Vec<Vec<String>>, visit: &mut LeafVisitor<'_>| {
+            if let Some(level) = comments.last_mut() {
+                level.push(text.clone());
             }
-        }
-        Value::Array(items) => {
-            for v in items.iter_mut() {
-                for_each_leaf(v, path, visit)?;
+            let mut leaf = Node::Comment(std::mem::take(text));
+            let result = visit(&Leaf { path, comments, is_comment: true }, &mut leaf);
+            if let Node::Comment(new) = leaf {
+                *text = new;
             }
+            result
+        };
+    match node {
+        Node::Map(entries) => {
+            comments.push(Vec::new());
+            for entry in entries.iter_mut() {
+                match entry {
+                    Entry::Comment(text) => visit_comment(text, path, comments, visit)?,
+                    Entry::Pair(k, v) => {
+                        path.push(k.clone());
+                        walk(v, path, comments, visit)?;
+                        path.pop();
+                        if let Some(level) = comments.last_mut() {
+                            level.clear();
+                        }
+                    }
+                }
+            }
+            comments.pop();
         }
-        Value::Null => {}
-        leaf => visit(path, leaf)?,
+        Node::List(items) => {
+            comments.push(Vec::new());
+            for item in items.iter_mut() {
+                if let Node::Comment(text) = item {
+                    visit_comment(text, path, comments, visit)?;
+                } else {
+                    walk(item, path, comments, visit)?;
+                    if let Some(level) = comments.last_mut() {
+                        level.clear();
+                    }
+                }
+            }
+            comments.pop();
+        }
+        Node::Null => {}
+        leaf => visit(&Leaf { path, comments, is_comment: false }, leaf)?,
     }
     Ok(())
 }
@@ -220,43 +290,69 @@ fn aad_of(path: &[String]) -> String {
     format!("{}:", path.join(":"))
 }
 
-/// Decrypt one leaf if it is in an encrypted position, and hash it for the MAC. The raw
-/// plaintext of a top-level `data` string is kept aside in `raw_data`: the binary store holds
-/// arbitrary bytes there, which a JSON string cannot.
+/// IVs of the values as they were decrypted, by a hash of (AAD, type, plaintext): encrypting
+/// an unchanged value again gives the same ciphertext, so diffs stay small. No plaintext is kept.
+#[derive(Debug, Default)]
+pub struct Stash(std::collections::HashMap<[u8; 32], [u8; 32]>);
+
+impl Stash {
+    fn slot(aad: &str, kind: &str, plain: &[u8]) -> [u8; 32] {
+        let mut hash = sha2::Sha256::new();
+        for part in [aad.as_bytes(), kind.as_bytes(), plain] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hash.finalize().into()
+    }
+}
+
+/// Decrypt one leaf if it is in an encrypted position, and hash it for the MAC.
 fn decrypt_leaf(
-    path: &[String],
-    leaf: &mut Value,
+    leaf: &Leaf<'_>,
+    node: &mut Node,
     key: &[u8; 32],
     rules: &Rules,
     mac: &mut Sha512,
-    raw_data: &mut Option<SecretBytes>,
+    stash: &mut Stash,
 ) -> Result<(), SopsError> {
-    let encrypted = rules.encrypts(path, leaf);
+    let encrypted = rules.encrypted_on_decrypt(leaf, node);
+    let shown = || leaf.path.join(".");
+    if leaf.is_comment {
+        // A comment that does not decrypt is kept as it is, as sops does.
+        if let Node::Comment(text) = node
+            && encrypted
+            && let Some((plain, _)) = decrypt_value(key, text, &aad_of(leaf.path))
+        {
+            stash_iv(stash, text, &aad_of(leaf.path), "comment", plain.expose());
+            *text = String::from_utf8_lossy(plain.expose()).into_owned();
+        }
+        return Ok(());
+    }
     if encrypted {
-        let shown = path.join(".");
-        let Value::String(text) = leaf else {
-            return Err(SopsError::NotEncrypted { path: shown });
+        let Node::Str(text) = node else {
+            return Err(SopsError::NotEncrypted { path: shown() });
         };
         if !text.is_empty() {
-            let (plain, kind) =
-                decrypt_value(key, text, &aad_of(path)).ok_or_else(|| SopsError::Value { path: shown.clone() })?;
-            *leaf = typed(plain.expose(), &kind).ok_or(SopsError::Value { path: shown })?;
-            // Strings are hashed as the bytes they are, which need not be UTF-8.
-            if kind == "str" || kind == "bytes" {
-                mac.update(plain.expose());
-                if path == ["data"] {
-                    *raw_data = Some(plain);
-                }
-                return Ok(());
-            }
+            let aad = aad_of(leaf.path);
+            let (plain, kind) = decrypt_value(key, text, &aad).ok_or_else(|| SopsError::Value { path: shown() })?;
+            stash_iv(stash, text, &aad, &kind, plain.expose());
+            *node = typed(plain, &kind).ok_or_else(|| SopsError::Value { path: shown() })?;
         }
     }
     if (encrypted || !rules.mac_only_encrypted)
-        && let Some(bytes) = mac_bytes(leaf)
+        && let Some((bytes, _)) = plain_of(node)
     {
         mac.update(&bytes);
     }
     Ok(())
+}
+
+fn stash_iv(stash: &mut Stash, ciphertext: &str, aad: &str, kind: &str, plain: &[u8]) {
+    if let Some(enc) = parse_enc(ciphertext)
+        && let Ok(iv) = <[u8; 32]>::try_from(enc.iv.as_slice())
+    {
+        stash.0.insert(Stash::slot(aad, kind, plain), iv);
+    }
 }
 
 /// An age recipient entry of the metadata.
@@ -398,37 +494,45 @@ fn mac_aad(meta: &Value) -> Result<String, SopsError> {
         .map_err(|_| SopsError::Metadata("lastmodified".into()))
 }
 
+/// What decrypting a file gives besides the plaintext: its data key and the IV stash, so that
+/// an edit can be encrypted again with unchanged values keeping their ciphertext.
+#[derive(Debug)]
+pub struct Opened {
+    key: Zeroizing<[u8; 32]>,
+    stash: Stash,
+}
+
 /// Decrypt the documents of one sops file in place. `meta` is the `sops` block (already taken
-/// out of the documents). With `ignore_mac`, a wrong MAC is not an error. Returns the raw bytes
-/// of a top-level encrypted `data` string (the binary store's payload), if there is one.
+/// out of the documents). With `ignore_mac`, a wrong MAC is not an error.
 pub fn decrypt_documents(
-    docs: &mut [Value],
+    docs: &mut [Node],
     meta: &Value,
     identities: &[Box<dyn age::Identity + Send + Sync>],
     ignore_mac: bool,
-) -> Result<Option<SecretBytes>, SopsError> {
+) -> Result<Opened, SopsError> {
     let key = data_key(meta, identities)?;
     let rules = Rules::from(meta)?;
     let mut mac = Sha512::new();
     if rules.mac_only_encrypted {
         mac.update(mac_only_prefix());
     }
-    let mut raw_data = None;
+    let mut stash = Stash::default();
     for doc in docs.iter_mut() {
-        for_each_leaf(doc, &mut Vec::new(), &mut |path, leaf| {
-            decrypt_leaf(path, leaf, &key, &rules, &mut mac, &mut raw_data)
+        walk(doc, &mut Vec::new(), &mut Vec::new(), &mut |leaf, node| {
+            decrypt_leaf(leaf, node, &key, &rules, &mut mac, &mut stash)
         })?;
     }
+    let opened = Opened { key, stash };
     if ignore_mac {
-        return Ok(raw_data);
+        return Ok(opened);
     }
     let expected: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
     let stored = meta.get("mac").and_then(Value::as_str).ok_or(SopsError::MacUndecryptable)?;
-    let (plain, _) = decrypt_value(&key, stored, &mac_aad(meta)?).ok_or(SopsError::MacUndecryptable)?;
+    let (plain, _) = decrypt_value(&opened.key, stored, &mac_aad(meta)?).ok_or(SopsError::MacUndecryptable)?;
     if plain.expose() != expected.as_bytes() {
         return Err(SopsError::MacMismatch);
     }
-    Ok(raw_data)
+    Ok(opened)
 }
 
 /// `sha256("sops")`, which starts the MAC when `mac_only_encrypted` is set.
@@ -437,14 +541,13 @@ fn mac_only_prefix() -> Vec<u8> {
 }
 
 /// Take the `sops` block out of every document; the first one's is the file's.
-pub fn take_metadata(docs: &mut [Value]) -> Result<Value, SopsError> {
+pub fn take_metadata(docs: &mut [Node]) -> Result<Value, SopsError> {
     let mut meta = None;
     for doc in docs.iter_mut() {
-        if let Value::Object(map) = doc
-            && let Some(m) = map.shift_remove("sops")
+        if let Some(m) = doc.remove("sops")
             && meta.is_none()
         {
-            meta = Some(m);
+            meta = Some(m.to_json());
         }
     }
     meta.filter(Value::is_object).ok_or(SopsError::NoMetadata)
@@ -505,6 +608,8 @@ pub enum Selection {
     EncryptedSuffix(String),
     UnencryptedRegex(String),
     EncryptedRegex(String),
+    UnencryptedCommentRegex(String),
+    EncryptedCommentRegex(String),
 }
 
 impl Selection {
@@ -516,6 +621,8 @@ impl Selection {
             .or_else(|| field("unencrypted_regex").map(Selection::UnencryptedRegex))
             .or_else(|| field("encrypted_suffix").map(Selection::EncryptedSuffix))
             .or_else(|| field("unencrypted_suffix").map(Selection::UnencryptedSuffix))
+            .or_else(|| field("encrypted_comment_regex").map(Selection::EncryptedCommentRegex))
+            .or_else(|| field("unencrypted_comment_regex").map(Selection::UnencryptedCommentRegex))
     }
 
     fn metadata(&self) -> (&'static str, String) {
@@ -525,6 +632,8 @@ impl Selection {
             Selection::EncryptedSuffix(s) => ("encrypted_suffix", s.clone()),
             Selection::UnencryptedRegex(r) => ("unencrypted_regex", r.clone()),
             Selection::EncryptedRegex(r) => ("encrypted_regex", r.clone()),
+            Selection::UnencryptedCommentRegex(r) => ("unencrypted_comment_regex", r.clone()),
+            Selection::EncryptedCommentRegex(r) => ("encrypted_comment_regex", r.clone()),
         }
     }
 }
@@ -540,15 +649,23 @@ pub struct EncryptOptions {
     pub mac_only_encrypted: bool,
 }
 
+/// Encrypt one value; with the IV of the stash when this plaintext was there before.
 fn encrypt_value<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
     key: &[u8; 32],
     plain: &[u8],
     kind: &str,
     aad: &str,
+    stash: &Stash,
 ) -> Result<String, SopsError> {
-    let mut iv = [0u8; 32];
-    rng.fill_bytes(&mut iv);
+    let iv = match stash.0.get(&Stash::slot(aad, kind, plain)) {
+        Some(iv) => *iv,
+        None => {
+            let mut iv = [0u8; 32];
+            rng.fill_bytes(&mut iv);
+            iv
+        }
+    };
     let cipher = SopsGcm::new_from_slice(key).map_err(|_| SopsError::Metadata("data key".into()))?;
     let nonce = Nonce::<U32>::from(iv);
     let mut sealed = cipher
@@ -563,37 +680,67 @@ fn encrypt_value<R: rand::CryptoRng + ?Sized>(
     ))
 }
 
-/// A plaintext leaf as sops encrypts it: its bytes and its type.
-fn plain_of(value: &Value) -> Option<(Vec<u8>, &'static str)> {
-    let bytes = mac_bytes(value)?;
-    let kind = match value {
-        Value::String(_) => "str",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "int",
-        _ => "float",
-    };
-    Some((bytes, kind))
-}
-
 /// Hash one leaf for the MAC and encrypt it if it is in an encrypted position.
 fn encrypt_leaf<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
-    path: &[String],
-    leaf: &mut Value,
+    leaf: &Leaf<'_>,
+    node: &mut Node,
     key: &[u8; 32],
     rules: &Rules,
     mac: &mut Sha512,
+    stash: &Stash,
 ) -> Result<(), SopsError> {
-    let encrypted = rules.encrypts(path, leaf);
-    let Some((bytes, kind)) = plain_of(leaf) else { return Ok(()) };
+    let encrypted = rules.encrypts(leaf);
+    let Some((bytes, kind)) = plain_of(node) else { return Ok(()) };
+    let aad = aad_of(leaf.path);
+    if leaf.is_comment {
+        if encrypted {
+            if let Some(r) = &rules.unencrypted_comment_regex
+                && r.is_match(&String::from_utf8_lossy(&bytes))
+            {
+                return Err(SopsError::Metadata(
+                    "an encrypted comment would match unencrypted_comment_regex".to_owned(),
+                ));
+            }
+            *node = Node::Comment(encrypt_value(rng, key, &bytes, kind, &aad, stash)?);
+        }
+        return Ok(());
+    }
     if encrypted || !rules.mac_only_encrypted {
         mac.update(&bytes);
     }
     // sops leaves empty strings as they are.
     if encrypted && !(kind == "str" && bytes.is_empty()) {
-        *leaf = Value::String(encrypt_value(rng, key, &bytes, kind, &aad_of(path))?);
+        *node = Node::str(encrypt_value(rng, key, &bytes, kind, &aad, stash)?);
     }
     Ok(())
+}
+
+/// Encrypt every value of `docs` in place with `key`; the `lastmodified` and `mac` of the result.
+fn seal<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    docs: &mut [Node],
+    key: &[u8; 32],
+    rules: &Rules,
+    stash: &Stash,
+    now: time::OffsetDateTime,
+) -> Result<(String, String), SopsError> {
+    let mut mac = Sha512::new();
+    if rules.mac_only_encrypted {
+        mac.update(mac_only_prefix());
+    }
+    for doc in docs.iter_mut() {
+        walk(doc, &mut Vec::new(), &mut Vec::new(), &mut |leaf, node| {
+            encrypt_leaf(rng, leaf, node, key, rules, &mut mac, stash)
+        })?;
+    }
+    let digest: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
+    let lastmodified = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .map_err(|_| SopsError::Metadata("time".into()))?;
+    let mac_value = encrypt_value(rng, key, digest.as_bytes(), "str", &lastmodified, &Stash::default())?;
+    Ok((lastmodified, mac_value))
 }
 
 /// Split `secret` into `n` Shamir shares (`y-bytes ‖ x`, x = 1..n) needing `threshold`.
@@ -639,89 +786,135 @@ fn armored_age(recipient: &str, part: &[u8]) -> Result<String, SopsError> {
     String::from_utf8(out).map_err(|_| SopsError::Metadata("armor".into()))
 }
 
-/// Encrypt documents in place and return the `sops` block to append to each.
-pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
+/// The age entries of the metadata for `key`: `age` for one group, else `key_groups` with
+/// Shamir shares and `shamir_threshold`. A recipient in `keep` keeps its `enc` (one group only).
+fn key_entries<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
-    docs: &mut [Value],
-    options: &EncryptOptions,
-    now: time::OffsetDateTime,
-) -> Result<Value, SopsError> {
-    let groups: Vec<&Vec<String>> = options.key_groups.iter().filter(|g| !g.is_empty()).collect();
+    groups: &[Vec<String>],
+    threshold: Option<usize>,
+    key: &[u8; 32],
+    keep: &[AgeEntry],
+) -> Result<Vec<(String, Value)>, SopsError> {
+    let groups: Vec<&Vec<String>> = groups.iter().filter(|g| !g.is_empty()).collect();
     if groups.is_empty() {
         return Err(SopsError::Metadata("no age recipients were given".into()));
     }
+    let entries = |group: &Vec<String>, part: &[u8]| -> Result<Value, SopsError> {
+        let list: Result<Vec<Value>, SopsError> = group
+            .iter()
+            .map(|r| {
+                let r = r.trim();
+                let enc = match keep.iter().find(|e| e.recipient == r) {
+                    Some(kept) => kept.enc.clone(),
+                    None => armored_age(r, part)?,
+                };
+                Ok(serde_json::json!({ "enc": enc, "recipient": r }))
+            })
+            .collect();
+        Ok(Value::Array(list?))
+    };
+    if let [group] = groups.as_slice() {
+        return Ok(vec![("age".to_owned(), entries(group, key)?)]);
+    }
+    let threshold = threshold.unwrap_or(groups.len()).clamp(2, groups.len());
+    let parts = shamir_split(rng, key, groups.len(), threshold);
+    let mut list = Vec::new();
+    for (group, part) in groups.iter().zip(&parts) {
+        list.push(serde_json::json!({ "age": entries(group, part)?, "hc_vault": [] }));
+    }
+    Ok(vec![("key_groups".to_owned(), Value::Array(list)), ("shamir_threshold".to_owned(), Value::from(threshold))])
+}
+
+/// Metadata fields in the 3.13 layout: keys sorted.
+fn sorted(fields: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let sorted: std::collections::BTreeMap<String, Value> = fields.into_iter().collect();
+    Value::Object(sorted.into_iter().collect())
+}
+
+/// Encrypt documents in place and return the `sops` block to append to each.
+pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    docs: &mut [Node],
+    options: &EncryptOptions,
+    now: time::OffsetDateTime,
+) -> Result<Value, SopsError> {
     if docs.iter().any(|d| d.get("sops").is_some()) {
         return Err(SopsError::Metadata("the file is already encrypted (it has a sops key)".into()));
     }
     let mut key = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(key.as_mut());
+    let mut fields = key_entries(rng, &options.key_groups, options.shamir_threshold, &key, &[])?;
     let (rule_key, rule_value) = options.selection.metadata();
-    let rules =
-        Rules::from(&serde_json::json!({ rule_key: rule_value, "mac_only_encrypted": options.mac_only_encrypted }))?;
-    let mut mac = Sha512::new();
+    fields.push((rule_key.to_owned(), Value::String(rule_value)));
     if options.mac_only_encrypted {
-        mac.update(mac_only_prefix());
+        fields.push(("mac_only_encrypted".to_owned(), Value::Bool(true)));
     }
-    for doc in docs.iter_mut() {
-        for_each_leaf(doc, &mut Vec::new(), &mut |path, leaf| encrypt_leaf(rng, path, leaf, &key, &rules, &mut mac))?;
-    }
-    let digest: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
-    let lastmodified = now
-        .to_offset(time::UtcOffset::UTC)
-        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .map_err(|_| SopsError::Metadata("time".into()))?;
-    let mac_value = encrypt_value(rng, &key, digest.as_bytes(), "str", &lastmodified)?;
+    let rules = Rules::from(&sorted(fields.clone()))?;
+    let (lastmodified, mac) = seal(rng, docs, &key, &rules, &Stash::default(), now)?;
+    fields.push(("lastmodified".to_owned(), Value::String(lastmodified)));
+    fields.push(("mac".to_owned(), Value::String(mac)));
+    fields.push(("version".to_owned(), Value::String(LAYOUT_VERSION.into())));
+    Ok(sorted(fields))
+}
 
-    let threshold = options.shamir_threshold.unwrap_or(groups.len()).clamp(1, groups.len());
-    let parts: Vec<Zeroizing<Vec<u8>>> = if groups.len() == 1 {
-        vec![Zeroizing::new(key.to_vec())]
-    } else {
-        shamir_split(rng, key.as_ref(), groups.len(), threshold.max(2))
+/// Encrypt edited documents again with the data key they were opened with: unchanged values
+/// keep their ciphertext. The metadata gets a new `lastmodified` and `mac`, and nothing else
+/// changes (not even `version`), so an edit shows in a diff as the lines it touched.
+pub fn reencrypt_documents<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    docs: &mut [Node],
+    meta: &Value,
+    opened: &Opened,
+    now: time::OffsetDateTime,
+) -> Result<Value, SopsError> {
+    let rules = Rules::from(meta)?;
+    let (lastmodified, mac) = seal(rng, docs, &opened.key, &rules, &opened.stash, now)?;
+    // Everything else stays as it was, in its order, so that the diff is just these two lines.
+    let mut meta = meta.clone();
+    if let Value::Object(map) = &mut meta {
+        map.insert("lastmodified".to_owned(), Value::String(lastmodified));
+        map.insert("mac".to_owned(), Value::String(mac));
+    }
+    Ok(meta)
+}
+
+/// The metadata with the data key wrapped for `key_groups` instead (sops `updatekeys`): the
+/// values, `lastmodified` and `mac` are untouched. In a single group, recipients that stay
+/// keep their `enc`.
+pub fn update_keys<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    meta: &Value,
+    identities: &[Box<dyn age::Identity + Send + Sync>],
+    groups: &[Vec<String>],
+    shamir_threshold: Option<usize>,
+) -> Result<Value, SopsError> {
+    let key = data_key(meta, identities)?;
+    let old = key_groups(meta);
+    let keep: &[AgeEntry] = match (old.as_slice(), groups.iter().filter(|g| !g.is_empty()).count()) {
+        ([single], 1) => single,
+        _ => &[],
     };
-    let entries = |group: &Vec<String>, part: &[u8]| -> Result<Value, SopsError> {
-        let list: Result<Vec<Value>, SopsError> = group
-            .iter()
-            .map(|r| Ok(serde_json::json!({ "enc": armored_age(r.trim(), part)?, "recipient": r.trim() })))
-            .collect();
-        Ok(Value::Array(list?))
-    };
-    let mut meta = serde_json::Map::new();
-    if groups.len() == 1 {
-        meta.insert("age".into(), entries(groups[0], &parts[0])?);
-    }
-    if matches!(rule_key, "encrypted_regex" | "encrypted_suffix") {
-        meta.insert(rule_key.into(), Value::String(rule_value.clone()));
-    }
-    if groups.len() > 1 {
-        let mut list = Vec::new();
-        for (group, part) in groups.iter().zip(&parts) {
-            list.push(serde_json::json!({ "age": entries(group, part)?, "hc_vault": [] }));
-        }
-        meta.insert("key_groups".into(), Value::Array(list));
-    }
-    meta.insert("lastmodified".into(), Value::String(lastmodified));
-    meta.insert("mac".into(), Value::String(mac_value));
-    if options.mac_only_encrypted {
-        meta.insert("mac_only_encrypted".into(), Value::Bool(true));
-    }
-    if groups.len() > 1 {
-        meta.insert("shamir_threshold".into(), Value::from(threshold.max(2)));
-    }
-    if matches!(rule_key, "unencrypted_regex" | "unencrypted_suffix") {
-        meta.insert(rule_key.into(), Value::String(rule_value));
-    }
-    meta.insert("version".into(), Value::String(LAYOUT_VERSION.into()));
-    Ok(Value::Object(meta))
+    let threshold =
+        shamir_threshold.or_else(|| meta.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize));
+    let mut fields: Vec<(String, Value)> =
+        meta.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+    fields.retain(|(k, _)| !matches!(k.as_str(), "age" | "key_groups" | "shamir_threshold"));
+    fields.extend(key_entries(rng, groups, threshold, &key, keep)?);
+    Ok(sorted(fields))
+}
+
+/// The recipients of each key group of a file.
+pub fn recipients(meta: &Value) -> Vec<Vec<String>> {
+    key_groups(meta).iter().map(|group| group.iter().map(|e| e.recipient.clone()).collect()).collect()
 }
 
 /// The options a file was encrypted with, read back from its metadata (for `rotate`).
 pub fn options_from_metadata(meta: &Value) -> EncryptOptions {
-    let recipients = |group: &Vec<AgeEntry>| group.iter().map(|e| e.recipient.clone()).collect::<Vec<_>>();
     let selection =
         Selection::from_fields(|k| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned))
             .unwrap_or_default();
     EncryptOptions {
-        key_groups: key_groups(meta).iter().map(recipients).collect(),
+        key_groups: recipients(meta),
         shamir_threshold: meta.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),
         selection,
         mac_only_encrypted: meta.get("mac_only_encrypted").is_some_and(|v| v == true || v == "true"),
@@ -783,6 +976,7 @@ mod tests {
                 true,
             ),
         ] {
+            let doc = Node::from_json(&doc);
             let mut docs = vec![doc.clone()];
             let options =
                 EncryptOptions { key_groups: groups, shamir_threshold: None, selection, mac_only_encrypted: mac_only };
@@ -793,13 +987,6 @@ mod tests {
             decrypt_documents(&mut docs, &meta, &ids, false).unwrap();
             assert_eq!(docs[0], doc);
         }
-    }
-
-    #[test]
-    fn floats_print_like_go() {
-        assert_eq!(go_float(1.5e20), "150000000000000000000");
-        assert_eq!(go_float(2.75), "2.75");
-        assert_eq!(go_float(0.0000001), "0.0000001");
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! The tree of a SOPS document: ordered maps, lists, typed scalars and comments.
+//!
+//! Comments are items of the map or list they appear in, as in sops, so that they can be
+//! encrypted and written back where they were. Plaintext strings live in zeroizing buffers.
+
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+/// One node of a document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Map(Vec<Entry>),
+    List(Vec<Node>),
+    Str(Zeroizing<String>),
+    /// Bytes that need not be UTF-8: only the binary store's `data` holds them.
+    Bytes(Zeroizing<Vec<u8>>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// A timestamp, as RFC 3339 text with nanoseconds trimmed (Go's `MarshalText`).
+    Time(String),
+    Null,
+    /// A comment line inside a list; its text is what follows the `#`.
+    Comment(String),
+}
+
+/// One item of a map: a key and its value, or a comment line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Pair(String, Node),
+    Comment(String),
+}
+
+impl Node {
+    pub fn str(text: impl Into<String>) -> Node {
+        Node::Str(Zeroizing::new(text.into()))
+    }
+
+    /// The value under `key` of a map.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map(entries) => entries.iter().find_map(|e| match e {
+                Entry::Pair(k, v) if k == key => Some(v),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        match self {
+            Node::Map(entries) => entries.iter_mut().find_map(|e| match e {
+                Entry::Pair(k, v) if k == key => Some(v),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Set `key` of a map (in place if present, else appended). Does nothing on other nodes.
+    pub fn insert(&mut self, key: &str, value: Node) {
+        if let Some(slot) = self.get_mut(key) {
+            *slot = value;
+        } else if let Node::Map(entries) = self {
+            entries.push(Entry::Pair(key.to_owned(), value));
+        }
+    }
+
+    /// Remove `key` of a map; the removed value.
+    pub fn remove(&mut self, key: &str) -> Option<Node> {
+        let Node::Map(entries) = self else { return None };
+        let at = entries.iter().position(|e| matches!(e, Entry::Pair(k, _) if k == key))?;
+        match entries.remove(at) {
+            Entry::Pair(_, v) => Some(v),
+            Entry::Comment(_) => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The tree as JSON, without its comments (metadata, the JSON store, `--extract`).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Node::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Pair(k, v) => Some((k.clone(), v.to_json())),
+                        Entry::Comment(_) => None,
+                    })
+                    .collect::<Map<String, Value>>(),
+            ),
+            Node::List(items) => {
+                Value::Array(items.iter().filter(|n| !matches!(n, Node::Comment(_))).map(Node::to_json).collect())
+            }
+            Node::Str(s) => Value::String(s.to_string()),
+            Node::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+            Node::Int(i) => Value::from(*i),
+            // A whole float is written without a fraction, as Go's encoders do.
+            Node::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(*f as i64),
+            Node::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Time(t) => Value::String(t.clone()),
+            Node::Null | Node::Comment(_) => Value::Null,
+        }
+    }
+
+    /// A tree from JSON: integers that fit in i64 are `Int`, other numbers `Float` (sops 3.13.2).
+    pub fn from_json(value: &Value) -> Node {
+        match value {
+            Value::Object(map) => {
+                Node::Map(map.iter().map(|(k, v)| Entry::Pair(k.clone(), Node::from_json(v))).collect())
+            }
+            Value::Array(items) => Node::List(items.iter().map(Node::from_json).collect()),
+            Value::String(s) => Node::str(s.clone()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Node::Int(i),
+                None => Node::Float(n.as_f64().unwrap_or_default()),
+            },
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Null => Node::Null,
+        }
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest digits, never an exponent.
+pub fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'g', -1, 64)`, as yaml.v3 writes floats (`1.5e+20`, `3.14`, `1`).
+pub fn go_float_g(f: f64) -> String {
+    if !f.is_finite() {
+        return go_float(f);
+    }
+    // Shortest digits in exponent form; Go uses it below 1e-4 and from 1e6 on.
+    let text = format!("{f:e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exp: i32 = exponent.parse().unwrap_or_default();
+    if (-4..6).contains(&exp) {
+        return go_float(f);
+    }
+    let (sign, digits) = exponent.strip_prefix('-').map_or(("+", exponent), |d| ("-", d));
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_go() {
+        assert_eq!(go_float(1.5e20), "150000000000000000000");
+        assert_eq!(go_float(2.75), "2.75");
+        assert_eq!(go_float(0.0000001), "0.0000001");
+        assert_eq!(go_float_g(1.5e20), "1.5e+20");
+        assert_eq!(go_float_g(2.75), "2.75");
+        assert_eq!(go_float_g(1.0), "1");
+        assert_eq!(go_float_g(1234567.0), "1.234567e+06");
+        assert_eq!(go_float_g(0.00001), "1e-05");
+        assert_eq!(go_float_g(0.0001), "0.0001");
+    }
+
+    #[test]
+    fn json_round_trip_drops_comments() {
+        let tree = Node::Map(vec![
+            Entry::Comment(" c".into()),
+            Entry::Pair("a".into(), Node::List(vec![Node::Int(1), Node::Comment("x".into()), Node::Float(2.5)])),
+        ]);
+        let json = tree.to_json();
+        assert_eq!(json, serde_json::json!({"a": [1, 2.5]}));
+        assert_eq!(Node::from_json(&json).to_json(), json);
+    }
+}

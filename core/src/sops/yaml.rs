@@ -1,0 +1,585 @@
+//! The YAML store: documents with comments as tree items, typed the way yaml.v3 types them,
+//! and written back in yaml.v3's block style with an indent of 4.
+//!
+//! The parser gives events with positions; comment lines are found in the text around them
+//! (a line whose first non-blank character is `#`, outside any multi-line scalar, or a `# c`
+//! after a value on its line) and placed before the next key or item that follows them. A
+//! comment after a value on its line goes before that key, as sops 3.11 writes it.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use zeroize::Zeroizing;
+
+use super::SopsError;
+use super::tree::{Entry, Node, go_float_g};
+
+/// A comment found in the text: its position (inline comments sort before their line) and text.
+struct Comment {
+    line: usize,
+    col: isize,
+    text: String,
+}
+
+enum Frame {
+    Map { entries: Vec<Entry>, key: Option<String>, col: usize, anchor: usize },
+    List { items: Vec<Node>, col: usize, anchor: usize },
+}
+
+/// Every comment of `text`, in order; `spans` are the multi-line scalars, whose lines hold none.
+fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut covered = vec![false; lines.len() + 2];
+    let mut inline = Vec::new();
+    for (event, span) in events {
+        let (start, end) = (span.start.line(), span.end.line());
+        if let Event::Scalar(_, style, ..) = event {
+            let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
+            let last = if span.end.col() == 0 { end.saturating_sub(1) } else { end };
+            for number in start..=last {
+                // A block's content is indented at least as far as its first line; a
+                // comment indented less is after it.
+                let indent = lines.get(number.wrapping_sub(1)).map_or(0, |l| l.len() - l.trim_start().len());
+                if let Some(flag) = covered.get_mut(number)
+                    && (!block || indent >= span.start.col())
+                {
+                    *flag = true;
+                }
+            }
+            if block {
+                continue;
+            }
+        } else if !matches!(event, Event::Alias(_)) {
+            continue;
+        }
+        // `value # comment` (or `key: # comment` before a nested block) ends the line.
+        let Some(line) = lines.get(end.wrapping_sub(1)) else { continue };
+        let rest: String = line.chars().skip(span.end.col()).collect();
+        let trimmed = rest.trim_start();
+        let after_colon = trimmed.strip_prefix(':').map_or(trimmed, str::trim_start);
+        if after_colon.len() < rest.len()
+            && let Some(comment) = after_colon.strip_prefix('#')
+        {
+            inline.push(Comment { line: end, col: -1, text: comment.to_owned() });
+        }
+    }
+    let mut comments = inline;
+    for (i, line) in lines.iter().enumerate() {
+        let number = i + 1;
+        let trimmed = line.trim_start();
+        if !covered[number]
+            && let Some(comment) = trimmed.strip_prefix('#')
+        {
+            let col = (line.len() - trimmed.len()) as isize;
+            comments.push(Comment { line: number, col, text: comment.trim_end_matches('\r').to_owned() });
+        }
+    }
+    comments.sort_by_key(|c| (c.line, c.col));
+    comments.dedup_by_key(|c| (c.line, c.col));
+    comments
+}
+
+/// yaml.v3's resolution of a plain scalar (YAML 1.2 core schema plus timestamps).
+pub fn resolve_plain(text: &str) -> Node {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
+        "true" | "True" | "TRUE" => return Node::Bool(true),
+        "false" | "False" | "FALSE" => return Node::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Node::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Node::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Node::Float(f64::NAN),
+        _ => {}
+    }
+    if !text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+        return Node::str(text);
+    }
+    if let Some(time) = timestamp(text) {
+        return Node::Time(time);
+    }
+    let plain = text.replace('_', "");
+    if let Some(i) = go_parse_int(&plain) {
+        return Node::Int(i);
+    }
+    let digits = plain.trim_start_matches(['-', '+']);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Too large for int64: a float, as sops takes it.
+        if let Ok(f) = plain.parse::<f64>() {
+            return Node::Float(f);
+        }
+    }
+    if is_yaml_float(&plain)
+        && let Ok(f) = plain.parse::<f64>()
+    {
+        return Node::Float(f);
+    }
+    Node::str(text)
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: sign, then `0x`, `0o`, `0b`, a leading `0` (octal) or decimal.
+fn go_parse_int(text: &str) -> Option<i64> {
+    let (negative, body) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_owned())
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_owned())
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_owned())
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_owned())
+    } else {
+        (10, lower)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(&digits, radix).ok()?;
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+}
+
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`, yaml.v3's float syntax.
+fn is_yaml_float(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (number, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let number_ok = match number.split_once('.') {
+        Some(("", fraction)) => digits(fraction),
+        Some((whole, fraction)) => digits(whole) && (fraction.is_empty() || digits(fraction)),
+        None => digits(number),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
+    number_ok && exponent_ok
+}
+
+/// A yaml.v3 timestamp (`2006-1-2`, `2006-1-2T15:4:5.999Z07:00`, `2006-1-2 15:4:5.999`) as
+/// Go's `MarshalText` writes it.
+fn timestamp(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 5 || !bytes[..4].iter().all(u8::is_ascii_digit) || bytes[4] != b'-' {
+        return None;
+    }
+    let number = |s: &str, max_len: usize| -> Option<u32> {
+        (!s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let (date, rest) = match text.find(['T', 't', ' ']) {
+        Some(at) => (&text[..at], Some((&text[at..at + 1], &text[at + 1..]))),
+        None => (text, None),
+    };
+    let mut parts = date.splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month = number(parts.next()?, 2)?;
+    let day = number(parts.next()?, 2)?;
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
+    let date_text = format!("{year:04}-{:02}-{day:02}", month as u8);
+    let Some((separator, clock)) = rest else { return Some(format!("{date_text}T00:00:00Z")) };
+    // With `T` the zone is required; with a space there is none.
+    let (clock, zone) = if separator == " " {
+        (clock, "Z".to_owned())
+    } else {
+        let at = clock.find(['Z', '+', '-'])?;
+        let zone = &clock[at..];
+        let zone = if zone == "Z" {
+            "Z".to_owned()
+        } else {
+            let offset = &zone[1..];
+            if offset.len() != 5 || offset.as_bytes()[2] != b':' {
+                return None;
+            }
+            let (h, m) = (number(&offset[..2], 2)?, number(&offset[3..], 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if h == 0 && m == 0 { "Z".to_owned() } else { format!("{}{h:02}:{m:02}", &zone[..1]) }
+        };
+        (&clock[..at], zone)
+    };
+    let (hms, fraction) = clock.split_once('.').map_or((clock, None), |(a, b)| (a, Some(b)));
+    let mut parts = hms.splitn(3, ':');
+    let (h, m, s) = (number(parts.next()?, 2)?, number(parts.next()?, 2)?, number(parts.next()?, 2)?);
+    if h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    let fraction = match fraction {
+        Some(f) if f.is_empty() || f.len() > 9 || !f.bytes().all(|b| b.is_ascii_digit()) => return None,
+        Some(f) => {
+            let trimmed = f.trim_end_matches('0');
+            if trimmed.is_empty() { String::new() } else { format!(".{trimmed}") }
+        }
+        None => String::new(),
+    };
+    Some(format!("{date_text}T{h:02}:{m:02}:{s:02}{fraction}{zone}"))
+}
+
+/// Parse every document of a YAML text. Each must be a mapping (or empty).
+pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
+    let bad = |at: &Span, what: &str| SopsError::Parse(format!("line {}: {what}", at.start.line()));
+    let events: Vec<(Event<'_>, Span)> = Parser::new_from_str(text)
+        .collect::<Result<_, _>>()
+        .map_err(|e| SopsError::Parse(format!("invalid YAML: {e}")))?;
+    let mut comments = find_comments(text, &events).into_iter().peekable();
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+
+    // Comments that come before `line:col` (and pass `takes`) go into the innermost open frame.
+    let mut before = |stack: &mut Vec<Frame>, line: usize, col: usize, takes: &dyn Fn(isize) -> bool| {
+        let mut taken = Vec::new();
+        while let Some(c) = comments.peek() {
+            if (c.line, c.col) >= (line, col as isize) || !takes(c.col) {
+                break;
+            }
+            if let Some(c) = comments.next() {
+                taken.push(c.text);
+            }
+        }
+        match stack.last_mut() {
+            Some(Frame::Map { entries, .. }) => entries.extend(taken.into_iter().map(Entry::Comment)),
+            Some(Frame::List { items, .. }) => items.extend(taken.into_iter().map(Node::Comment)),
+            None => {}
+        }
+    };
+
+    for (event, span) in &events {
+        let (line, col) = (span.start.line(), span.start.col());
+        let value = match event {
+            Event::DocumentStart(_) => {
+                root = None;
+                continue;
+            }
+            Event::DocumentEnd => {
+                let mut doc = match root.take() {
+                    Some(node @ Node::Map(_)) => node,
+                    Some(Node::Null) | None => Node::Map(Vec::new()),
+                    Some(_) => return Err(bad(span, "a document must be a mapping")),
+                };
+                // Comments left at the end of the document belong to its top level.
+                let mut frame = vec![Frame::Map { entries: Vec::new(), key: None, col: 0, anchor: 0 }];
+                before(&mut frame, span.end.line(), span.end.col(), &|_| true);
+                if let (Node::Map(entries), Some(Frame::Map { entries: tail, .. })) = (&mut doc, frame.pop()) {
+                    entries.extend(tail);
+                }
+                docs.push(doc);
+                continue;
+            }
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                match stack.last() {
+                    Some(Frame::Map { key: None, .. }) => return Err(bad(span, "a key must be a plain value")),
+                    // Comments indented as far as the new block's first item are its own.
+                    Some(Frame::List { .. }) => before(&mut stack, line, col, &|c| c < col as isize),
+                    _ => {}
+                }
+                stack.push(if matches!(event, Event::MappingStart(..)) {
+                    Frame::Map { entries: Vec::new(), key: None, col, anchor: *anchor }
+                } else {
+                    Frame::List { items: Vec::new(), col, anchor: *anchor }
+                });
+                continue;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                let min = match stack.last() {
+                    Some(Frame::Map { col, .. } | Frame::List { col, .. }) => *col,
+                    None => 0,
+                };
+                // A comment at the end of a block is its own if indented as far as its items.
+                before(&mut stack, span.end.line(), span.end.col(), &|c| c < 0 || c >= min as isize);
+                match stack.pop() {
+                    Some(Frame::Map { entries, anchor, .. }) => {
+                        let node = Node::Map(entries);
+                        if anchor != 0 {
+                            anchors.insert(anchor, node.clone());
+                        }
+                        node
+                    }
+                    Some(Frame::List { items, anchor, .. }) => {
+                        let node = Node::List(items);
+                        if anchor != 0 {
+                            anchors.insert(anchor, node.clone());
+                        }
+                        node
+                    }
+                    None => return Err(bad(span, "unbalanced YAML")),
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
+                    let key_text = text.to_string();
+                    before(&mut stack, line, col, &|_| true);
+                    if let Some(Frame::Map { entries, key, .. }) = stack.last_mut() {
+                        if entries.iter().any(|e| matches!(e, Entry::Pair(k, _) if *k == key_text)) {
+                            return Err(bad(span, &format!("duplicate key {key_text:?}")));
+                        }
+                        *key = Some(key_text);
+                    }
+                    continue;
+                }
+                if matches!(stack.last(), Some(Frame::List { .. })) {
+                    before(&mut stack, line, col, &|_| true);
+                }
+                let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str" || t.suffix == "binary");
+                let node = if *style == ScalarStyle::Plain && !is_str_tag {
+                    resolve_plain(text)
+                } else {
+                    Node::Str(Zeroizing::new(text.to_string()))
+                };
+                if *anchor != 0 {
+                    anchors.insert(*anchor, node.clone());
+                }
+                node
+            }
+            Event::Alias(id) => {
+                if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
+                    return Err(bad(span, "an alias cannot be a key"));
+                }
+                if matches!(stack.last(), Some(Frame::List { .. })) {
+                    before(&mut stack, line, col, &|_| true);
+                }
+                anchors.get(id).cloned().ok_or_else(|| bad(span, "unknown alias"))?
+            }
+            _ => continue,
+        };
+        match stack.last_mut() {
+            Some(Frame::Map { entries, key, .. }) => {
+                let k = key.take().unwrap_or_default();
+                entries.push(Entry::Pair(k, value));
+            }
+            Some(Frame::List { items, .. }) => items.push(value),
+            None => root = Some(value),
+        }
+    }
+    Ok(docs)
+}
+
+/// Whether a plain scalar would read back as exactly this string (here and in YAML 1.1 readers).
+fn plain_is_safe(text: &str) -> bool {
+    const YAML11: [&str; 16] =
+        ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"];
+    let Some(first) = text.chars().next() else { return false };
+    !text.starts_with(char::is_whitespace)
+        && !text.ends_with(char::is_whitespace)
+        && !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+        && !text.contains(": ")
+        && !text.contains(" #")
+        && !text.ends_with(':')
+        && !text.chars().any(|c| c.is_control() || c == '\u{feff}')
+        && !YAML11.contains(&text)
+        && text != "<<"
+        && matches!(resolve_plain(text), Node::Str(_))
+}
+
+/// A string as a YAML scalar on one line: plain when safe, else double-quoted with every
+/// character that is not printable escaped.
+fn quoted(text: &str) -> String {
+    if plain_is_safe(text) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A scalar's text after `key: ` or `- `; multi-line strings become literal blocks.
+fn scalar(node: &Node, indent: usize) -> String {
+    match node {
+        Node::Str(s) => block_or_quoted(s, indent),
+        Node::Bytes(b) => block_or_quoted(&String::from_utf8_lossy(b), indent),
+        Node::Int(i) => i.to_string(),
+        Node::Float(f) if f.is_nan() => ".nan".to_owned(),
+        Node::Float(f) if f.is_infinite() => if *f > 0.0 { ".inf" } else { "-.inf" }.to_owned(),
+        Node::Float(f) => go_float_g(*f),
+        Node::Bool(b) => b.to_string(),
+        Node::Time(t) => t.clone(),
+        Node::Null => "null".to_owned(),
+        Node::Map(_) => "{}".to_owned(),
+        Node::List(_) => "[]".to_owned(),
+        Node::Comment(_) => String::new(),
+    }
+}
+
+fn block_or_quoted(text: &str, indent: usize) -> String {
+    let literal_ok = text.contains('\n')
+        && !text.starts_with([' ', '\n'])
+        && !text.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{feff}')
+        && !text.lines().any(|l| l.ends_with(' '));
+    if !literal_ok {
+        return quoted(text);
+    }
+    let chomp = if text.ends_with("\n\n") {
+        "+"
+    } else if text.ends_with('\n') {
+        ""
+    } else {
+        "-"
+    };
+    let pad = " ".repeat(indent);
+    let mut out = format!("|{chomp}");
+    for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+const INDENT: usize = 4;
+
+/// A map's entries with keys at `indent`; what nests under a key goes to `inner`, which is
+/// `indent + 4` except in a map that is a list item, where yaml.v3 counts from the dash.
+fn write_map(entries: &[Entry], indent: usize, inner: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    for entry in entries {
+        match entry {
+            Entry::Comment(text) => {
+                let _ = writeln!(out, "{pad}#{text}");
+            }
+            Entry::Pair(key, value) => {
+                let key = quoted(key);
+                match value {
+                    Node::Map(entries) if !entries.is_empty() => {
+                        let _ = writeln!(out, "{pad}{key}:");
+                        write_map(entries, inner, inner + INDENT, out);
+                    }
+                    Node::List(items) if !items.is_empty() => {
+                        let _ = writeln!(out, "{pad}{key}:");
+                        write_list(items, inner, out);
+                    }
+                    other => {
+                        let _ = writeln!(out, "{pad}{key}: {}", scalar(other, inner));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A list's items at `indent` (the column of the `-`); a map or list item starts on the dash line.
+fn write_list(items: &[Node], indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    for item in items {
+        let mut nested = String::new();
+        match item {
+            Node::Comment(text) => {
+                let _ = writeln!(out, "{pad}#{text}");
+                continue;
+            }
+            Node::Map(inner) if !inner.is_empty() => write_map(inner, indent + 2, indent + INDENT, &mut nested),
+            Node::List(inner) if !inner.is_empty() => write_list(inner, indent + 2, &mut nested),
+            other => {
+                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2));
+                continue;
+            }
+        }
+        out.push_str(&pad);
+        if nested.trim_start().starts_with('#') {
+            // A comment cannot share the dash line: it would not be read back.
+            out.push_str("-\n");
+            out.push_str(&nested);
+        } else {
+            out.push_str("- ");
+            out.push_str(&nested[indent + 2..]);
+        }
+    }
+}
+
+/// Documents as YAML, separated by `---`.
+pub fn write(docs: &[Node]) -> String {
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        match doc {
+            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, INDENT, &mut out),
+            Node::List(items) if !items.is_empty() => write_list(items, 0, &mut out),
+            other => {
+                let _ = writeln!(out, "{}", scalar(other, INDENT));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_are_typed_like_yaml_v3() {
+        assert_eq!(resolve_plain("yes"), Node::str("yes"));
+        assert_eq!(resolve_plain("on"), Node::str("on"));
+        assert_eq!(resolve_plain("0x1F"), Node::Int(31));
+        assert_eq!(resolve_plain("0o17"), Node::Int(15));
+        assert_eq!(resolve_plain("1_000"), Node::Int(1000));
+        assert_eq!(resolve_plain("~"), Node::Null);
+        assert_eq!(resolve_plain("1.0"), Node::Float(1.0));
+        assert_eq!(resolve_plain("1.5e+20"), Node::Float(1.5e20));
+        assert_eq!(resolve_plain("99999999999999999999"), Node::Float(1e20));
+        assert_eq!(resolve_plain("2024-01-02"), Node::Time("2024-01-02T00:00:00Z".into()));
+        assert_eq!(resolve_plain("2024-01-02T03:04:05Z"), Node::Time("2024-01-02T03:04:05Z".into()));
+        assert_eq!(resolve_plain("2024-1-2T03:04:05.500+02:00"), Node::Time("2024-01-02T03:04:05.5+02:00".into()));
+        assert_eq!(resolve_plain("2024-13-02"), Node::str("2024-13-02"));
+        assert_eq!(resolve_plain("1.2.3"), Node::str("1.2.3"));
+        assert_eq!(resolve_plain("-"), Node::str("-"));
+    }
+
+    #[test]
+    fn comments_are_items_where_they_appear() {
+        let text =
+            "# top\na: 1 # inline\nb: |\n  # not a comment\n  x\n# before c\nc:\n  - x\n  # in list\n  - k: v\n# end\n";
+        let docs = parse(text).unwrap();
+        let Node::Map(entries) = &docs[0] else { panic!() };
+        assert_eq!(entries[0], Entry::Comment(" top".into()));
+        assert_eq!(entries[1], Entry::Comment(" inline".into()));
+        assert_eq!(entries[2], Entry::Pair("a".into(), Node::Int(1)));
+        assert_eq!(entries[3], Entry::Pair("b".into(), Node::str("# not a comment\nx\n")));
+        assert_eq!(entries[4], Entry::Comment(" before c".into()));
+        let Some(Node::List(items)) = docs[0].get("c") else { panic!() };
+        assert_eq!(items[1], Node::Comment(" in list".into()));
+        assert_eq!(entries.last(), Some(&Entry::Comment(" end".into())));
+        let written = write(&docs);
+        assert!(written.starts_with("# top\n# inline\na: 1\nb: |\n    # not a comment\n    x\n# before c\nc:\n"));
+        assert_eq!(parse(&written).unwrap(), docs);
+    }
+
+    #[test]
+    fn anchors_expand_and_bad_documents_fail() {
+        let docs = parse("a: &x\n  k: v\nb: *x\n").unwrap();
+        assert_eq!(docs[0].get("b"), docs[0].get("a"));
+        assert!(parse("- a\n").is_err());
+        assert!(parse("a: 1\na: 2\n").is_err());
+        assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn strings_are_quoted_only_when_needed() {
+        for text in ["yes", "", " x", "a: b", "1", "true", "null", "2024-01-02", "#x", "y", "tab\there"] {
+            let written = write(&[Node::Map(vec![Entry::Pair("k".into(), Node::str(text))])]);
+            assert_eq!(parse(&written).unwrap()[0].get("k"), Some(&Node::str(text)), "{written}");
+        }
+        assert_eq!(write(&[Node::Map(vec![Entry::Pair("k".into(), Node::str("plain text"))])]), "k: plain text\n");
+    }
+}
