@@ -355,3 +355,193 @@ fn rotate_and_filestatus() {
         sealant(&["sops", "filestatus", fixtures().join("v3.11.0-generated/plain/basic.yaml").to_str().unwrap()], &[]);
     assert_eq!(status.stdout, b"{\"encrypted\":false}\n");
 }
+
+/// The lines of `after` that are not in `before` at the same place.
+fn changed_lines(before: &str, after: &str) -> Vec<String> {
+    assert_eq!(before.lines().count(), after.lines().count(), "same number of lines:\n{after}");
+    before.lines().zip(after.lines()).filter(|(a, b)| a != b).map(|(_, b)| b.to_owned()).collect()
+}
+
+/// The key names of changed lines (`key: ...` or `KEY=...` → the key).
+fn changed_keys(before: &str, after: &str) -> Vec<String> {
+    changed_lines(before, after)
+        .iter()
+        .map(|l| l.trim().split([':', '=']).next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn executable(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `edit` on a file the real sops wrote: an editor that changes one value changes only that
+/// value's line plus `lastmodified` and `mac`; the plaintext copy is gone afterwards; no
+/// change writes nothing; an invalid edit leaves the file as it was.
+#[test]
+fn edit_changes_only_the_edited_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    for (name, from, to, key) in [
+        ("basic.enc.yaml", "^string: hello world$", "string: hello sealant", "string"),
+        ("basic.enc.json", "\"hello world\"", "\"hello sealant\"", "\"string\""),
+        ("basic.enc.env", "^DB_USER=admin$", "DB_USER=root", "DB_USER"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::copy(fixtures().join("v3.11.0-generated").join(name), &file).unwrap();
+        let before = std::fs::read_to_string(&file).unwrap();
+        let seen = dir.path().join("seen-path");
+        let editor = dir.path().join("editor.sh");
+        executable(
+            &editor,
+            &format!("#!/bin/sh\necho \"$1\" > {}\n/bin/sed -i 's/{from}/{to}/' \"$1\"\n", seen.display()),
+        );
+        let out =
+            sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.is_empty(), "edit prints nothing");
+        let after = std::fs::read_to_string(&file).unwrap();
+        let mut keys_changed = changed_keys(&before, &after);
+        keys_changed.sort();
+        let mut want = match name.rsplit('.').next() {
+            Some("json") => vec![key.to_owned(), "\"lastmodified\"".into(), "\"mac\"".into()],
+            Some("env") => vec![key.to_owned(), "sops_lastmodified".into(), "sops_mac".into()],
+            _ => vec![key.to_owned(), "lastmodified".into(), "mac".into()],
+        };
+        want.sort();
+        assert_eq!(keys_changed, want, "{name}: only the edited value, lastmodified and mac change");
+        let plaintext_copy = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
+        assert!(
+            !plaintext_copy.exists() && !plaintext_copy.parent().unwrap().exists(),
+            "the plaintext copy is removed"
+        );
+
+        let opened = real_sops(&["-d", file.to_str().unwrap()], dir.path(), &[("SOPS_AGE_KEY_FILE", keys.as_path())]);
+        assert!(opened.status.success(), "{name}: {}", String::from_utf8_lossy(&opened.stderr));
+        let text = String::from_utf8_lossy(&opened.stdout);
+        assert!(text.contains(to.trim_start_matches('^').trim_end_matches('$')), "{name}: {text}");
+
+        // No change: nothing is written.
+        let unchanged = std::fs::read(&file).unwrap();
+        executable(&editor, "#!/bin/sh\ntrue\n");
+        let out =
+            sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
+        assert!(out.status.success());
+        assert_eq!(std::fs::read(&file).unwrap(), unchanged, "{name}");
+    }
+    // An edit that does not parse: an error, and the file is as it was.
+    let file = dir.path().join("basic.enc.yaml");
+    let unchanged = std::fs::read(&file).unwrap();
+    let editor = dir.path().join("editor.sh");
+    executable(&editor, "#!/bin/sh\necho 'key: [unclosed' > \"$1\"\n");
+    let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&file).unwrap(), unchanged);
+}
+
+/// `set` and `unset` change one value, print nothing, and the real sops reads the result.
+#[test]
+fn set_and_unset_change_one_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    let file = dir.path().join("basic.enc.yaml");
+    std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &file).unwrap();
+    let path = file.to_str().unwrap();
+    let env: Vec<(&str, &Path)> = vec![("SOPS_AGE_KEY_FILE", &keys)];
+    let extract = |what: &str| real_sops(&["-d", "--extract", what, path], dir.path(), &env);
+
+    let before = std::fs::read_to_string(&file).unwrap();
+    let out = sealant(&["sops", "set", path, r#"["nested"]["inner"]["key"]"#, r#""changed""#], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty() && !String::from_utf8_lossy(&out.stderr).contains("hello world"));
+    let after = std::fs::read_to_string(&file).unwrap();
+    let mut changed = changed_keys(&before, &after);
+    changed.sort();
+    assert_eq!(changed, ["key", "lastmodified", "mac"]);
+    assert_eq!(extract(r#"["nested"]["inner"]["key"]"#).stdout, b"changed");
+
+    // From standard input, into a new key.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealant"))
+        .env_clear()
+        .env("SOPS_AGE_KEY_FILE", &keys)
+        .args(["sops", "set", "--value-stdin", path, r#"["added"]["password"]"#])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), br#""s3cr3t""#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(extract(r#"["added"]["password"]"#).stdout, b"s3cr3t");
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("s3cr3t"));
+
+    let out = sealant(&["sops", "unset", path, r#"["added"]"#], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!extract(r#"["added"]"#).status.success(), "removed");
+    assert_eq!(extract(r#"["string"]"#).stdout, b"hello world");
+    let out = sealant(&["sops", "unset", path, r#"["added"]"#], &env);
+    assert!(!out.status.success(), "removing what is not there is an error");
+    let out = sealant(&["sops", "set", path, r#"["x"]"#, "not json"], &env);
+    assert!(!out.status.success());
+}
+
+/// `updatekeys` wraps the data key for the recipients of the .sops.yaml rule: every value,
+/// `lastmodified` and `mac` stay as they were, and the new recipient alone opens the file.
+#[test]
+fn updatekeys_adds_a_recipient_without_changing_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {KEY_A},{KEY_B}\n"),
+    )
+    .unwrap();
+    let file = dir.path().join("secrets.yaml");
+    std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &file).unwrap();
+    let before = std::fs::read_to_string(&file).unwrap();
+    let keys = keys();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sealant"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("SOPS_AGE_KEY_FILE", &keys)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Not confirmed (no terminal, no --yes): nothing changes.
+    let out = run(&["sops", "updatekeys", "secrets.yaml"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    let out = run(&["sops", "updatekeys", "-y", "secrets.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("+++ {KEY_B}")));
+    let after = std::fs::read_to_string(&file).unwrap();
+    let data = |text: &str| text.split("\nsops:\n").next().unwrap_or_default().to_owned();
+    assert_eq!(data(&after), data(&before), "no value changes");
+    for line in before.lines().filter(|l| l.contains("lastmodified:") || l.contains("mac:") || l.contains("recipient:"))
+    {
+        assert!(after.contains(line), "kept: {line}");
+    }
+    assert!(after.contains(KEY_B));
+
+    // Key B alone opens it with the real sops.
+    let all = std::fs::read_to_string(&keys).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    let at = lines.iter().position(|l| l.contains(KEY_B)).unwrap();
+    let only_b = dir.path().join("b.txt");
+    std::fs::write(&only_b, lines[at + 1..].iter().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap()).unwrap();
+    let opened = real_sops(&["-d", "secrets.yaml"], dir.path(), &[("SOPS_AGE_KEY_FILE", only_b.as_path())]);
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+    let want = std::fs::read(fixtures().join("v3.11.0-generated/expected/basic.dec.yaml")).unwrap();
+    assert_eq!(opened.stdout, want);
+
+    // Again: already up to date.
+    let out = run(&["sops", "updatekeys", "-y", "secrets.yaml"]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
+}

@@ -638,7 +638,8 @@ impl Drop for PlainCopy {
 pub fn edit(command: &EditCommand) -> CliResult {
     let store = store_for(command.input_type, &command.file);
     let mut file = open(&command.file, store, command.ignore_mac)?;
-    let plain = zeroize::Zeroizing::new(store.write_plain(&file.docs).map_err(|e| sops_error(&file.origin, &[], e))?);
+    let plain =
+        zeroize::Zeroizing::new(store.write_editable(&file.docs).map_err(|e| sops_error(&file.origin, &[], e))?);
     let name = command.file.file_name().unwrap_or(std::ffi::OsStr::new("secret"));
     let copy = PlainCopy::new(name, &plain)?;
     let editor = editor()?;

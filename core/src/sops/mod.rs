@@ -787,28 +787,35 @@ fn armored_age(recipient: &str, part: &[u8]) -> Result<String, SopsError> {
 }
 
 /// The age entries of the metadata for `key`: `age` for one group, else `key_groups` with
-/// Shamir shares and `shamir_threshold`. A recipient in `keep` keeps its `enc` (one group only).
+/// Shamir shares and `shamir_threshold`. An entry of `keep` (the file's own, one group only)
+/// stays as it is for its recipient, and new entries follow its key order.
 fn key_entries<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
     groups: &[Vec<String>],
     threshold: Option<usize>,
     key: &[u8; 32],
-    keep: &[AgeEntry],
+    keep: &[Value],
 ) -> Result<Vec<(String, Value)>, SopsError> {
     let groups: Vec<&Vec<String>> = groups.iter().filter(|g| !g.is_empty()).collect();
     if groups.is_empty() {
         return Err(SopsError::Metadata("no age recipients were given".into()));
     }
+    let recipient_first =
+        keep.first().and_then(Value::as_object).and_then(|o| o.keys().next()).is_some_and(|k| k == "recipient");
     let entries = |group: &Vec<String>, part: &[u8]| -> Result<Value, SopsError> {
         let list: Result<Vec<Value>, SopsError> = group
             .iter()
             .map(|r| {
                 let r = r.trim();
-                let enc = match keep.iter().find(|e| e.recipient == r) {
-                    Some(kept) => kept.enc.clone(),
-                    None => armored_age(r, part)?,
-                };
-                Ok(serde_json::json!({ "enc": enc, "recipient": r }))
+                if let Some(kept) = keep.iter().find(|e| e.get("recipient").and_then(Value::as_str) == Some(r)) {
+                    return Ok(kept.clone());
+                }
+                let enc = armored_age(r, part)?;
+                Ok(if recipient_first {
+                    serde_json::json!({ "recipient": r, "enc": enc })
+                } else {
+                    serde_json::json!({ "enc": enc, "recipient": r })
+                })
             })
             .collect();
         Ok(Value::Array(list?))
@@ -878,9 +885,9 @@ pub fn reencrypt_documents<R: rand::CryptoRng + ?Sized>(
     Ok(meta)
 }
 
-/// The metadata with the data key wrapped for `key_groups` instead (sops `updatekeys`): the
+/// The metadata with the data key wrapped for `groups` instead (sops `updatekeys`): the
 /// values, `lastmodified` and `mac` are untouched. In a single group, recipients that stay
-/// keep their `enc`.
+/// keep their entry as it was.
 pub fn update_keys<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
     meta: &Value,
@@ -889,18 +896,27 @@ pub fn update_keys<R: rand::CryptoRng + ?Sized>(
     shamir_threshold: Option<usize>,
 ) -> Result<Value, SopsError> {
     let key = data_key(meta, identities)?;
-    let old = key_groups(meta);
-    let keep: &[AgeEntry] = match (old.as_slice(), groups.iter().filter(|g| !g.is_empty()).count()) {
-        ([single], 1) => single,
+    let single_group = meta.get("age").and_then(Value::as_array).filter(|a| !a.is_empty());
+    let keep: &[Value] = match single_group {
+        Some(entries) if groups.iter().filter(|g| !g.is_empty()).count() == 1 => entries,
         _ => &[],
     };
     let threshold =
         shamir_threshold.or_else(|| meta.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize));
-    let mut fields: Vec<(String, Value)> =
-        meta.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
-    fields.retain(|(k, _)| !matches!(k.as_str(), "age" | "key_groups" | "shamir_threshold"));
-    fields.extend(key_entries(rng, groups, threshold, &key, keep)?);
-    Ok(sorted(fields))
+    let new = key_entries(rng, groups, threshold, &key, keep)?;
+    // Replace the key fields where they are, so that the rest of the block stays as it was.
+    let mut meta = meta.clone();
+    if let Value::Object(map) = &mut meta {
+        for stale in ["age", "key_groups", "shamir_threshold"] {
+            if !new.iter().any(|(k, _)| k == stale) {
+                map.shift_remove(stale);
+            }
+        }
+        for (k, v) in new {
+            map.insert(k, v);
+        }
+    }
+    Ok(meta)
 }
 
 /// The recipients of each key group of a file.

@@ -75,6 +75,16 @@ impl Store {
         }
     }
 
+    /// Plaintext documents to edit: as `write_plain`, except that whole floats keep a
+    /// fraction in YAML and JSON, so that they read back as floats.
+    pub fn write_editable(self, docs: &[Node]) -> Result<Vec<u8>, SopsError> {
+        match self {
+            Store::Yaml => Ok(yaml::write_editable(docs).into_bytes()),
+            Store::Json => Ok(write_json_with(docs, true)),
+            other => other.write_plain(docs),
+        }
+    }
+
     /// Encrypted documents with their metadata in this format.
     pub fn write_encrypted(self, docs: &[Node], meta: &Value) -> Result<Vec<u8>, SopsError> {
         let with_meta = || -> Vec<Node> {
@@ -117,12 +127,16 @@ fn read_json(text: &str) -> Result<Vec<Node>, SopsError> {
 /// JSON as Go's `json.Marshal` and `json.Indent` with a tab write it: `<`, `>` and `&`
 /// escaped, floats in ES6 form, comments left out.
 fn write_json(docs: &[Node]) -> Result<Vec<u8>, SopsError> {
+    Ok(write_json_with(docs, false))
+}
+
+fn write_json_with(docs: &[Node], exact: bool) -> Vec<u8> {
     let mut out = String::new();
     for doc in docs {
-        json_node(doc, 0, &mut out);
+        json_node(doc, 0, exact, &mut out);
         out.push('\n');
     }
-    Ok(out.into_bytes())
+    out.into_bytes()
 }
 
 fn json_string(text: &str, out: &mut String) {
@@ -157,7 +171,7 @@ fn json_float(f: f64) -> String {
     format!("{mantissa}e{sign}{digits}")
 }
 
-fn json_node(node: &Node, depth: usize, out: &mut String) {
+fn json_node(node: &Node, depth: usize, exact: bool, out: &mut String) {
     let pad = |depth: usize, out: &mut String| {
         out.push('\n');
         out.extend(std::iter::repeat_n('\t', depth));
@@ -183,7 +197,7 @@ fn json_node(node: &Node, depth: usize, out: &mut String) {
                 pad(depth + 1, out);
                 json_string(key, out);
                 out.push_str(": ");
-                json_node(value, depth + 1, out);
+                json_node(value, depth + 1, exact, out);
             }
             pad(depth, out);
             out.push('}');
@@ -200,7 +214,7 @@ fn json_node(node: &Node, depth: usize, out: &mut String) {
                     out.push(',');
                 }
                 pad(depth + 1, out);
-                json_node(item, depth + 1, out);
+                json_node(item, depth + 1, exact, out);
             }
             pad(depth, out);
             out.push(']');
@@ -209,7 +223,13 @@ fn json_node(node: &Node, depth: usize, out: &mut String) {
         Node::Bytes(b) => json_string(&String::from_utf8_lossy(b), out),
         Node::Time(t) => json_string(t, out),
         Node::Int(i) => out.push_str(&i.to_string()),
-        Node::Float(f) => out.push_str(&json_float(*f)),
+        Node::Float(f) => {
+            let text = json_float(*f);
+            out.push_str(&text);
+            if exact && !text.contains(['.', 'e', 'n']) {
+                out.push_str(".0");
+            }
+        }
         Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Node::Null | Node::Comment(_) => out.push_str("null"),
     }

@@ -400,15 +400,19 @@ fn quoted(text: &str) -> String {
     out
 }
 
-/// A scalar's text after `key: ` or `- `; multi-line strings become literal blocks.
-fn scalar(node: &Node, indent: usize) -> String {
+/// A scalar's text after `key: ` or `- `; multi-line strings become literal blocks. With
+/// `exact`, a whole float keeps a `.0` so that it reads back as a float.
+fn scalar(node: &Node, indent: usize, exact: bool) -> String {
     match node {
         Node::Str(s) => block_or_quoted(s, indent),
         Node::Bytes(b) => block_or_quoted(&String::from_utf8_lossy(b), indent),
         Node::Int(i) => i.to_string(),
         Node::Float(f) if f.is_nan() => ".nan".to_owned(),
         Node::Float(f) if f.is_infinite() => if *f > 0.0 { ".inf" } else { "-.inf" }.to_owned(),
-        Node::Float(f) => go_float_g(*f),
+        Node::Float(f) => {
+            let text = go_float_g(*f);
+            if exact && !text.contains(['.', 'e']) { format!("{text}.0") } else { text }
+        }
         Node::Bool(b) => b.to_string(),
         Node::Time(t) => t.clone(),
         Node::Null => "null".to_owned(),
@@ -449,7 +453,7 @@ const INDENT: usize = 4;
 
 /// A map's entries with keys at `indent`; what nests under a key goes to `inner`, which is
 /// `indent + 4` except in a map that is a list item, where yaml.v3 counts from the dash.
-fn write_map(entries: &[Entry], indent: usize, inner: usize, out: &mut String) {
+fn write_map(entries: &[Entry], indent: usize, inner: usize, exact: bool, out: &mut String) {
     let pad = " ".repeat(indent);
     for entry in entries {
         match entry {
@@ -461,14 +465,14 @@ fn write_map(entries: &[Entry], indent: usize, inner: usize, out: &mut String) {
                 match value {
                     Node::Map(entries) if !entries.is_empty() => {
                         let _ = writeln!(out, "{pad}{key}:");
-                        write_map(entries, inner, inner + INDENT, out);
+                        write_map(entries, inner, inner + INDENT, exact, out);
                     }
                     Node::List(items) if !items.is_empty() => {
                         let _ = writeln!(out, "{pad}{key}:");
-                        write_list(items, inner, out);
+                        write_list(items, inner, exact, out);
                     }
                     other => {
-                        let _ = writeln!(out, "{pad}{key}: {}", scalar(other, inner));
+                        let _ = writeln!(out, "{pad}{key}: {}", scalar(other, inner, exact));
                     }
                 }
             }
@@ -477,7 +481,7 @@ fn write_map(entries: &[Entry], indent: usize, inner: usize, out: &mut String) {
 }
 
 /// A list's items at `indent` (the column of the `-`); a map or list item starts on the dash line.
-fn write_list(items: &[Node], indent: usize, out: &mut String) {
+fn write_list(items: &[Node], indent: usize, exact: bool, out: &mut String) {
     let pad = " ".repeat(indent);
     for item in items {
         let mut nested = String::new();
@@ -486,10 +490,10 @@ fn write_list(items: &[Node], indent: usize, out: &mut String) {
                 let _ = writeln!(out, "{pad}#{text}");
                 continue;
             }
-            Node::Map(inner) if !inner.is_empty() => write_map(inner, indent + 2, indent + INDENT, &mut nested),
-            Node::List(inner) if !inner.is_empty() => write_list(inner, indent + 2, &mut nested),
+            Node::Map(inner) if !inner.is_empty() => write_map(inner, indent + 2, indent + INDENT, exact, &mut nested),
+            Node::List(inner) if !inner.is_empty() => write_list(inner, indent + 2, exact, &mut nested),
             other => {
-                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2));
+                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2, exact));
                 continue;
             }
         }
@@ -505,18 +509,28 @@ fn write_list(items: &[Node], indent: usize, out: &mut String) {
     }
 }
 
-/// Documents as YAML, separated by `---`.
+/// Documents as YAML, separated by `---`, as sops writes them.
 pub fn write(docs: &[Node]) -> String {
+    write_with(docs, false)
+}
+
+/// Documents as YAML for editing: whole floats keep their `.0`, so that an unchanged value
+/// keeps its type, and so its ciphertext.
+pub fn write_editable(docs: &[Node]) -> String {
+    write_with(docs, true)
+}
+
+fn write_with(docs: &[Node], exact: bool) -> String {
     let mut out = String::new();
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
         match doc {
-            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, INDENT, &mut out),
-            Node::List(items) if !items.is_empty() => write_list(items, 0, &mut out),
+            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, INDENT, exact, &mut out),
+            Node::List(items) if !items.is_empty() => write_list(items, 0, exact, &mut out),
             other => {
-                let _ = writeln!(out, "{}", scalar(other, INDENT));
+                let _ = writeln!(out, "{}", scalar(other, INDENT, exact));
             }
         }
     }
