@@ -326,7 +326,13 @@ fn creation_rules_with_shamir_key_groups() {
 fn rotate_and_filestatus() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    for name in ["shamir-2of2.enc.yaml", "basic.enc.json", "basic.enc.env", "k8s-secret.mac_only_encrypted.enc.yaml"] {
+    for name in [
+        "shamir-2of2.enc.yaml",
+        "basic.enc.json",
+        "basic.enc.env",
+        "k8s-secret.mac_only_encrypted.enc.yaml",
+        "comments.encrypted_comment_regex.enc.yaml",
+    ] {
         let file = dir.path().join(name);
         std::fs::copy(fixtures().join("v3.11.0-generated").join(name), &file).unwrap();
         let before = std::fs::read_to_string(&file).unwrap();

@@ -37,3 +37,12 @@ se, te, sd, td = map(float, sys.argv[1:])
 print(f"encrypt: sealant {se:.3f} s, sops {te:.3f} s, sealant/sops = {se/te:.2f}")
 print(f"decrypt: sealant {sd:.3f} s, sops {td:.3f} s, sealant/sops = {sd/td:.2f}")
 PY
+
+# Peak memory of one decryption each (GNU time, when installed).
+if [[ -x /usr/bin/time ]]; then
+    for tool in sealant sops; do
+        if [[ $tool == sealant ]]; then cmd=("$SEALANT" sops decrypt); else cmd=(sops --disable-version-check -d); fi
+        rss=$(/usr/bin/time -f %M "${cmd[@]}" "$work/theirs.enc.yaml" 2>&1 >/dev/null | tail -1)
+        echo "decrypt peak RSS: $tool $((rss / 1024)) MiB"
+    done
+fi
