@@ -119,7 +119,7 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Go's `encoding/json` string encoding, which escapes `<`, `>` and `&` for HTML safety.
-fn go_json_string(s: &str) -> String {
+pub(crate) fn go_json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -6,7 +6,7 @@
 //! after a value on its line) and placed before the next key or item that follows them. A
 //! comment after a value on its line goes before that key, as sops 3.11 writes it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -23,8 +23,19 @@ struct Comment {
 }
 
 enum Frame {
-    Map { entries: Vec<Entry>, key: Option<String>, col: usize, anchor: usize },
-    List { items: Vec<Node>, col: usize, anchor: usize },
+    /// `keys` holds the keys so far, to refuse duplicates.
+    Map {
+        entries: Vec<Entry>,
+        keys: HashSet<String>,
+        key: Option<String>,
+        col: usize,
+        anchor: usize,
+    },
+    List {
+        items: Vec<Node>,
+        col: usize,
+        anchor: usize,
+    },
 }
 
 /// Every comment of `text`, in order; `spans` are the multi-line scalars, whose lines hold none.
@@ -263,7 +274,8 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     Some(_) => return Err(bad(span, "a document must be a mapping")),
                 };
                 // Comments left at the end of the document belong to its top level.
-                let mut frame = vec![Frame::Map { entries: Vec::new(), key: None, col: 0, anchor: 0 }];
+                let mut frame =
+                    vec![Frame::Map { entries: Vec::new(), keys: HashSet::new(), key: None, col: 0, anchor: 0 }];
                 before(&mut frame, span.end.line(), span.end.col(), &|_| true);
                 if let (Node::Map(entries), Some(Frame::Map { entries: tail, .. })) = (&mut doc, frame.pop()) {
                     entries.extend(tail);
@@ -279,7 +291,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     _ => {}
                 }
                 stack.push(if matches!(event, Event::MappingStart(..)) {
-                    Frame::Map { entries: Vec::new(), key: None, col, anchor: *anchor }
+                    Frame::Map { entries: Vec::new(), keys: HashSet::new(), key: None, col, anchor: *anchor }
                 } else {
                     Frame::List { items: Vec::new(), col, anchor: *anchor }
                 });
@@ -314,8 +326,8 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
                     let key_text = text.to_string();
                     before(&mut stack, line, col, &|_| true);
-                    if let Some(Frame::Map { entries, key, .. }) = stack.last_mut() {
-                        if entries.iter().any(|e| matches!(e, Entry::Pair(k, _) if *k == key_text)) {
+                    if let Some(Frame::Map { keys, key, .. }) = stack.last_mut() {
+                        if !keys.insert(key_text.clone()) {
                             return Err(bad(span, &format!("duplicate key {key_text:?}")));
                         }
                         *key = Some(key_text);
