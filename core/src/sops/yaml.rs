@@ -235,7 +235,8 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     let bad = |at: &Span, what: &str| SopsError::Parse(format!("line {}: {what}", at.start.line()));
     let events: Vec<(Event<'_>, Span)> = Parser::new_from_str(text)
         .collect::<Result<_, _>>()
-        .map_err(|e| SopsError::Parse(format!("invalid YAML: {e}")))?;
+        // The scanner's own message quotes the text, which may be a secret: position only.
+        .map_err(|e| SopsError::Parse(format!("invalid YAML at line {}: {}", e.marker().line(), e.info())))?;
     let mut comments = find_comments(text, &events).into_iter().peekable();
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -371,53 +372,98 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     Ok(docs)
 }
 
-/// Whether a plain scalar would read back as exactly this string (here and in YAML 1.1 readers).
-fn plain_is_safe(text: &str) -> bool {
+/// libyaml's printable characters; anything else is escaped in a double-quoted scalar.
+fn printable(c: char) -> bool {
+    matches!(c as u32, 0x0A | 0x20..=0x7E | 0xA0..=0xD7FF | 0xE000..=0xFFFD) && c != '\u{feff}'
+}
+
+/// Whether yaml.v3 must quote this string because a reader would take it for another type:
+/// it resolves to something else, or is a YAML 1.1 boolean or sexagesimal number.
+fn looks_typed(text: &str) -> bool {
     const YAML11: [&str; 16] =
         ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"];
-    let Some(first) = text.chars().next() else { return false };
-    !text.starts_with(char::is_whitespace)
+    // yaml.v3's isBase60Float: `1:20` would be a number to a YAML 1.1 reader.
+    static BASE60: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$").ok());
+    let base60 = || BASE60.as_ref().is_some_and(|r| r.is_match(text));
+    YAML11.contains(&text) || text == "<<" || !matches!(resolve_plain(text), Node::Str(_)) || base60()
+}
+
+/// Whether libyaml's emitter may write this string plain in block context.
+fn plain_allowed(text: &str) -> bool {
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else { return false };
+    let second = chars.next();
+    text.chars().all(|c| printable(c) && !matches!(c, '\n' | '\u{2028}' | '\u{2029}'))
+        && !first.is_whitespace()
         && !text.ends_with(char::is_whitespace)
-        && !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+        && !"#,[]{}&*!|>'\"%@`".contains(first)
+        && !("-?:".contains(first) && second.is_none_or(|c| c == ' '))
+        && !text.starts_with("---")
+        && !text.starts_with("...")
         && !text.contains(": ")
         && !text.contains(" #")
         && !text.ends_with(':')
-        && !text.chars().any(|c| c.is_control() || c == '\u{feff}')
-        && !YAML11.contains(&text)
-        && text != "<<"
-        && matches!(resolve_plain(text), Node::Str(_))
 }
 
-/// A string as a YAML scalar on one line: plain when safe, else double-quoted with every
-/// character that is not printable escaped.
+/// A string as a YAML scalar on one line, as yaml.v3 chooses: plain when it can be, double
+/// quotes when it would read as another type, else single quotes when every character is
+/// printable, else double quotes with escapes.
 fn quoted(text: &str) -> String {
-    if plain_is_safe(text) {
+    let typed = looks_typed(text);
+    if !typed && plain_allowed(text) {
         return text.to_owned();
+    }
+    if !typed && text.chars().all(|c| printable(c) && c != '\n') {
+        return format!("'{}'", text.replace('\'', "''"));
     }
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
+        let escape = match c {
+            '\0' => "0",
+            '\u{7}' => "a",
+            '\u{8}' => "b",
+            '\t' => "t",
+            '\n' => "n",
+            '\u{b}' => "v",
+            '\u{c}' => "f",
+            '\r' => "r",
+            '\u{1b}' => "e",
+            '"' => "\"",
+            '\\' => "\\",
+            '\u{85}' => "N",
+            '\u{a0}' => "_",
+            '\u{2028}' => "L",
+            '\u{2029}' => "P",
+            c if printable(c) => {
+                out.push(c);
+                continue;
             }
-            c => out.push(c),
-        }
+            c => {
+                let code = c as u32;
+                let escaped = match code {
+                    0..=0xFF => format!("\\x{code:02X}"),
+                    0x100..=0xFFFF => format!("\\u{code:04X}"),
+                    _ => format!("\\U{code:08X}"),
+                };
+                out.push_str(&escaped);
+                continue;
+            }
+        };
+        out.push('\\');
+        out.push_str(escape);
     }
     out.push('"');
     out
 }
 
-/// A scalar's text after `key: ` or `- `; multi-line strings become literal blocks. With
-/// `exact`, a whole float keeps a `.0` so that it reads back as a float.
-fn scalar(node: &Node, indent: usize, exact: bool) -> String {
+/// A scalar's text after `key: ` or `- `, with a block's lines at `indent`. With `exact`, a
+/// whole float keeps a `.0` so that it reads back as a float.
+fn scalar(node: &Node, indent: usize, exact: bool, hint_ok: bool) -> String {
     match node {
-        Node::Str(s) => block_or_quoted(s, indent),
-        Node::Bytes(b) => block_or_quoted(&String::from_utf8_lossy(b), indent),
+        Node::Str(s) => block_or_quoted(s, indent, hint_ok),
+        Node::Bytes(b) => block_or_quoted(&String::from_utf8_lossy(b), indent, hint_ok),
         Node::Int(i) => i.to_string(),
         Node::Float(f) if f.is_nan() => ".nan".to_owned(),
         Node::Float(f) if f.is_infinite() => if *f > 0.0 { ".inf" } else { "-.inf" }.to_owned(),
@@ -434,23 +480,29 @@ fn scalar(node: &Node, indent: usize, exact: bool) -> String {
     }
 }
 
-fn block_or_quoted(text: &str, indent: usize) -> String {
+/// A multi-line string as a literal block (`|`, `|-`, `|+`), unless libyaml would not write
+/// it so. One that starts with a space or a line break needs an indentation indicator, which
+/// is written only where the block is indented by 4 from its key (`hint_ok`); elsewhere such a
+/// string is double-quoted.
+fn block_or_quoted(text: &str, indent: usize, hint_ok: bool) -> String {
     let literal_ok = text.contains('\n')
-        && !text.starts_with([' ', '\n'])
-        && !text.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{feff}')
-        && !text.lines().any(|l| l.ends_with(' '));
+        && text.chars().all(printable)
+        && !text.contains(" \n")
+        && !text.ends_with(' ')
+        && (hint_ok || !text.starts_with([' ', '\n']));
     if !literal_ok {
         return quoted(text);
     }
-    let chomp = if text.ends_with("\n\n") {
+    let chomp = if text.ends_with("\n\n") || text == "\n" {
         "+"
     } else if text.ends_with('\n') {
         ""
     } else {
         "-"
     };
+    let hint = if text.starts_with([' ', '\n']) { INDENT.to_string() } else { String::new() };
     let pad = " ".repeat(indent);
-    let mut out = format!("|{chomp}");
+    let mut out = format!("|{hint}{chomp}");
     for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
         out.push('\n');
         if !line.is_empty() {
@@ -484,7 +536,7 @@ fn write_map(entries: &[Entry], indent: usize, inner: usize, exact: bool, out: &
                         write_list(items, inner, exact, out);
                     }
                     other => {
-                        let _ = writeln!(out, "{pad}{key}: {}", scalar(other, inner, exact));
+                        let _ = writeln!(out, "{pad}{key}: {}", scalar(other, inner, exact, inner == indent + INDENT));
                     }
                 }
             }
@@ -505,7 +557,7 @@ fn write_list(items: &[Node], indent: usize, exact: bool, out: &mut String) {
             Node::Map(inner) if !inner.is_empty() => write_map(inner, indent + 2, indent + INDENT, exact, &mut nested),
             Node::List(inner) if !inner.is_empty() => write_list(inner, indent + 2, exact, &mut nested),
             other => {
-                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2, exact));
+                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2, exact, false));
                 continue;
             }
         }
@@ -542,7 +594,7 @@ fn write_with(docs: &[Node], exact: bool) -> String {
             Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, INDENT, exact, &mut out),
             Node::List(items) if !items.is_empty() => write_list(items, 0, exact, &mut out),
             other => {
-                let _ = writeln!(out, "{}", scalar(other, INDENT, exact));
+                let _ = writeln!(out, "{}", scalar(other, INDENT, exact, false));
             }
         }
     }
@@ -598,6 +650,12 @@ mod tests {
         assert!(parse("- a\n").is_err());
         assert!(parse("a: 1\na: 2\n").is_err());
         assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_text() {
+        let err = parse("k: \"s3cr3t\n  x: [\n").unwrap_err().to_string();
+        assert!(err.contains("line") && !err.contains("s3cr3t"), "{err}");
     }
 
     #[test]
