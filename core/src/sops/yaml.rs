@@ -393,17 +393,14 @@ fn looks_typed(text: &str) -> bool {
 fn plain_allowed(text: &str) -> bool {
     let mut chars = text.chars();
     let Some(first) = chars.next() else { return false };
-    let second = chars.next();
-    text.chars().all(|c| printable(c) && !matches!(c, '\n' | '\u{2028}' | '\u{2029}'))
-        && !first.is_whitespace()
-        && !text.ends_with(char::is_whitespace)
-        && !"#,[]{}&*!|>'\"%@`".contains(first)
-        && !("-?:".contains(first) && second.is_none_or(|c| c == ' '))
-        && !text.starts_with("---")
-        && !text.starts_with("...")
-        && !text.contains(": ")
-        && !text.contains(" #")
-        && !text.ends_with(':')
+    // `-`, `?` and `:` start a plain scalar only when something other than a space follows.
+    let indicator =
+        "#,[]{}&*!|>'\"%@`".contains(first) || ("-?:".contains(first) && chars.next().is_none_or(|c| c == ' '));
+    let breaks_or_unprintable = text.chars().any(|c| !printable(c) || matches!(c, '\n' | '\u{2028}' | '\u{2029}'));
+    let edge_space = first.is_whitespace() || text.ends_with(char::is_whitespace);
+    let document_marker = text.starts_with("---") || text.starts_with("...");
+    let comment_or_mapping = text.contains(": ") || text.contains(" #") || text.ends_with(':');
+    !(indicator || breaks_or_unprintable || edge_space || document_marker || comment_or_mapping)
 }
 
 /// A string as a YAML scalar on one line, as yaml.v3 chooses: plain when it can be, double
