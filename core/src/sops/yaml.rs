@@ -522,7 +522,8 @@ fn write_map(entries: &[Entry], indent: usize, inner: usize, exact: bool, out: &
                 let _ = writeln!(out, "{pad}#{text}");
             }
             Entry::Pair(key, value) => {
-                let key = quoted(key);
+                // A merge key holds the expanded map; yaml.v3 tags it so that it stays a key.
+                let key = if key == "<<" { "!!merge <<".to_owned() } else { quoted(key) };
                 match value {
                     Node::Map(entries) if !entries.is_empty() => {
                         let _ = writeln!(out, "{pad}{key}:");
