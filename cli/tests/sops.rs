@@ -321,6 +321,18 @@ fn creation_rules_with_shamir_key_groups() {
     assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
     let plain = std::fs::read(fixtures().join("v3.11.0-generated/plain/shamir.yaml")).unwrap();
     assert_eq!(semantic(&opened.stdout), semantic(&plain));
+
+    // The same rules through SOPS_CONFIG, from a directory without .sops.yaml.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealant"))
+        .current_dir(elsewhere.path())
+        .env("SOPS_CONFIG", dir.path().join(".sops.yaml"))
+        .args(["sops", "encrypt"])
+        .arg(fixtures().join("v3.11.0-generated/plain/shamir.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shamir_threshold: 2"));
 }
 
 /// `rotate` changes the data key and every value; the real sops still opens the file.

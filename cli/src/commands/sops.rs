@@ -73,6 +73,9 @@ pub struct EncryptCommand {
     /// Write the encrypted file over the plaintext instead of printing it.
     #[arg(short = 'i', long)]
     pub in_place: bool,
+    /// The sops configuration to use instead of the `.sops.yaml` found from the working directory up.
+    #[arg(long, env = "SOPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -176,6 +179,9 @@ pub struct UpdatekeysCommand {
     /// Apply the change without asking.
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// The sops configuration to use instead of the `.sops.yaml` found from the working directory up.
+    #[arg(long, env = "SOPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The file's format (default: from its extension; anything else is binary).
     #[arg(long, value_enum)]
     pub input_type: Option<Store>,
@@ -327,17 +333,22 @@ fn split_keys(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-/// The first `.sops.yaml` creation rule whose `path_regex` matches `file`, looking from the
-/// working directory upwards as sops does.
-fn creation_rule(file: &Path) -> CliResult<Option<Rule>> {
-    let Ok(mut dir) = std::env::current_dir() else { return Ok(None) };
-    let config = loop {
-        let candidate = dir.join(".sops.yaml");
-        if candidate.is_file() {
-            break candidate;
-        }
-        if !dir.pop() {
-            return Ok(None);
+/// The first `.sops.yaml` creation rule whose `path_regex` matches `file`: from `config`, else
+/// from the `.sops.yaml` found from the working directory upwards, as sops does.
+fn creation_rule(file: &Path, config: Option<&Path>) -> CliResult<Option<Rule>> {
+    let config = match config {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let Ok(mut dir) = std::env::current_dir() else { return Ok(None) };
+            loop {
+                let candidate = dir.join(".sops.yaml");
+                if candidate.is_file() {
+                    break candidate;
+                }
+                if !dir.pop() {
+                    return Ok(None);
+                }
+            }
         }
     };
     let text = io::read_file(&config)?;
@@ -387,7 +398,7 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
     if docs.is_empty() {
         return Err(CliError::new(format!("{origin} is empty: there is nothing to encrypt")));
     }
-    let rule = creation_rule(&command.file)?.unwrap_or_default();
+    let rule = creation_rule(&command.file, command.config.as_deref())?.unwrap_or_default();
     let key_groups = match &command.age {
         Some(list) => vec![split_keys(Some(&Value::String(list.clone())))],
         None => rule.key_groups.clone(),
@@ -688,7 +699,7 @@ pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
     let input = io::read_bytes(&command.file)?;
     let mut docs = store.read_encrypted(&input).map_err(|e| sops_error(&origin, &[], e))?;
     let meta = take_metadata(&mut docs).map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))?;
-    let rule = creation_rule(&command.file)?
+    let rule = creation_rule(&command.file, command.config.as_deref())?
         .filter(|r| r.key_groups.iter().any(|g| !g.is_empty()))
         .ok_or_else(|| CliError::new(format!("no .sops.yaml creation rule with age keys matches {origin}")))
         .hint("add one, or run from the directory that holds .sops.yaml")?;
