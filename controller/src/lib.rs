@@ -124,6 +124,20 @@ async fn lead(
             rx.changed().await.ok()?;
             Some(((), rx))
         });
+        // Deletions are not reconciled; they only take a SealedSecret's metric away.
+        let deletions = watcher(sealed.clone(), config.clone());
+        let forget_context = context.clone();
+        tasks.spawn(async move {
+            deletions
+                .for_each(|event| {
+                    if let Ok(watcher::Event::Delete(ss)) = event {
+                        reconcile::forget(&forget_context, &ss);
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+            Ok(())
+        });
         let mut controller = Controller::new(sealed, config).reconcile_all_on(key_changes);
         if !flags.skip_recreate {
             controller = controller.owns(secrets, watcher::Config::default());

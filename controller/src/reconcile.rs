@@ -167,16 +167,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     if ctx.update_status {
         update_status(&ss, &outcome, &ctx).await;
     }
-    let instance = ss.labels().get("app.kubernetes.io/instance").cloned().unwrap_or_default();
-    ctx.metrics
-        .condition_info
-        .get_or_create(&ConditionLabels {
-            namespace: ss.namespace().unwrap_or_default(),
-            name: ss.name_any(),
-            condition: SYNCED.into(),
-            ss_app_kubernetes_io_instance: instance,
-        })
-        .set(if outcome.ok { 1 } else { -1 });
+    ctx.metrics.condition_info.get_or_create(&condition_labels(&ss)).set(if outcome.ok { 1 } else { -1 });
     ctx.metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
     match result {
         Ok(_) => {
@@ -186,6 +177,25 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             Ok(Action::await_change())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The labels of a SealedSecret's condition metric.
+fn condition_labels(ss: &SealedSecret) -> ConditionLabels {
+    ConditionLabels {
+        namespace: ss.namespace().unwrap_or_default(),
+        name: ss.name_any(),
+        condition: SYNCED.into(),
+        ss_app_kubernetes_io_instance: ss.labels().get("app.kubernetes.io/instance").cloned().unwrap_or_default(),
+    }
+}
+
+/// A SealedSecret was deleted: drop its condition metric (an alert on it would otherwise fire
+/// forever) and its retry count.
+pub fn forget(ctx: &Context, ss: &SealedSecret) {
+    ctx.metrics.condition_info.remove(&condition_labels(ss));
+    if let Ok(mut retries) = ctx.retries.lock() {
+        retries.remove(&key(ss));
     }
 }
 

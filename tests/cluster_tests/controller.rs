@@ -223,7 +223,7 @@ async fn warning_event(client: &Client, namespace: &str, object: &str, reason: &
 #[tokio::test]
 async fn failures_ownership_patch_and_recreate() {
     let client = admin_client().await;
-    let (ns, _controller) = controller_with_demo_key(&client, "ownership", &[]).await;
+    let (ns, controller) = controller_with_demo_key(&client, "ownership", &[]).await;
     let n = ns.name.as_str();
     let secrets = Api::<Secret>::namespaced(client.clone(), n);
 
@@ -234,6 +234,17 @@ async fn failures_ownership_patch_and_recreate() {
     assert_eq!(ss.status.unwrap().conditions[0].reason.as_deref(), Some("DecryptFailed"));
     assert!(warning_event(&client, n, "moved", "ErrUnsealFailed").await, "no ErrUnsealFailed event");
     assert!(secret(&client, n, "moved").await.is_none());
+
+    // Its condition metric says False, and goes away with it.
+    let series = format!(
+        "sealed_secrets_controller_condition_info{{namespace=\"{n}\",name=\"moved\",condition=\"Synced\",ss_app_kubernetes_io_instance=\"\"}}"
+    );
+    let failing =
+        eventually(Duration::from_secs(30), || async { (controller.metric(&series) == Some(-1.0)).then_some(()) });
+    assert!(failing.await.is_some(), "no condition metric: {}", controller.log_text());
+    Api::<SealedSecret>::namespaced(client.clone(), n).delete("moved", &DeleteParams::default()).await.unwrap();
+    let gone = eventually(Duration::from_secs(30), || async { controller.metric(&series).is_none().then_some(()) });
+    assert!(gone.await.is_some(), "the metric of a deleted SealedSecret stays");
 
     // An existing Secret that is not ours is left alone.
     let theirs: Secret =
