@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,7 +22,47 @@ use crate::flags::Flags;
 use crate::keyring::{KEY_LABEL, Keyring};
 use crate::metrics::Metrics;
 
-/// Keep the published keyring in step with the key Secrets in `namespace`.
+/// One watched set of key Secrets: the ones served, and a relist in progress.
+#[derive(Debug, Default)]
+struct Watched {
+    current: BTreeMap<String, Secret>,
+    pending: BTreeMap<String, Secret>,
+    listed: bool,
+}
+
+impl Watched {
+    /// Take one watch event; whether the served set may have changed.
+    fn apply(&mut self, event: Event<Secret>) -> bool {
+        let name = |s: &Secret| s.metadata.name.clone().unwrap_or_default();
+        match event {
+            // A (re)list begins: keep serving the current keys until it is complete.
+            Event::Init => {
+                self.pending.clear();
+                return false;
+            }
+            Event::InitApply(s) => {
+                self.pending.insert(name(&s), s);
+                return false;
+            }
+            Event::InitDone => {
+                self.current = std::mem::take(&mut self.pending);
+                self.listed = true;
+            }
+            Event::Apply(s) => {
+                self.current.insert(name(&s), s);
+            }
+            Event::Delete(s) => {
+                self.current.remove(&name(&s));
+            }
+        }
+        true
+    }
+}
+
+/// Keep the published keyring in step with the key Secrets in `namespace`: the labelled ones,
+/// and the legacy key (the Secret named after the key prefix, label or not), both watched so
+/// that any change takes effect without a restart. The keyring is first published, and `ready`
+/// set, once both have been listed.
 pub async fn watch_keys(
     client: Client,
     namespace: String,
@@ -32,38 +72,32 @@ pub async fn watch_keys(
     ready: watch::Sender<bool>,
 ) -> anyhow::Result<()> {
     let api = Api::<Secret>::namespaced(client, &namespace);
-    let legacy = match api.get_opt(&flags.key_prefix).await {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::warn!(error = %e, name = %flags.key_prefix, "cannot read the legacy key Secret");
-            None
-        }
-    };
-    let config = watcher::Config::default().labels(KEY_LABEL);
-    let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
-    let mut current: BTreeMap<String, Secret> = BTreeMap::new();
-    let mut pending: BTreeMap<String, Secret> = BTreeMap::new();
-    while let Some(event) = stream.try_next().await? {
-        match event {
-            Event::Init => {
-                // A (re)list begins: keep serving the current keys until it is complete.
-                pending.clear();
+    let labelled = watcher::watcher(api.clone(), watcher::Config::default().labels(KEY_LABEL))
+        .default_backoff()
+        .map_ok(|event| (false, event));
+    let legacy_config = watcher::Config::default().fields(&format!("metadata.name={}", flags.key_prefix));
+    let legacy = watcher::watcher(api, legacy_config).default_backoff().map_ok(|event| (true, event));
+    let mut events = std::pin::pin!(futures::stream::select(labelled, legacy));
+    let (mut keys, mut legacy_key) = (Watched::default(), Watched::default());
+    while let Some(item) = events.next().await {
+        let (is_legacy, event) = match item {
+            Ok(tagged) => tagged,
+            Err(e) => {
+                // The watcher backs off and tries again; the current keys stay in use.
+                tracing::warn!(error = %e, "watching key Secrets failed; retrying");
                 continue;
             }
-            Event::InitApply(s) => {
-                pending.insert(s.metadata.name.clone().unwrap_or_default(), s);
-                continue;
-            }
-            Event::InitDone => current = std::mem::take(&mut pending),
-            Event::Apply(s) => {
-                current.insert(s.metadata.name.clone().unwrap_or_default(), s);
-            }
-            Event::Delete(s) => {
-                current.remove(&s.metadata.name.clone().unwrap_or_default());
-            }
+        };
+        let watched = if is_legacy { &mut legacy_key } else { &mut keys };
+        let changed = watched.apply(event);
+        if !(changed && keys.listed && legacy_key.listed) {
+            continue;
         }
+        // A legacy key that is also labelled is in both sets: count it once.
+        let unlabelled =
+            legacy_key.current.iter().filter(|(name, _)| !keys.current.contains_key(*name)).map(|(_, s)| s);
         let ring =
-            Keyring::from_secrets(current.values().chain(legacy.iter()), flags.key_order_priority, &flags.key_prefix);
+            Keyring::from_secrets(keys.current.values().chain(unlabelled), flags.key_order_priority, &flags.key_prefix);
         publish(ring, &metrics, &keyring);
         ready.send_replace(true);
     }

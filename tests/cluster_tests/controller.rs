@@ -361,6 +361,56 @@ async fn keys_renew_and_relabelled_keys_stop_being_used_without_restart() {
     assert!(keys_metric.is_some(), "the keyring does not follow relabelled keys");
 }
 
+/// The legacy key (the Secret named after the key prefix, without the label) is loaded while
+/// the controller runs, opens what was sealed to it, and is dropped when deleted.
+#[tokio::test]
+async fn the_legacy_key_is_watched_too() {
+    let client = admin_client().await;
+    let (ns, controller) = controller_with_demo_key(&client, "legacy", &[]).await;
+    let n = ns.name.as_str();
+    let controller = &controller;
+    let keys_loaded = |want: f64| {
+        eventually(Duration::from_secs(30), move || async move {
+            (controller.metric("sealant_keys") == Some(want)).then_some(())
+        })
+    };
+    assert!(keys_loaded(1.0).await.is_some());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("legacy.crt");
+    let out = Command::new(sealant_tests::cluster::built_binary("sealant"))
+        .args(["keys", "generate", "--bits", "2048", "--name", "sealed-secrets-key", "-n", n, "--cert-out"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut key = docs(&String::from_utf8(out.stdout).unwrap()).remove(0);
+    key["metadata"].as_object_mut().unwrap().remove("labels");
+    install_keys(&client, n, &key.to_string()).await;
+    assert!(keys_loaded(2.0).await.is_some(), "the legacy key was not loaded: {}", controller.log_text());
+
+    let secret_json = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "by-legacy", "namespace": n}, "stringData": {"k": "v"}});
+    let out = Command::new(sealant_tests::cluster::built_binary("sealant"))
+        .args(["seal", "-o", "json", "--cert"])
+        .arg(&cert)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(secret_json.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    apply_sealed(&client, n, serde_json::from_slice(&out.stdout).unwrap()).await;
+    synced(&client, n, "by-legacy", "True").await;
+
+    Api::<Secret>::namespaced(client.clone(), n).delete("sealed-secrets-key", &DeleteParams::default()).await.unwrap();
+    assert!(keys_loaded(1.0).await.is_some(), "the deleted legacy key is still loaded");
+}
+
 #[tokio::test]
 async fn a_restart_decrypts_nothing_unchanged_and_restores_hand_edits() {
     let client = admin_client().await;
