@@ -177,9 +177,14 @@ fn demo_sealed(namespace: &str, name: &str, extra_secret_fields: Value) -> Value
             }
         }
     }
+    seal_with(&repo().join("keys-example/demo.tls.crt"), &secret)
+}
+
+/// A Secret sealed by our CLI to the certificate `cert`, as JSON.
+fn seal_with(cert: &std::path::Path, secret: &Value) -> Value {
     let out = Command::new(sealant_tests::cluster::built_binary("sealant"))
-        .current_dir(repo())
-        .args(["seal", "--cert", "keys-example/demo.tls.crt", "-o", "json"])
+        .args(["seal", "-o", "json", "--cert"])
+        .arg(cert)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -391,20 +396,7 @@ async fn the_legacy_key_is_watched_too() {
 
     let secret_json = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "by-legacy", "namespace": n}, "stringData": {"k": "v"}});
-    let out = Command::new(sealant_tests::cluster::built_binary("sealant"))
-        .args(["seal", "-o", "json", "--cert"])
-        .arg(&cert)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(secret_json.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    apply_sealed(&client, n, serde_json::from_slice(&out.stdout).unwrap()).await;
+    apply_sealed(&client, n, seal_with(&cert, &secret_json)).await;
     synced(&client, n, "by-legacy", "True").await;
 
     Api::<Secret>::namespaced(client.clone(), n).delete("sealed-secrets-key", &DeleteParams::default()).await.unwrap();
