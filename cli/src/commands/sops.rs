@@ -591,7 +591,8 @@ pub fn unset(command: &UnsetCommand) -> CliResult {
     let mut file = open(&command.file, store_for(command.input_type, &command.file), false)?;
     let found = file.docs.first_mut().is_some_and(|doc| unset_path(doc, &steps));
     if !found {
-        return Err(CliError::new(format!("{} is not in {}", command.path, file.origin)));
+        return Err(CliError::new(format!("{} is not in {}", command.path, file.origin))
+            .hint("see what is there with `sealant sops decrypt --extract` on the parent path"));
     }
     file.save(&command.file)
 }
