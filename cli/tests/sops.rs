@@ -566,3 +566,32 @@ fn updatekeys_adds_a_recipient_without_changing_values() {
     assert!(out.status.success());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
 }
+
+/// Signals that reach `sealant` while the editor runs (Ctrl+C goes to both) do not leave the
+/// plaintext copy behind: the edit completes and the copy is wiped.
+#[test]
+fn signals_during_edit_leave_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    let file = dir.path().join("basic.enc.yaml");
+    std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &file).unwrap();
+    let seen = dir.path().join("seen-path");
+    let editor = dir.path().join("editor.sh");
+    executable(
+        &editor,
+        &format!(
+            "#!/bin/sh\necho \"$1\" > {}\nkill -INT $PPID\nkill -TERM $PPID\nkill -HUP $PPID\n/bin/sed -i 's/^string: hello world$/string: signalled/' \"$1\"\n",
+            seen.display()
+        ),
+    );
+    let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
+    assert!(out.status.success(), "{:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let copy = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
+    assert!(!copy.exists() && !copy.parent().unwrap().exists(), "the plaintext copy is removed");
+    let opened = real_sops(
+        &["-d", "--extract", r#"["string"]"#, file.to_str().unwrap()],
+        dir.path(),
+        &[("SOPS_AGE_KEY_FILE", keys.as_path())],
+    );
+    assert_eq!(opened.stdout, b"signalled");
+}

@@ -647,6 +647,23 @@ impl Drop for PlainCopy {
     }
 }
 
+/// Run the editor and wait for it. Meanwhile a Ctrl+C, a hang-up or a termination signal does
+/// not end this process at once: the editor gets it too, and the plaintext copy is wiped when
+/// it is done, whatever happens.
+fn run_editor(program: &str, args: &[String], path: &Path) -> CliResult<std::process::ExitStatus> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handlers: Vec<signal_hook::SigId> = [SIGINT, SIGQUIT, SIGHUP, SIGTERM]
+        .into_iter()
+        .filter_map(|signal| signal_hook::flag::register(signal, seen.clone()).ok())
+        .collect();
+    let status = std::process::Command::new(program).args(args).arg(path).status();
+    for handler in handlers {
+        signal_hook::low_level::unregister(handler);
+    }
+    status.map_err(|e| CliError::new(format!("cannot start the editor {program:?}")).source(e))
+}
+
 pub fn edit(command: &EditCommand) -> CliResult {
     let store = store_for(command.input_type, &command.file);
     let mut file = open(&command.file, store, command.ignore_mac)?;
@@ -657,11 +674,7 @@ pub fn edit(command: &EditCommand) -> CliResult {
     let editor = editor()?;
     loop {
         let (program, args) = editor.split_first().ok_or_else(|| CliError::new("the editor command is empty"))?;
-        let status = std::process::Command::new(program)
-            .args(args)
-            .arg(&copy.path)
-            .status()
-            .map_err(|e| CliError::new(format!("cannot start the editor {program:?}")).source(e))?;
+        let status = run_editor(program, args, &copy.path)?;
         if !status.success() {
             return Err(CliError::new(format!(
                 "the editor {program:?} failed ({status}); {} is unchanged",
