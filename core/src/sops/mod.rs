@@ -80,18 +80,22 @@ pub fn is_encrypted_value(text: &str) -> bool {
     text.starts_with("ENC[AES256_GCM,")
 }
 
-/// Decrypt one value with `aad`; the plaintext bytes and the `type:`.
-fn decrypt_value(key: &[u8; 32], text: &str, aad: &str) -> Option<(SecretBytes, String)> {
+/// A decrypted value: its plaintext bytes, its `type:` and the IV it was encrypted with.
+struct Decrypted {
+    plain: SecretBytes,
+    kind: String,
+    iv: [u8; 32],
+}
+
+/// Decrypt one value with `aad`.
+fn decrypt_value(key: &[u8; 32], text: &str, aad: &str) -> Option<Decrypted> {
     let enc = parse_enc(text)?;
-    if enc.iv.len() != 32 {
-        return None;
-    }
+    let iv = <[u8; 32]>::try_from(enc.iv.as_slice()).ok()?;
     let cipher = SopsGcm::new_from_slice(key).ok()?;
-    let mut sealed = enc.data.clone();
+    let mut sealed = enc.data;
     sealed.extend_from_slice(&enc.tag);
-    let nonce = Nonce::<U32>::try_from(enc.iv.as_slice()).ok()?;
-    let plain = cipher.decrypt(&nonce, Payload { msg: &sealed, aad: aad.as_bytes() }).ok()?;
-    Some((SecretBytes::new(plain), enc.kind))
+    let plain = cipher.decrypt(&Nonce::<U32>::from(iv), Payload { msg: &sealed, aad: aad.as_bytes() }).ok()?;
+    Some(Decrypted { plain: SecretBytes::new(plain), kind: enc.kind, iv })
 }
 
 /// A decrypted value as a tree node, by its sops type.
@@ -304,6 +308,18 @@ impl Stash {
         }
         hash.finalize().into()
     }
+
+    /// The IV this plaintext had; a fresh encryption (empty stash) hashes nothing.
+    fn iv_for(&self, aad: &str, kind: &str, plain: &[u8]) -> Option<[u8; 32]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.get(&Stash::slot(aad, kind, plain)).copied()
+    }
+
+    fn keep(&mut self, aad: &str, value: &Decrypted) {
+        self.0.insert(Stash::slot(aad, &value.kind, value.plain.expose()), value.iv);
+    }
 }
 
 /// Decrypt one leaf if it is in an encrypted position, and hash it for the MAC.
@@ -319,12 +335,13 @@ fn decrypt_leaf(
     let shown = || leaf.path.join(".");
     if leaf.is_comment {
         // A comment that does not decrypt is kept as it is, as sops does.
+        let aad = aad_of(leaf.path);
         if let Node::Comment(text) = node
             && encrypted
-            && let Some((plain, _)) = decrypt_value(key, text, &aad_of(leaf.path))
+            && let Some(value) = decrypt_value(key, text, &aad)
         {
-            stash_iv(stash, text, &aad_of(leaf.path), "comment", plain.expose());
-            *text = String::from_utf8_lossy(plain.expose()).into_owned();
+            stash.keep(&aad, &value);
+            *text = String::from_utf8_lossy(value.plain.expose()).into_owned();
         }
         return Ok(());
     }
@@ -334,9 +351,9 @@ fn decrypt_leaf(
         };
         if !text.is_empty() {
             let aad = aad_of(leaf.path);
-            let (plain, kind) = decrypt_value(key, text, &aad).ok_or_else(|| SopsError::Value { path: shown() })?;
-            stash_iv(stash, text, &aad, &kind, plain.expose());
-            *node = typed(plain, &kind).ok_or_else(|| SopsError::Value { path: shown() })?;
+            let value = decrypt_value(key, text, &aad).ok_or_else(|| SopsError::Value { path: shown() })?;
+            stash.keep(&aad, &value);
+            *node = typed(value.plain, &value.kind).ok_or_else(|| SopsError::Value { path: shown() })?;
         }
     }
     if (encrypted || !rules.mac_only_encrypted)
@@ -345,14 +362,6 @@ fn decrypt_leaf(
         mac.update(&bytes);
     }
     Ok(())
-}
-
-fn stash_iv(stash: &mut Stash, ciphertext: &str, aad: &str, kind: &str, plain: &[u8]) {
-    if let Some(enc) = parse_enc(ciphertext)
-        && let Ok(iv) = <[u8; 32]>::try_from(enc.iv.as_slice())
-    {
-        stash.0.insert(Stash::slot(aad, kind, plain), iv);
-    }
 }
 
 /// An age recipient entry of the metadata.
@@ -489,8 +498,13 @@ fn mac_aad(meta: &Value) -> Result<String, SopsError> {
     let raw = meta.get("lastmodified").and_then(Value::as_str).ok_or(SopsError::Metadata("no lastmodified".into()))?;
     let parsed = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
         .map_err(|_| SopsError::Metadata(format!("lastmodified {raw:?} is not RFC 3339")))?;
-    let utc = parsed.to_offset(time::UtcOffset::UTC);
-    utc.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+    lastmodified(parsed)
+}
+
+/// A time as sops writes `lastmodified`: RFC 3339 in UTC, whole seconds.
+fn lastmodified(time: time::OffsetDateTime) -> Result<String, SopsError> {
+    time.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
         .map_err(|_| SopsError::Metadata("lastmodified".into()))
 }
 
@@ -528,8 +542,8 @@ pub fn decrypt_documents(
     }
     let expected: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
     let stored = meta.get("mac").and_then(Value::as_str).ok_or(SopsError::MacUndecryptable)?;
-    let (plain, _) = decrypt_value(&opened.key, stored, &mac_aad(meta)?).ok_or(SopsError::MacUndecryptable)?;
-    if plain.expose() != expected.as_bytes() {
+    let stored = decrypt_value(&opened.key, stored, &mac_aad(meta)?).ok_or(SopsError::MacUndecryptable)?;
+    if stored.plain.expose() != expected.as_bytes() {
         return Err(SopsError::MacMismatch);
     }
     Ok(opened)
@@ -658,8 +672,8 @@ fn encrypt_value<R: rand::CryptoRng + ?Sized>(
     aad: &str,
     stash: &Stash,
 ) -> Result<String, SopsError> {
-    let iv = match stash.0.get(&Stash::slot(aad, kind, plain)) {
-        Some(iv) => *iv,
+    let iv = match stash.iv_for(aad, kind, plain) {
+        Some(iv) => iv,
         None => {
             let mut iv = [0u8; 32];
             rng.fill_bytes(&mut iv);
@@ -735,10 +749,7 @@ fn seal<R: rand::CryptoRng + ?Sized>(
         })?;
     }
     let digest: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
-    let lastmodified = now
-        .to_offset(time::UtcOffset::UTC)
-        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .map_err(|_| SopsError::Metadata("time".into()))?;
+    let lastmodified = lastmodified(now)?;
     let mac_value = encrypt_value(rng, key, digest.as_bytes(), "str", &lastmodified, &Stash::default())?;
     Ok((lastmodified, mac_value))
 }
