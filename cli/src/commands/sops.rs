@@ -287,13 +287,20 @@ struct OpenFile {
     opened: Opened,
 }
 
-fn open(file: &Path, store: CoreStore, ignore_mac: bool) -> CliResult<OpenFile> {
+/// An encrypted file's documents (still encrypted) and its metadata.
+fn read_encrypted(file: &Path, store: CoreStore) -> CliResult<(Vec<Node>, Value)> {
     let origin = file.display().to_string();
     let input = io::read_bytes(file)?;
     let mut docs = store.read_encrypted(&input).map_err(|e| sops_error(&origin, &[], e))?;
     let meta = take_metadata(&mut docs)
         .map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))
         .hint("encrypt it with `sealant sops encrypt` first, or check --input-type")?;
+    Ok((docs, meta))
+}
+
+fn open(file: &Path, store: CoreStore, ignore_mac: bool) -> CliResult<OpenFile> {
+    let origin = file.display().to_string();
+    let (mut docs, meta) = read_encrypted(file, store)?;
     let (identities, tried) = gather_identities()?;
     let opened =
         decrypt_documents(&mut docs, &meta, &identities, ignore_mac).map_err(|e| sops_error(&origin, &tried, e))?;
@@ -710,9 +717,7 @@ pub fn edit(command: &EditCommand) -> CliResult {
 pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
     let origin = command.file.display().to_string();
     let store = store_for(command.input_type, &command.file);
-    let input = io::read_bytes(&command.file)?;
-    let mut docs = store.read_encrypted(&input).map_err(|e| sops_error(&origin, &[], e))?;
-    let meta = take_metadata(&mut docs).map_err(|e| CliError::new(format!("{origin} is not a SOPS file")).source(e))?;
+    let (docs, meta) = read_encrypted(&command.file, store)?;
     let rule = creation_rule(&command.file, command.config.as_deref())?
         .filter(|r| r.key_groups.iter().any(|g| !g.is_empty()))
         .ok_or_else(|| CliError::new(format!("no .sops.yaml creation rule with age keys matches {origin}")))
@@ -770,16 +775,16 @@ pub fn decrypt(command: &DecryptCommand) -> CliResult {
     let store = store_for(command.input_type, &command.file);
     let mut file = open(&command.file, store, command.ignore_mac)?;
     let output = command.output_type.map_or(store, CoreStore::from);
-    let written = |docs: &[Node]| output.write_plain(docs).map_err(|e| sops_error(&file.origin, &[], e));
+    let origin = file.origin.as_str();
     let plain = zeroize::Zeroizing::new(match &command.extract {
         Some(path) => {
-            let mut first = file.docs.first().cloned().unwrap_or(Node::Null);
-            match extract(&mut first, path)? {
+            let first = file.docs.first_mut().ok_or_else(|| CliError::new(format!("{origin} has no document")))?;
+            match extract(first, path)? {
                 Node::Str(s) => s.as_bytes().to_vec(),
                 Node::Bytes(b) => b.to_vec(),
                 node @ (Node::Map(_) | Node::List(_)) => {
                     let out = if output == CoreStore::Binary { CoreStore::Json } else { output };
-                    out.write_plain(std::slice::from_ref(node)).map_err(|e| sops_error(&file.origin, &[], e))?
+                    out.write_plain(std::slice::from_ref(node)).map_err(|e| sops_error(origin, &[], e))?
                 }
                 other => match other.to_json() {
                     Value::String(s) => s.into_bytes(),
@@ -787,7 +792,7 @@ pub fn decrypt(command: &DecryptCommand) -> CliResult {
                 },
             }
         }
-        None => written(&file.docs)?,
+        None => output.write_plain(&file.docs).map_err(|e| sops_error(origin, &[], e))?,
     });
     file.docs.clear();
     if command.in_place {
