@@ -305,7 +305,6 @@ fn ini_value(raw: &str) -> String {
 /// first header go to `DEFAULT`, `;`/`#` comment lines are items before the section or key
 /// they precede. The `[sops]` section is the metadata.
 fn read_ini(text: &str) -> Result<Vec<Node>, SopsError> {
-    let mut top: Vec<Entry> = Vec::new();
     let mut sections: Vec<(String, Vec<Entry>)> = Vec::new();
     let mut pending: Vec<String> = Vec::new();
     for (number, raw) in text.split('\n').enumerate() {
@@ -319,7 +318,6 @@ fn read_ini(text: &str) -> Result<Vec<Node>, SopsError> {
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             // The comments before a header are the section's first items (AAD `section:`).
-            top.push(Entry::Pair(name.trim().to_owned(), Node::Map(Vec::new())));
             sections.push((name.trim().to_owned(), pending.drain(..).map(Entry::Comment).collect()));
             continue;
         }
@@ -327,7 +325,6 @@ fn read_ini(text: &str) -> Result<Vec<Node>, SopsError> {
             SopsError::Parse(format!("line {}: neither a section, a comment nor key = value", number + 1))
         })?;
         if sections.is_empty() {
-            top.push(Entry::Pair(DEFAULT_SECTION.to_owned(), Node::Map(Vec::new())));
             sections.push((DEFAULT_SECTION.to_owned(), Vec::new()));
         }
         if let Some((_, entries)) = sections.last_mut() {
@@ -335,32 +332,23 @@ fn read_ini(text: &str) -> Result<Vec<Node>, SopsError> {
             entries.push(Entry::Pair(line[..at].trim().to_owned(), Node::str(ini_value(&line[at + 1..]))));
         }
     }
-    let mut sections = sections.into_iter();
     let mut meta = None;
     let mut out = Vec::new();
-    for entry in top {
-        match entry {
-            Entry::Pair(name, _) => {
-                let Some((_, entries)) = sections.next() else { continue };
-                if name == "sops" {
-                    let pairs: Vec<(String, String)> = entries
-                        .into_iter()
-                        .filter_map(|e| match e {
-                            Entry::Pair(k, v) => Some((k, v.as_str().unwrap_or_default().replace("\\n", "\n"))),
-                            Entry::Comment(_) => None,
-                        })
-                        .collect();
-                    meta = Some(Node::from_json(&unflatten(&pairs)));
-                } else {
-                    out.push(Entry::Pair(name, Node::Map(entries)));
-                }
-            }
-            comment => out.push(comment),
+    for (name, entries) in sections {
+        if name == "sops" {
+            let pairs: Vec<(String, String)> = entries
+                .into_iter()
+                .filter_map(|e| match e {
+                    Entry::Pair(k, v) => Some((k, v.as_str().unwrap_or_default().replace("\\n", "\n"))),
+                    Entry::Comment(_) => None,
+                })
+                .collect();
+            meta = Some(Node::from_json(&unflatten(&pairs)));
+        } else {
+            out.push(Entry::Pair(name, Node::Map(entries)));
         }
     }
-    if let Some(meta) = meta {
-        out.push(Entry::Pair("sops".into(), meta));
-    }
+    out.extend(meta.map(|meta| Entry::Pair("sops".into(), meta)));
     Ok(vec![Node::Map(out)])
 }
 
