@@ -305,23 +305,15 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 };
                 // A comment at the end of a block is its own if indented as far as its items.
                 before(&mut stack, span.end.line(), span.end.col(), &|c| c < 0 || c >= min as isize);
-                match stack.pop() {
-                    Some(Frame::Map { entries, anchor, .. }) => {
-                        let node = Node::Map(entries);
-                        if anchor != 0 {
-                            anchors.insert(anchor, node.clone());
-                        }
-                        node
-                    }
-                    Some(Frame::List { items, anchor, .. }) => {
-                        let node = Node::List(items);
-                        if anchor != 0 {
-                            anchors.insert(anchor, node.clone());
-                        }
-                        node
-                    }
+                let (node, anchor) = match stack.pop() {
+                    Some(Frame::Map { entries, anchor, .. }) => (Node::Map(entries), anchor),
+                    Some(Frame::List { items, anchor, .. }) => (Node::List(items), anchor),
                     None => return Err(bad(span, "unbalanced YAML")),
+                };
+                if anchor != 0 {
+                    anchors.insert(anchor, node.clone());
                 }
+                node
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
