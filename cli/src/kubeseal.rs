@@ -23,7 +23,7 @@ fn parse_format(s: &str) -> Result<Format, String> {
 
 /// kubeseal-compatible flags. Each can also be set as SEALED_SECRETS_<FLAG>.
 #[derive(Debug, Parser)]
-#[command(name = "kubeseal", version, about = "kubeseal-compatible interface of sealant")]
+#[command(name = "kubeseal", version = crate::VERSION.as_str(), about = "kubeseal-compatible interface of sealant")]
 pub struct KubesealArgs {
     /// Certificate file or URL; overrides --controller-*.
     #[arg(long, env = "SEALED_SECRETS_CERT", value_name = "PATH|URL")]

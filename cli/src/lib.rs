@@ -21,9 +21,13 @@ use commands::unseal::UnsealCommand;
 use commands::validate::ValidateCommand;
 use error::{CliError, CliResult};
 
+/// The version, with the crypto provider and whether its FIPS module is in use.
+pub(crate) static VERSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sealant_core::provider::version_line(env!("CARGO_PKG_VERSION")));
+
 /// Keep Kubernetes secrets in Git: seal them for the cluster's controller, inspect and recover them.
 #[derive(Debug, Parser)]
-#[command(name = "sealant", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "sealant", version = VERSION.as_str(), propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub cluster: ClusterArgs,

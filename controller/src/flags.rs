@@ -54,6 +54,10 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// The version, with the crypto provider and whether its FIPS module is in use.
+static VERSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sealant_core::provider::version_line(env!("CARGO_PKG_VERSION")));
+
 /// Go's `:8080` means every interface.
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
@@ -63,7 +67,7 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "sealant-controller",
-    version,
+    version = VERSION.as_str(),
     about = "Turns SealedSecrets into Secrets; drop-in for the sealed-secrets controller"
 )]
 pub struct Flags {

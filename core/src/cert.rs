@@ -15,7 +15,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use x509_cert::time::Validity;
 
-use crate::keys::{PrivateKey, PublicKey, pem_blocks};
+use crate::keys::{KeyError, PrivateKey, PublicKey, pem_blocks};
 use crate::secret::SecretBytes;
 
 /// The controller's default key size.
@@ -39,6 +39,8 @@ pub enum CertError {
     Generate(#[source] rsa::Error),
     #[error("cannot build the certificate")]
     Build(String),
+    #[error(transparent)]
+    Key(KeyError),
 }
 
 /// A parsed certificate: only what sealing needs, plus the original PEM.
@@ -64,7 +66,10 @@ impl Certificate {
         let cert = x509_cert::Certificate::from_der(der).map_err(CertError::Der)?;
         let tbs = cert.tbs_certificate();
         let spki = tbs.subject_public_key_info().to_der().map_err(CertError::Der)?;
-        let public_key = PublicKey::from_spki_der(&spki).map_err(|_| CertError::NotRsa)?;
+        let public_key = PublicKey::from_spki_der(&spki).map_err(|e| match e {
+            KeyError::FipsKeySize(_) => CertError::Key(e),
+            _ => CertError::NotRsa,
+        })?;
         let to_time = |t: x509_cert::time::Time| {
             OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -176,7 +181,7 @@ pub fn generate<R: CryptoRng + ?Sized>(
     now: OffsetDateTime,
 ) -> Result<GeneratedKey, CertError> {
     let rsa_key = rsa::PrivateKey::new(rng, bits).map_err(CertError::Generate)?;
-    let key = PrivateKey::from_rsa(rsa_key);
+    let key = PrivateKey::from_rsa(rsa_key).map_err(CertError::Key)?;
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
 
     let name = if common_name.is_empty() {

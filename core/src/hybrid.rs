@@ -5,18 +5,14 @@
 //! R    = RSA-OAEP(SHA-256, MGF1-SHA-256, label)(K),   K = 32 random bytes
 //! ```
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use rand::CryptoRng;
-use rsa::Oaep;
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::keys::{PrivateKey, PublicKey};
+use crate::provider;
 use crate::secret::SecretBytes;
 
 const SESSION_KEY_LEN: usize = 32;
-const ZERO_NONCE: [u8; 12] = [0; 12];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HybridError {
@@ -25,7 +21,7 @@ pub enum HybridError {
     #[error("no key could decrypt the sealed data")]
     NoKeyCouldDecrypt,
     #[error("cannot encrypt the session key")]
-    Encrypt(#[source] rsa::Error),
+    Encrypt,
     #[error("cannot encrypt the value")]
     Aead,
 }
@@ -39,19 +35,13 @@ pub fn hybrid_encrypt<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>, HybridError> {
     let mut session_key = Zeroizing::new([0u8; SESSION_KEY_LEN]);
     rng.fill_bytes(session_key.as_mut());
-    let wrapped = key
-        .rsa()
-        .encrypt(rng, Oaep::<Sha256>::new_with_label(label), session_key.as_ref())
-        .map_err(HybridError::Encrypt)?;
-    let wrapped_len = u16::try_from(wrapped.len()).map_err(|_| HybridError::Aead)?;
+    let wrapped = key.oaep_encrypt(rng, session_key.as_ref(), label).ok_or(HybridError::Encrypt)?;
+    let wrapped_len = u16::try_from(wrapped.len()).map_err(|_| HybridError::Encrypt)?;
 
-    let cipher = Aes256Gcm::new_from_slice(session_key.as_ref()).map_err(|_| HybridError::Aead)?;
-    let sealed = cipher.encrypt(&Nonce::from(ZERO_NONCE), plaintext).map_err(|_| HybridError::Aead)?;
-
-    let mut out = Vec::with_capacity(2 + wrapped.len() + sealed.len());
+    let mut out = Vec::with_capacity(2 + wrapped.len() + plaintext.len() + 16);
     out.extend_from_slice(&wrapped_len.to_be_bytes());
     out.extend_from_slice(&wrapped);
-    out.extend_from_slice(&sealed);
+    provider::aes_gcm_seal_into(session_key.as_ref(), plaintext, &mut out).ok_or(HybridError::Aead)?;
     Ok(out)
 }
 
@@ -63,19 +53,15 @@ pub fn single_decrypt(key: &PrivateKey, item: &[u8], label: &[u8]) -> Result<Opt
         return Err(HybridError::TooShort);
     }
     let (wrapped, sealed) = rest.split_at(wrapped_len);
-    let Ok(session_key) = key.rsa().decrypt(Oaep::<Sha256>::new_with_label(label), wrapped) else {
+    let Some(session_key) = key.oaep_decrypt(wrapped, label) else {
         return Ok(None);
     };
-    let session_key = Zeroizing::new(session_key);
     // Go's aes.NewCipher accepts 16, 24 and 32-byte keys; a sealer that follows the format
     // always sends 32, and any other length cannot be a key we wrote.
     if session_key.len() != SESSION_KEY_LEN {
         return Ok(None);
     }
-    let Ok(cipher) = Aes256Gcm::new_from_slice(&session_key) else {
-        return Ok(None);
-    };
-    Ok(cipher.decrypt(&Nonce::from(ZERO_NONCE), sealed).ok().map(SecretBytes::new))
+    Ok(provider::aes_gcm_open(&session_key, sealed))
 }
 
 /// Open an item with the first of `keys` that fits, as the controller does.

@@ -5,11 +5,13 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
+use crate::provider::{Decryptor, Encryptor};
 use crate::secret::SecretBytes;
 use crate::yaml;
 
@@ -29,42 +31,86 @@ pub enum KeyError {
     Base64(String),
     #[error("cannot encode the private key")]
     Encode,
+    #[error("cannot parse the public key")]
+    PublicKey(#[source] rsa::pkcs8::spki::Error),
+    #[error("the FIPS build takes RSA keys of 2048 to 8192 bits only; this key has {0}")]
+    FipsKeySize(usize),
 }
 
 /// An RSA public key, as taken from a certificate.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PublicKey(rsa::PublicKey);
+#[derive(Clone)]
+pub struct PublicKey {
+    key: rsa::PublicKey,
+    /// aws-lc's copy; `None` for a size it does not take (see [`crate::provider`]).
+    encryptor: Option<Encryptor>,
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for PublicKey {}
 
 impl PublicKey {
-    pub fn from_rsa(key: rsa::PublicKey) -> Self {
-        Self(key)
+    pub fn from_rsa(key: rsa::PublicKey) -> Result<Self, KeyError> {
+        let der = key.to_public_key_der().map_err(KeyError::PublicKey)?;
+        let encryptor = Encryptor::from_spki_der(der.as_bytes());
+        let public = Self { key, encryptor };
+        public.check_fips()?;
+        Ok(public)
     }
 
     /// From a DER `SubjectPublicKeyInfo`.
-    pub fn from_spki_der(der: &[u8]) -> Result<Self, rsa::pkcs8::spki::Error> {
-        rsa::PublicKey::from_public_key_der(der).map(Self)
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        let key = rsa::PublicKey::from_public_key_der(der).map_err(KeyError::PublicKey)?;
+        let public = Self { key, encryptor: Encryptor::from_spki_der(der) };
+        public.check_fips()?;
+        Ok(public)
     }
 
-    pub fn to_spki_der(&self) -> Result<Vec<u8>, rsa::pkcs8::spki::Error> {
-        Ok(self.0.to_public_key_der()?.into_vec())
+    /// A FIPS build never falls back to the `rsa` crate.
+    fn check_fips(&self) -> Result<(), KeyError> {
+        if cfg!(feature = "fips") && self.encryptor.is_none() {
+            return Err(KeyError::FipsKeySize(self.bits()));
+        }
+        Ok(())
+    }
+
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, KeyError> {
+        Ok(self.key.to_public_key_der().map_err(KeyError::PublicKey)?.into_vec())
     }
 
     pub fn rsa(&self) -> &rsa::PublicKey {
-        &self.0
+        &self.key
     }
 
     /// Modulus size in bytes: the length of the RSA block in every item sealed to this key.
     pub fn size_bytes(&self) -> usize {
-        self.0.size()
+        self.key.size()
     }
 
     pub fn bits(&self) -> usize {
-        self.0.n().bit_width() as usize
+        self.key.n().bit_width() as usize
     }
 
     /// `SHA256:<base64>` of the SSH wire encoding, the id sealed-secrets logs for a key.
     pub fn fingerprint(&self) -> String {
         fingerprint(self)
+    }
+
+    /// RSA-OAEP (SHA-256, MGF1-SHA-256) with `label`; `None` if the plaintext does not fit.
+    pub(crate) fn oaep_encrypt<R: rand::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8],
+        label: &[u8],
+    ) -> Option<Vec<u8>> {
+        match &self.encryptor {
+            Some(encryptor) => encryptor.encrypt(plaintext, label),
+            None => self.key.encrypt(rng, rsa::Oaep::<Sha256>::new_with_label(label), plaintext).ok(),
+        }
     }
 }
 
@@ -74,20 +120,30 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// An RSA private key. The inner key wipes itself on drop; `Debug` shows only its fingerprint.
+/// An RSA private key. Both inner copies are wiped on drop (the `rsa` crate zeroizes its key;
+/// aws-lc cleanses every allocation it frees); `Debug` shows only the fingerprint.
 #[derive(Clone)]
 pub struct PrivateKey {
+    /// Kept for encoding (`tls.key`, backups) and for signing a new key's certificate.
     key: rsa::PrivateKey,
+    /// aws-lc's copy, which unseals; `None` for a size it does not take (see [`crate::provider`]).
+    decryptor: Option<Decryptor>,
     public: PublicKey,
     /// Computed once: keys are looked up by fingerprint on every unseal.
     fingerprint: String,
 }
 
 impl PrivateKey {
-    pub fn from_rsa(key: rsa::PrivateKey) -> Self {
-        let public = PublicKey(key.to_public_key());
+    pub fn from_rsa(key: rsa::PrivateKey) -> Result<Self, KeyError> {
+        let public = PublicKey::from_rsa(key.to_public_key())?;
+        // The DER copy handed to aws-lc is a zeroizing document.
+        let der = key.to_pkcs8_der().map_err(|_| KeyError::Encode)?;
+        let decryptor = Decryptor::from_pkcs8_der(der.as_bytes());
+        if cfg!(feature = "fips") && decryptor.is_none() {
+            return Err(KeyError::FipsKeySize(public.bits()));
+        }
         let fingerprint = public.fingerprint();
-        Self { key, public, fingerprint }
+        Ok(Self { key, decryptor, public, fingerprint })
     }
 
     pub fn rsa(&self) -> &rsa::PrivateKey {
@@ -101,6 +157,15 @@ impl PrivateKey {
     /// The public key's `SHA256:` fingerprint.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// RSA-OAEP (SHA-256) decryption with `label`; `None` when the block is not for this key
+    /// or this label (the two are one failure, as OAEP requires).
+    pub(crate) fn oaep_decrypt(&self, wrapped: &[u8], label: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        match &self.decryptor {
+            Some(decryptor) => decryptor.decrypt(wrapped, label),
+            None => self.key.decrypt(rsa::Oaep::<Sha256>::new_with_label(label), wrapped).ok().map(Zeroizing::new),
+        }
     }
 
     /// PKCS#1 `RSA PRIVATE KEY` PEM, the form the controller stores in `tls.key`.
@@ -122,7 +187,7 @@ impl PrivateKey {
             })?,
             other => return Err(KeyError::NotRsa(other.to_owned())),
         };
-        Ok(Self::from_rsa(key))
+        Self::from_rsa(key)
     }
 }
 
@@ -194,7 +259,7 @@ fn collect_secret_keys(doc: &Value, keys: &mut Vec<PrivateKey>) -> Result<(), Ke
         return Err(KeyError::MissingTlsKey(name));
     };
     let text = String::from_utf8_lossy(pem.expose()).into_owned();
-    let text = zeroize::Zeroizing::new(text);
+    let text = Zeroizing::new(text);
     keys.push(PrivateKey::from_pem(&text)?);
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod cert;
 pub mod error;
 pub mod hybrid;
 pub mod keys;
+pub mod provider;
 pub mod scope;
 pub mod secret;
 pub mod sops;
