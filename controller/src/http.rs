@@ -1,28 +1,39 @@
 //! The HTTP API kubeseal and `sealant` talk to, and the metrics endpoint.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sealant_core::{Scope, hybrid_decrypt, hybrid_encrypt, yaml};
-use sealant_crds::{SEALING_KEY_ANNOTATION, SealedSecret, UnsealOptions, unseal};
-use tokio::sync::watch;
+use sealant_crds::{SEALING_KEY_ANNOTATION, SealedSecret, UnsealOptions, open_items};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt as _;
 
 use crate::keyring::Keyring;
 use crate::metrics::{HttpDurationLabels, HttpLabels, Metrics};
 
 /// Largest request body: a Secret is at most 1 MiB, sealed and base64-encoded ~1.4 MiB.
 const BODY_LIMIT: usize = 4 << 20;
+/// Verify and rotate requests decrypting at once, each holding at most one body: with the
+/// parsed copy, this keeps their memory well under the Deployment's 256 MiB limit.
+pub const HEAVY_REQUESTS: usize = 4;
+/// How long a verify or rotate request waits for its turn before it is answered 503.
+const HEAVY_WAIT: Duration = Duration::from_secs(10);
+/// Items one request may ask to decrypt: bounds the RSA work a request costs.
+const MAX_ITEMS: usize = 512;
+/// Open connections per server; more are closed at once.
+const MAX_CONNECTIONS: usize = 512;
 
 #[derive(Clone, Debug)]
 pub struct ApiState {
@@ -31,6 +42,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<Mutex<RateLimiter>>,
     pub unseal_options: UnsealOptions,
+    /// Permits for the requests that decrypt (see [`HEAVY_REQUESTS`]).
+    pub heavy: Arc<Semaphore>,
 }
 
 /// Per-client token buckets (GCRA-like): `rate` per second, `burst` at once.
@@ -65,12 +78,15 @@ impl RateLimiter {
 }
 
 pub fn api_router(state: ApiState) -> Router {
+    let decrypting = Router::new()
+        .route("/v1/verify", any(verify))
+        .route("/v1/rotate", any(rotate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", any(|| async { "ok\n" }))
         .route("/readyz", any(readyz))
         .route("/v1/cert.pem", any(cert))
-        .route("/v1/verify", any(verify))
-        .route("/v1/rotate", any(rotate))
+        .merge(decrypting)
         .layer(middleware::from_fn_with_state(state.clone(), instrument))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -125,38 +141,73 @@ async fn cert(State(state): State<ApiState>) -> Response {
     }
 }
 
-/// Exactly one SealedSecret, in JSON or YAML.
+/// Who a request comes from: the last `X-Forwarded-For` hop, which the API server's service
+/// proxy appends (earlier hops are whatever the client sent), else the peer's address.
+fn client_of(headers: &HeaderMap, peer: Option<IpAddr>) -> String {
+    let last_hop = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|hop| !hop.is_empty());
+    match (last_hop, peer) {
+        (Some(hop), _) => hop.to_owned(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// Before a decrypting request's body is read: the per-client rate limit, then a turn among
+/// [`HEAVY_REQUESTS`].
+async fn admit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client = client_of(request.headers(), peer);
+    let key = format!("{} {client}", request.uri().path());
+    let allowed = state.limiter.lock().map(|mut l| l.allow(&key, Instant::now())).unwrap_or(true);
+    if !allowed {
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "rate limit exceeded, retry later\n")
+            .into_response();
+    }
+    let Ok(Ok(_permit)) = tokio::time::timeout(HEAVY_WAIT, state.heavy.clone().acquire_owned()).await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, retry later\n").into_response();
+    };
+    next.run(request).await
+}
+
+/// Exactly one SealedSecret, in JSON or YAML, with at most [`MAX_ITEMS`] items.
 fn parse_one(body: &[u8]) -> Option<SealedSecret> {
     let text = std::str::from_utf8(body).ok()?;
     let mut docs = yaml::parse_documents(text).ok()?;
     if docs.len() != 1 {
         return None;
     }
-    serde_json::from_value(docs.remove(0)).ok()
+    let ss: SealedSecret = serde_json::from_value(docs.remove(0)).ok()?;
+    (ss.spec.encrypted_data.len() <= MAX_ITEMS).then_some(ss)
 }
 
-async fn verify(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let client = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let allowed =
-        state.limiter.lock().map(|mut l| l.allow(&format!("/v1/verify {client}"), Instant::now())).unwrap_or(true);
-    if !allowed {
-        return StatusCode::TOO_MANY_REQUESTS.into_response();
-    }
-    let Some(ss) = parse_one(&body) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
+/// Whether every item of the posted SealedSecret decrypts with a loaded key. Templates are
+/// not rendered and nothing of the plaintext is looked at, so the answer (its code, body and
+/// time) tells nothing about what the items hold: a template that fails on a condition of
+/// the plaintext would otherwise answer that condition, one bit per request.
+async fn verify(State(state): State<ApiState>, body: Bytes) -> Response {
     let ring = state.keyring.borrow().clone();
     let options = state.unseal_options;
-    let result = tokio::task::spawn_blocking(move || unseal(&ss, ring.keys(), options).is_ok()).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let ss = parse_one(&body)?;
+        Some(open_items(&ss, ring.keys(), options).is_ok())
+    })
+    .await;
     match result {
-        Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => StatusCode::CONFLICT.into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Ok(Some(true)) => StatusCode::OK.into_response(),
+        Ok(Some(false)) => StatusCode::CONFLICT.into_response(),
+        Ok(None) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
 /// Re-seal every item to the newest key, keeping everything else (including `template.data`,
-/// which upstream turns into static items).
+/// which upstream turns into static items). Templates are not rendered: like verify, rotate
+/// must not answer anything about the plaintext.
 fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
     let newest = ring.newest().ok_or("no keys")?;
     let name = ss.metadata.name.clone().unwrap_or_default();
@@ -177,8 +228,6 @@ fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
     if let Some(data) = out.spec.data.as_mut() {
         *data = reseal_item(data)?;
     }
-    // Templates must still render with the new items.
-    unseal(ss, ring.keys(), UnsealOptions::default()).map_err(|e| e.to_string())?;
     out.metadata.creation_timestamp = None;
     out.metadata.deletion_timestamp = None;
     out.metadata.generation = None;
@@ -194,11 +243,12 @@ fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
 }
 
 async fn rotate(State(state): State<ApiState>, body: Bytes) -> Response {
-    let Some(ss) = parse_one(&body) else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the SealedSecret\n").into_response();
-    };
     let ring = state.keyring.borrow().clone();
-    let result = tokio::task::spawn_blocking(move || reseal(&ss, &ring)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let ss = parse_one(&body).ok_or_else(|| "cannot read the SealedSecret".to_owned())?;
+        reseal(&ss, &ring)
+    })
+    .await;
     match result {
         Ok(Ok(resealed)) => match serde_json::to_vec(&resealed) {
             Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
@@ -211,18 +261,70 @@ async fn rotate(State(state): State<ApiState>, body: Bytes) -> Response {
     }
 }
 
-/// Serve `router` on `addr` until the process stops.
-pub async fn serve(addr: SocketAddr, router: Router) -> anyhow::Result<()> {
+/// Time bounds of one HTTP server, from `--read-timeout` and `--write-timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// For a request's headers (also while a kept-alive connection waits for the next one).
+    pub read: Duration,
+    /// Added to `read`: the bound on a connection from its first byte to its last.
+    pub write: Duration,
+}
+
+/// Serve `router` on `addr` until the process stops, with at most [`MAX_CONNECTIONS`] open
+/// connections, each bounded in time: a client that sends slowly, or not at all, is cut off.
+pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "serving HTTP");
-    axum::serve(listener, router).await?;
-    Ok(())
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, usually: wait rather than spin.
+                tracing::warn!(%addr, %error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request)
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.read)
+                .serve_connection(TokioIo::new(stream), service);
+            if tokio::time::timeout(timeouts.read + timeouts.write, connection).await.is_err() {
+                tracing::debug!(%peer, "closed a connection that outlived the read and write timeouts");
+            }
+            drop(permit);
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_last_forwarded_hop_or_the_peer() {
+        use axum::http::HeaderValue;
+        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let mut headers = HeaderMap::new();
+        assert_eq!(client_of(&headers, peer), "10.0.0.9");
+        headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.1.1.1"));
+        assert_eq!(client_of(&headers, peer), "10.1.1.1", "the hop the proxy appended, not the client's choice");
+        headers.append("x-forwarded-for", HeaderValue::from_static("10.2.2.2"));
+        assert_eq!(client_of(&headers, peer), "10.2.2.2");
+    }
 
     #[test]
     fn rate_limiter_allows_burst_then_refills() {

@@ -188,9 +188,11 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         limiter: Arc::new(Mutex::new(http::RateLimiter::new(flags.rate_limit, flags.rate_limit_burst))),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
+        heavy: Arc::new(tokio::sync::Semaphore::new(http::HEAVY_REQUESTS)),
     };
-    background.spawn(http::serve(flags.listen_addr, http::api_router(api_state)));
-    background.spawn(http::serve(flags.listen_metrics_addr, http::metrics_router(metrics.clone())));
+    let timeouts = http::Timeouts { read: flags.read_timeout, write: flags.write_timeout };
+    background.spawn(http::serve(flags.listen_addr, http::api_router(api_state), timeouts));
+    background.spawn(http::serve(flags.listen_metrics_addr, http::metrics_router(metrics.clone()), timeouts));
 
     let (leading_tx, mut leading_rx) = watch::channel(!flags.leader_elect);
     let elector = flags.leader_elect.then(|| {

@@ -24,7 +24,13 @@ pub enum PlanError {
     Immutable,
     #[error("no keys are loaded yet")]
     NoKeys,
+    #[error("Secrets of type {0:?} are filled in by another controller; a SealedSecret cannot own one")]
+    ForeignType(String),
 }
+
+/// Secret types whose data another controller writes: managing one would be a write war
+/// (kube-controller-manager fills in a token Secret's data as fast as we overwrite it).
+const FOREIGN_TYPES: &[&str] = &["kubernetes.io/service-account-token"];
 
 impl PlanError {
     /// PascalCase reason for the status condition (and the event).
@@ -34,13 +40,14 @@ impl PlanError {
             PlanError::NotManaged(_) => "SecretNotManaged",
             PlanError::Immutable => "SecretImmutable",
             PlanError::NoKeys => "NoKeys",
+            PlanError::ForeignType(_) => "InvalidSpec",
         }
     }
 
     /// Upstream's event reason.
     pub fn event_reason(&self) -> &'static str {
         match self {
-            PlanError::Unseal(_) | PlanError::NoKeys => "ErrUnsealFailed",
+            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) => "ErrUnsealFailed",
             PlanError::NotManaged(_) | PlanError::Immutable => "ErrUpdateFailed",
         }
     }
@@ -48,7 +55,7 @@ impl PlanError {
     /// Upstream's `unseal_errors_total` reason label.
     pub fn metric_reason(&self) -> &'static str {
         match self {
-            PlanError::Unseal(_) | PlanError::NoKeys => "unseal",
+            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) => "unseal",
             PlanError::NotManaged(_) => "unmanaged",
             PlanError::Immutable => "update",
         }
@@ -144,6 +151,9 @@ pub fn plan(
     keyring: &Keyring,
     options: UnsealOptions,
 ) -> Result<Plan, PlanError> {
+    if let Some(kind) = ss.spec.template.type_.as_deref().filter(|t| FOREIGN_TYPES.contains(t)) {
+        return Err(PlanError::ForeignType(kind.to_owned()));
+    }
     let digest = source_digest(ss);
     let name = ss.metadata.name.clone().unwrap_or_default();
 
@@ -338,6 +348,15 @@ mod tests {
             plan(&relabelled, Some(&first), &ring, UnsealOptions::default()),
             Ok(Plan::Write { decrypted: 1, .. })
         ));
+    }
+
+    #[test]
+    fn service_account_tokens_are_refused_without_decrypting() {
+        let mut ss = sealed(&[]);
+        ss.spec.template.type_ = Some("kubernetes.io/service-account-token".into());
+        let err = plan(&ss, None, &keyring(), UnsealOptions::default()).unwrap_err();
+        assert!(matches!(err, PlanError::ForeignType(_)));
+        assert_eq!(err.category(), "InvalidSpec");
     }
 
     #[test]

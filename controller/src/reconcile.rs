@@ -56,7 +56,7 @@ impl ReconcileError {
     /// Errors that retrying cannot fix until the object changes.
     fn is_permanent(&self) -> bool {
         match self {
-            ReconcileError::Plan(PlanError::Immutable) => true,
+            ReconcileError::Plan(PlanError::Immutable | PlanError::ForeignType(_)) => true,
             ReconcileError::Write(e) => is_immutable(e),
             _ => false,
         }

@@ -2,8 +2,14 @@
 
 use serde_json::Value;
 
+/// Deepest flow nesting (`[`, `{`) a document may have. Kubernetes objects stay far below it;
+/// parsing cost grows with the square of the depth, so deeper input is refused before parsing.
+pub const MAX_NESTING: usize = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum YamlError {
+    #[error("the document is nested deeper than {MAX_NESTING} levels")]
+    TooDeep,
     #[error("invalid YAML: {0}")]
     Yaml(String),
     #[error("invalid JSON: {0}")]
@@ -22,6 +28,9 @@ pub fn looks_like_json(text: &str) -> bool {
 /// The error text carries the parser's position, never the document's content.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
     let text = text.trim_start_matches('\u{feff}');
+    if flow_depth(text) > MAX_NESTING {
+        return Err(YamlError::TooDeep);
+    }
     if looks_like_json(text) {
         let mut docs = Vec::new();
         for doc in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
@@ -40,6 +49,51 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
         }
     }
     Ok(docs)
+}
+
+/// The deepest nesting of `[`/`{` in `text`, outside quoted scalars and comments: a linear
+/// scan that errs towards counting too much (brackets in plain scalars count too).
+pub fn flow_depth(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    // The last byte that was not a space: a quote after an indicator opens a quoted scalar,
+    // one inside a word (`don't`) does not.
+    let mut before = b'\n';
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'#' if i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                before = b'\n';
+                continue;
+            }
+            b'"' | b'\'' if matches!(before, b'\n' | b':' | b',' | b'[' | b'{' | b'-' | b'?') => {
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' if b == b'"' => i += 1,
+                        b'\'' if b == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 1,
+                        c if c == b => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        if !matches!(b, b' ' | b'\t') {
+            before = b;
+        }
+        i += 1;
+    }
+    deepest
 }
 
 fn describe(e: &serde_yaml_ng::Error) -> String {
@@ -98,6 +152,19 @@ pub fn sorted(value: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!("a: {}", "[".repeat(40_000));
+        assert!(matches!(parse_documents(&deep), Err(YamlError::TooDeep)));
+        let deep_json = format!("{}{}", "[".repeat(MAX_NESTING + 1), "]".repeat(MAX_NESTING + 1));
+        assert!(matches!(parse_documents(&deep_json), Err(YamlError::TooDeep)));
+        // Brackets inside quoted scalars and comments are text, and a word's apostrophe opens nothing.
+        let quoted = format!("a: '{0}'\nb: \"{0}\" # {0}\nc: [\"{0}\", '{0}']\n", "[".repeat(500));
+        assert_eq!(flow_depth(&quoted), 1);
+        assert_eq!(flow_depth(&format!("a: don't {}", "[".repeat(200))), 200);
+        assert_eq!(parse_documents("a: [[1], {b: [2]}]").map(|d| d.len()).ok(), Some(1));
+    }
 
     #[test]
     fn multi_document_yaml_skips_empty_documents() {

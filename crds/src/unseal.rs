@@ -93,6 +93,36 @@ fn ordered_keys<'a>(ss: &SealedSecret, keys: &'a [PrivateKey]) -> Vec<&'a Privat
     ordered
 }
 
+/// Open every item of `ss` with `keys`, without rendering templates or reading the plaintext:
+/// what `/v1/verify` answers. The deprecated `data` field counts as one item.
+pub fn open_items(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) -> Result<(), UnsealError> {
+    let name = ss.metadata.name.clone().unwrap_or_default();
+    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+    let label = Scope::from_annotations(ss.metadata.annotations.as_ref()).label(&namespace, &name);
+    let keys = ordered_keys(ss, keys);
+    let open = |encoded: &str| -> Result<(), ItemError> {
+        let item = STANDARD.decode(encoded).map_err(|_| ItemError::Base64)?;
+        hybrid_decrypt(keys.iter().copied(), &item, &label)?;
+        Ok(())
+    };
+    if let Some(v1) = &ss.spec.data {
+        if !options.accept_v1_data {
+            return Err(UnsealError::V1DataRefused);
+        }
+        if !ss.spec.encrypted_data.is_empty() {
+            return Err(UnsealError::BothDataAndEncryptedData);
+        }
+        return open(v1).map_err(|e| UnsealError::Items(vec![("data".to_owned(), e)]));
+    }
+    let errors: Vec<_> = ss
+        .spec
+        .encrypted_data
+        .iter()
+        .filter_map(|(key, encoded)| open(encoded).err().map(|e| (key.clone(), e)))
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(UnsealError::Items(errors)) }
+}
+
 /// The Secret the controller would write for `ss`, decrypted with `keys`.
 pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) -> Result<Secret, UnsealError> {
     let name = ss.metadata.name.clone().unwrap_or_default();
