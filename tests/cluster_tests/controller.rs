@@ -160,7 +160,7 @@ async fn every_fixture_produces_its_expected_secret() {
 }
 
 /// A SealedSecret of the demo key, sealed by our CLI for `namespace`.
-fn demo_sealed(namespace: &str, name: &str, extra_secret_fields: Value) -> Value {
+pub(crate) fn demo_sealed(namespace: &str, name: &str, extra_secret_fields: Value) -> Value {
     let mut secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace},
@@ -198,7 +198,11 @@ fn seal_with(cert: &std::path::Path, secret: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn controller_with_demo_key(client: &Client, test: &str, extra: &[&str]) -> (TestNamespace, RunningController) {
+pub(crate) async fn controller_with_demo_key(
+    client: &Client,
+    test: &str,
+    extra: &[&str],
+) -> (TestNamespace, RunningController) {
     install_crd(client).await;
     let ns = TestNamespace::create(client, test).await;
     install_keys(client, &ns.name, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap())

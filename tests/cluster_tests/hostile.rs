@@ -1,0 +1,164 @@
+//! Hostile input against a running controller (issue 10): no answer, status or log line
+//! depends on a plaintext, and no request or stored object crashes, stalls or floods it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use sealant_tests::cluster::http;
+
+use super::controller::{apply_sealed, controller_with_demo_key, demo_sealed, secret, synced};
+use super::*;
+
+/// POST with one `X-Forwarded-For` header: the status code.
+fn post_from(url: &str, path: &str, forwarded_for: &str, body: &[u8]) -> u16 {
+    let host = url.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: {forwarded_for}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+/// A value that no log line holds by chance.
+const PASSWORD: &str = "Zq7#Xv9kWm";
+
+fn with_template(mut doc: Value, template: &str) -> Value {
+    doc["spec"]["template"]["data"] = json!({ "t": template });
+    doc
+}
+
+/// A template that fails exactly when the first character of the password is `c`: the answer
+/// of verify and rotate must be the same for every `c`, right or wrong.
+#[tokio::test]
+async fn verify_and_rotate_are_no_plaintext_oracle() {
+    let client = admin_client().await;
+    let (ns, controller) =
+        controller_with_demo_key(&client, "oracle", &["--rate-limit=1000", "--rate-limit-burst=1000"]).await;
+    let base = demo_sealed(&ns.name, "s", json!({"stringData": {"password": PASSWORD}}));
+    for guess in ['Z', 'x'] {
+        // The guess 'Z' (right) fails to render, 'x' (wrong) renders.
+        let probe =
+            format!(r#"{{{{ if eq (slice .password 0 1) "{guess}" }}}}{{{{ index .password 99 }}}}{{{{ end }}}}"#);
+        let doc = with_template(base.clone(), &probe);
+        let (code, body) = http(&format!("{}/v1/verify", controller.url), "POST", doc.to_string().as_bytes()).unwrap();
+        assert_eq!((code, body.len()), (200, 0), "verify answered differently for guess {guess}");
+        let (code, _) = http(&format!("{}/v1/rotate", controller.url), "POST", doc.to_string().as_bytes()).unwrap();
+        assert_eq!(code, 200, "rotate answered differently for guess {guess}");
+    }
+    // A template that would allocate a petabyte is not even looked at by verify.
+    let bomb = with_template(
+        json!({"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": "b", "namespace": ns.name}, "spec": {"encryptedData": {}}}),
+        r#"{{ "0123456789" | repeat 100000000000000 }}"#,
+    );
+    let (code, _) = http(&format!("{}/v1/verify", controller.url), "POST", bomb.to_string().as_bytes()).unwrap();
+    assert_eq!(code, 200);
+    let (code, _) = http(&format!("{}/healthz", controller.url), "GET", b"").unwrap();
+    assert_eq!(code, 200, "the controller is still up");
+}
+
+/// Failing templates stored as SealedSecrets: the status, the events and the log name the key
+/// and the function, never the plaintext, a piece of it or its length; bombs are TemplateErrors.
+#[tokio::test]
+async fn template_failures_reveal_nothing_and_bombs_do_not_crash() {
+    let client = admin_client().await;
+    let (ns, controller) = controller_with_demo_key(&client, "tmplerr", &[]).await;
+    let n = ns.name.as_str();
+    let cases = [
+        ("index", r#"{{ index "" (index .password 0) }}"#),
+        ("slice", "{{ slice .password 3 100 }}"),
+        ("b64dec", "{{ .password | b64dec }}"),
+        ("repeat", r#"{{ "0123456789" | repeat 100000000000000 }}"#),
+        ("indent", r#"{{ "x" | indent 100000000000000 }}"#),
+        ("loop", "{{ range 100000000 }}{{ .password }}{{ end }}"),
+    ];
+    for (name, template) in cases {
+        let doc = demo_sealed(n, name, json!({"stringData": {"password": PASSWORD}}));
+        apply_sealed(&client, n, with_template(doc, template)).await;
+    }
+    let mut messages = String::new();
+    for (name, _) in cases {
+        let ss = synced(&client, n, name, "False").await;
+        let condition = ss.status.unwrap().conditions.remove(0);
+        assert_eq!(condition.reason.as_deref(), Some("TemplateError"), "{name}");
+        messages.push_str(&condition.message.unwrap_or_default());
+        messages.push('\n');
+        assert!(secret(&client, n, name).await.is_none());
+    }
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), n);
+    for event in events.list(&Default::default()).await.unwrap() {
+        messages.push_str(&event.note.unwrap_or_default());
+        messages.push('\n');
+    }
+    let all = format!("{messages}{}", controller.log_text());
+    for piece in PASSWORD.as_bytes().windows(3) {
+        let piece = std::str::from_utf8(piece).unwrap();
+        assert!(!all.contains(piece), "{piece:?} appears in a status, event or log line:\n{all}");
+    }
+    // Nor its length or a byte value (log lines hold timestamps, so only statuses and events).
+    let numbers: Vec<String> =
+        std::iter::once(PASSWORD.len()).chain(PASSWORD.bytes().map(usize::from)).map(|n| n.to_string()).collect();
+    for number in &numbers {
+        let found = messages.split(|c: char| !c.is_ascii_digit()).any(|d| d == number);
+        assert!(!found, "{number} appears in a status or event:\n{messages}");
+    }
+    assert!(messages.contains("repeat: the result would exceed 1 MiB"), "the bound is named:\n{messages}");
+    let (code, _) = http(&format!("{}/healthz", controller.url), "GET", b"").unwrap();
+    assert_eq!(code, 200);
+}
+
+/// The limit follows the hop the API server's proxy appends, not what a client writes first;
+/// rotate is limited too.
+#[tokio::test]
+async fn rate_limit_is_keyed_on_the_proxy_hop() {
+    let client = admin_client().await;
+    let (ns, controller) =
+        controller_with_demo_key(&client, "ratelimit", &["--rate-limit=1", "--rate-limit-burst=2"]).await;
+    let body = demo_sealed(&ns.name, "s", json!({})).to_string();
+    for path in ["/v1/verify", "/v1/rotate"] {
+        let codes: Vec<u16> = (0..4)
+            .map(|i| post_from(&controller.url, path, &format!("203.0.113.{i}, 10.9.9.9"), body.as_bytes()))
+            .collect();
+        assert!(codes.contains(&429), "{path}: spoofed first hops got fresh buckets: {codes:?}");
+        assert_eq!(post_from(&controller.url, path, "10.9.9.10", body.as_bytes()), 200, "another client");
+    }
+}
+
+/// Deep nesting is refused before parsing, half-sent requests are cut at the read timeout, and
+/// a SealedSecret that would make the controller fight kube-controller-manager is refused.
+#[tokio::test]
+async fn parsers_connections_and_write_loops_are_bounded() {
+    let client = admin_client().await;
+    let (ns, controller) = controller_with_demo_key(
+        &client,
+        "bounds",
+        &["--read-timeout=2s", "--write-timeout=2s", "--rate-limit=100", "--rate-limit-burst=100"],
+    )
+    .await;
+    let deep = format!("a: {}", "[".repeat(80_000));
+    let (code, _) = http(&format!("{}/v1/verify", controller.url), "POST", deep.as_bytes()).unwrap();
+    assert_eq!(code, 500);
+
+    let host = controller.url.strip_prefix("http://").unwrap();
+    let mut slow = TcpStream::connect(host).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    slow.write_all(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{").unwrap();
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    assert!(closed.is_ok(), "the server closed the half-sent request (not the client's guard): {closed:?}");
+
+    let n = ns.name.as_str();
+    let token = json!({"type": "kubernetes.io/service-account-token",
+        "metadata": {"annotations": {"kubernetes.io/service-account.name": "default"}}});
+    apply_sealed(&client, n, demo_sealed(n, "token", token)).await;
+    let ss = synced(&client, n, "token", "False").await;
+    assert_eq!(ss.status.unwrap().conditions[0].reason.as_deref(), Some("InvalidSpec"));
+    assert!(secret(&client, n, "token").await.is_none(), "no Secret to fight over");
+}
