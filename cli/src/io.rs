@@ -85,9 +85,16 @@ pub enum Privacy {
     Private,
 }
 
+/// The name every temporary file of [`write_atomic`] starts with, so that `lint` can report one
+/// that a SIGKILL left behind (it may hold plaintext).
+pub const TEMP_PREFIX: &str = ".sealant-tmp-";
+
 /// Write `contents` to `path` all at once: a temporary file in the same directory, synced, then
-/// renamed over the target. An existing file keeps its permissions; a new one gets `privacy`'s.
+/// renamed over the target. A public file keeps an existing file's permissions (a new one gets
+/// 0644); a private one is always 0600. SIGINT, SIGTERM and SIGHUP wait until the temporary
+/// file is renamed or removed.
 pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult {
+    let _held = crate::signals::hold();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -97,19 +104,17 @@ pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult
             .source(e)
             .hint("check that the directory exists and that you may write to it")
     };
-    let mut tmp = tempfile::Builder::new().prefix(".sealant-").tempfile_in(&dir).map_err(fail)?;
+    // Created 0600, so a private file is never readable by others, not even while written.
+    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&dir).map_err(fail)?;
+    if let Privacy::Public = privacy {
+        use std::os::unix::fs::PermissionsExt;
+        let permissions = match std::fs::metadata(path) {
+            Ok(existing) => existing.permissions(),
+            Err(_) => std::fs::Permissions::from_mode(0o644),
+        };
+        tmp.as_file().set_permissions(permissions).map_err(fail)?;
+    }
     tmp.write_all(contents).map_err(fail)?;
-    let permissions = match std::fs::metadata(path) {
-        Ok(existing) => existing.permissions(),
-        Err(_) => {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::Permissions::from_mode(match privacy {
-                Privacy::Public => 0o644,
-                Privacy::Private => 0o600,
-            })
-        }
-    };
-    tmp.as_file().set_permissions(permissions).map_err(fail)?;
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())

@@ -12,6 +12,7 @@ pub mod error;
 pub mod io;
 pub mod kubeseal;
 pub mod render;
+pub mod signals;
 
 use cluster::ClusterArgs;
 use commands::cert::CertCommand;

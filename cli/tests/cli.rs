@@ -82,13 +82,15 @@ fn write_is_atomic_and_keeps_the_mode() {
     assert_eq!(leftovers.len(), 1, "no temporary files left behind");
 }
 
-/// A generated key is written 0600: it is a private key.
+/// A generated key is written 0600: it is a private key, also over an existing 0644 file.
 #[test]
 fn generated_key_file_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key.yaml");
     let cert = dir.path().join("cert.pem");
+    std::fs::write(&key, "an older, public file\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = Command::new(sealant())
         .args(["keys", "generate", "--bits", "2048", "-w"])
         .arg(&key)

@@ -567,8 +567,8 @@ fn updatekeys_adds_a_recipient_without_changing_values() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
 }
 
-/// Signals that reach `sealant` while the editor runs (Ctrl+C goes to both) do not leave the
-/// plaintext copy behind: the edit completes and the copy is wiped.
+/// Signals that reach `sealant` while the editor runs (Ctrl+C goes to both) cancel the edit, as
+/// in sops: the plaintext copy is wiped, the file is unchanged, and the signal ends the process.
 #[test]
 fn signals_during_edit_leave_no_plaintext() {
     let dir = tempfile::tempdir().unwrap();
@@ -584,14 +584,77 @@ fn signals_during_edit_leave_no_plaintext() {
             seen.display()
         ),
     );
+    let before = std::fs::read(&file).unwrap();
     let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
-    assert!(out.status.success(), "{:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::process::ExitStatusExt as _;
+    assert!(
+        out.status.signal().is_some(),
+        "ended by the signal: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"), "{}", String::from_utf8_lossy(&out.stderr));
     let copy = PathBuf::from(std::fs::read_to_string(&seen).unwrap().trim());
     assert!(!copy.exists() && !copy.parent().unwrap().exists(), "the plaintext copy is removed");
-    let opened = real_sops(
-        &["-d", "--extract", r#"["string"]"#, file.to_str().unwrap()],
-        dir.path(),
-        &[("SOPS_AGE_KEY_FILE", keys.as_path())],
-    );
-    assert_eq!(opened.stdout, b"signalled");
+    assert_eq!(std::fs::read(&file).unwrap(), before, "nothing is saved");
+}
+
+/// `sops decrypt -i` stopped by SIGINT, SIGTERM or SIGHUP while it writes: no temporary file (which
+/// would hold plaintext) is left beside the target, and the target is either untouched or the
+/// whole decryption, never half-written. The output is private (0600).
+#[test]
+fn interrupted_in_place_decryption_leaves_no_plaintext_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    // A large file, so that the write takes long enough to be hit.
+    let plain = dir.path().join("plain.yaml");
+    let body: String = (0..20_000).map(|i| format!("key{i}: {}\n", "v".repeat(200))).collect();
+    std::fs::write(&plain, body).unwrap();
+    let recipient = std::fs::read_to_string(&keys)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    let out = sealant(&["sops", "encrypt", "--age", &recipient, plain.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let encrypted = out.stdout;
+    let reference = dir.path().join("reference.enc.yaml");
+    std::fs::write(&reference, &encrypted).unwrap();
+    let decrypted = sealant(&["sops", "decrypt", reference.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys)]).stdout;
+    let target = dir.path().join("secret.enc.yaml");
+    let temporary = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".sealant"))
+            .collect()
+    };
+    let mut hit = 0;
+    for signal in ["INT", "TERM", "HUP"] {
+        std::fs::write(&target, &encrypted).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sealant"))
+            .env_clear()
+            .env("SOPS_AGE_KEY_FILE", &keys)
+            .args(["sops", "decrypt", "-i", target.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        // Signal it the moment its temporary file (with the plaintext) appears.
+        while child.try_wait().unwrap().is_none() {
+            if !temporary(dir.path()).is_empty() {
+                let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+                hit += 1;
+                break;
+            }
+        }
+        let _ = child.wait();
+        assert!(temporary(dir.path()).is_empty(), "SIG{signal}: {:?} left behind", temporary(dir.path()));
+        let now = std::fs::read(&target).unwrap();
+        assert!(now == encrypted || now == decrypted, "SIG{signal}: the target is half-written");
+        if now != encrypted {
+            assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+    assert!(hit > 0, "no signal arrived while the temporary file existed; the test proved nothing");
 }

@@ -11,7 +11,7 @@ openssl_rate() {
 }
 
 before=$(openssl_rate)
-cargo bench --quiet -p sealant-core --bench hybrid -- unseal >/dev/null
+cargo bench --quiet -p sealant-core --bench hybrid -- unseal >/dev/null 2>&1
 after=$(openssl_rate)
 openssl=$(python3 -c "print(($before + $after) / 2)")
 

@@ -28,7 +28,69 @@ const SKIPPED_DIRS: [&str; 4] = [".git", "target", "node_modules", "vendor"];
 
 fn lintable(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")
+    name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") || is_leftover(path)
+}
+
+/// A temporary file of `sealant`'s atomic writer that a SIGKILL left behind: it may hold plaintext.
+fn is_leftover(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(io::TEMP_PREFIX))
+}
+
+/// The text of a file as kubectl would read it: UTF-16 with a byte-order mark (what Windows
+/// PowerShell 5's `>` writes) is decoded, and bytes that are not UTF-8 are replaced, so that a
+/// stray Latin-1 byte cannot hide a Secret.
+fn decode(bytes: &[u8]) -> String {
+    let utf16 = |pairs: std::slice::ChunksExact<'_, u8>, big: bool| {
+        let units: Vec<u16> = pairs
+            .map(|p| if big { u16::from_be_bytes([p[0], p[1]]) } else { u16::from_le_bytes([p[0], p[1]]) })
+            .collect();
+        String::from_utf16_lossy(&units)
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest.chunks_exact(2), false),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest.chunks_exact(2), true),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// What a template action becomes in [`without_templates`]: a value that is only this comes from
+/// the chart's values at deploy time, not from the file.
+const TEMPLATED: &str = "__sealant_templated__";
+
+/// `text` with Go/Helm template actions taken out, so the YAML around them can be examined:
+/// a line of actions only becomes empty (line numbers stay), an action inside a line a word.
+fn without_templates(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, end) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+        let mut kept = String::new();
+        let mut rest = body;
+        while let Some(open) = rest.find("{{") {
+            kept.push_str(&rest[..open]);
+            match rest[open..].find("}}") {
+                Some(close) => {
+                    kept.push_str(TEMPLATED);
+                    rest = &rest[open + close + 2..];
+                }
+                None => {
+                    rest = "";
+                }
+            }
+        }
+        kept.push_str(rest);
+        if body.contains("{{") && kept.replace(TEMPLATED, "").trim().is_empty() {
+            kept.clear();
+        }
+        out.push_str(&kept);
+        out.push_str(end);
+    }
+    out
+}
+
+/// Whether text that does not parse could still be a Secret: then it must not pass unseen.
+fn may_hold_a_secret(text: &str) -> bool {
+    Regex::new(r#"(?m)^\s*-?\s*"?kind"?\s*:\s*"?Secret"?\s*,?\s*$|"kind"\s*:\s*"Secret""#)
+        .is_ok_and(|r| r.is_match(text))
 }
 
 fn walk(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -76,8 +138,12 @@ fn line_of(doc: &str, pattern: &str) -> usize {
     Regex::new(pattern).ok().and_then(|r| doc.lines().position(|l| r.is_match(l))).map_or(1, |i| i + 1)
 }
 
-fn non_empty(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+/// Whether a Secret's `data`/`stringData` holds a value written in the file (not one that a
+/// template action fills in).
+fn has_literal(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_object).is_some_and(|m| {
+        m.iter().any(|(k, v)| !k.contains(TEMPLATED) && !v.as_str().is_some_and(|v| v.contains(TEMPLATED)))
+    })
 }
 
 /// Whether a SOPS-managed value is encrypted (sops leaves empty strings as they are).
@@ -178,8 +244,9 @@ fn check_document(doc: &Value, text: &str, file_name: &str, findings: &mut Vec<(
     match kind {
         "Secret" => {
             let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");
+            let name = name.replace(TEMPLATED, "{{…}}");
             for field in ["data", "stringData"] {
-                if non_empty(doc.get(field)) {
+                if has_literal(doc.get(field)) {
                     findings.push((
                         kind_line("Secret"),
                         format!("plaintext Secret {name} ({field}): seal it with `sealant seal`"),
@@ -240,17 +307,30 @@ pub fn run(command: &LintCommand) -> CliResult {
     let mut report = String::new();
     let mut count = 0;
     for file in &files {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let mut say = |line: usize, what: &str| {
+            count += 1;
+            report.push_str(&format!("{}:{line}: {what}\n", file.display()));
+        };
+        if is_leftover(file) {
+            say(1, "a temporary file an interrupted sealant left behind (it may hold plaintext): delete it");
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(file) else { continue };
+        let text = decode(&bytes);
         let name = file.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-        match lint_text(&name, &text) {
-            Ok(findings) => {
-                for f in findings {
-                    count += 1;
-                    report.push_str(&format!("{}:{}: {}\n", file.display(), f.line, f.what));
-                }
+        let findings = match lint_text(&name, &text) {
+            Ok(findings) => Ok(findings),
+            // Helm templates: examine the YAML around the template actions.
+            Err(_) if text.contains("{{") => lint_text(&name, &without_templates(&text)),
+            Err(e) => Err(e),
+        };
+        match findings {
+            Ok(findings) => findings.iter().for_each(|f| say(f.line, &f.what)),
+            Err(_) if may_hold_a_secret(&text) => {
+                say(1, "cannot examine this file, which names a Secret: it does not parse as YAML or JSON")
             }
-            // Templates (Helm) and other non-YAML: not ours to judge.
-            Err(_) => continue,
+            // Other files that are not YAML: not ours to judge.
+            Err(_) => {}
         }
     }
     io::print(&report)?;

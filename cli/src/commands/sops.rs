@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::{CliError, CliResult, Hint};
 use crate::io::{self, Privacy};
+use crate::signals;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SopsCommand {
@@ -654,21 +655,44 @@ impl Drop for PlainCopy {
     }
 }
 
-/// Run the editor and wait for it. Meanwhile a Ctrl+C, a hang-up or a termination signal does
-/// not end this process at once: the editor gets it too, and the plaintext copy is wiped when
-/// it is done, whatever happens.
+/// Run the editor and wait for it. The caller holds the termination signals (Ctrl+C goes to
+/// the editor too), so this process outlives the editor and wipes the plaintext copy.
 fn run_editor(program: &str, args: &[String], path: &Path) -> CliResult<std::process::ExitStatus> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handlers: Vec<signal_hook::SigId> = [SIGINT, SIGQUIT, SIGHUP, SIGTERM]
-        .into_iter()
-        .filter_map(|signal| signal_hook::flag::register(signal, seen.clone()).ok())
-        .collect();
-    let status = std::process::Command::new(program).args(args).arg(path).status();
-    for handler in handlers {
-        signal_hook::low_level::unregister(handler);
+    std::process::Command::new(program)
+        .args(args)
+        .arg(path)
+        .status()
+        .map_err(|e| CliError::new(format!("cannot start the editor {program:?}")).source(e))
+}
+
+/// An edit stopped by a signal: nothing is saved, and the signal ends the process once the
+/// plaintext copy is wiped.
+fn cancelled(origin: &str) -> CliError {
+    let message = format!("the edit was interrupted; {origin} is unchanged");
+    // Said now: the signal ends the process before main could print the error.
+    eprintln!("error: {message}");
+    CliError::new(message)
+}
+
+/// Wait for Enter; `false` when a signal (Ctrl+C) came first.
+fn wait_for_enter() -> bool {
+    let (answered, answer) = std::sync::mpsc::channel();
+    // A read of the terminal is restarted after a signal; so it runs on its own thread, which is
+    // left blocked when the user stops.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = answered.send(std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0));
+    });
+    loop {
+        if signals::pending() {
+            return false;
+        }
+        match answer.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(entered) => return entered && !signals::pending(),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
     }
-    status.map_err(|e| CliError::new(format!("cannot start the editor {program:?}")).source(e))
 }
 
 pub fn edit(command: &EditCommand) -> CliResult {
@@ -677,11 +701,16 @@ pub fn edit(command: &EditCommand) -> CliResult {
     let plain =
         zeroize::Zeroizing::new(store.write_editable(&file.docs).map_err(|e| sops_error(&file.origin, &[], e))?);
     let name = command.file.file_name().unwrap_or(std::ffi::OsStr::new("secret"));
+    // Before the copy: dropped after it, so a signal ends the process only once it is wiped.
+    let _held = signals::hold();
     let copy = PlainCopy::new(name, &plain)?;
     let editor = editor()?;
     loop {
         let (program, args) = editor.split_first().ok_or_else(|| CliError::new("the editor command is empty"))?;
         let status = run_editor(program, args, &copy.path)?;
+        if signals::pending() {
+            return Err(cancelled(&file.origin));
+        }
         if !status.success() {
             return Err(CliError::new(format!(
                 "the editor {program:?} failed ({status}); {} is unchanged",
@@ -709,8 +738,9 @@ pub fn edit(command: &EditCommand) -> CliResult {
             "the edited file is invalid: {problem}\npress Enter to edit it again, or Ctrl+C to leave {} unchanged",
             file.origin
         );
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map_err(|e| CliError::new("cannot read the answer").source(e))?;
+        if !wait_for_enter() {
+            return Err(cancelled(&file.origin));
+        }
     }
 }
 
