@@ -42,6 +42,19 @@ enum Frame {
 fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
     let lines: Vec<&str> = text.split('\n').collect();
     let mut covered = vec![false; lines.len() + 2];
+    // Byte offsets of each character of the non-ASCII lines, made when first needed: the parser
+    // counts columns in characters, and counting from the start of a long line for every
+    // scalar on it would be quadratic.
+    let ascii: Vec<bool> = lines.iter().map(|l| l.is_ascii()).collect();
+    let mut offsets: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut tail = |number: usize, col: usize| -> Option<&str> {
+        let line = *lines.get(number.wrapping_sub(1))?;
+        if ascii[number - 1] {
+            return line.get(col.min(line.len())..);
+        }
+        let starts = offsets.entry(number).or_insert_with(|| line.char_indices().map(|(i, _)| i).collect());
+        Some(&line[starts.get(col).copied().unwrap_or(line.len())..])
+    };
     let mut inline = Vec::new();
     for (event, span) in events {
         let (start, end) = (span.start.line(), span.end.line());
@@ -65,8 +78,7 @@ fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
             continue;
         }
         // `value # comment` (or `key: # comment` before a nested block) ends the line.
-        let Some(line) = lines.get(end.wrapping_sub(1)) else { continue };
-        let rest: String = line.chars().skip(span.end.col()).collect();
+        let Some(rest) = tail(end, span.end.col()) else { continue };
         let trimmed = rest.trim_start();
         let after_colon = trimmed.strip_prefix(':').map_or(trimmed, str::trim_start);
         if after_colon.len() < rest.len()
@@ -231,8 +243,42 @@ fn timestamp(text: &str) -> Option<String> {
 }
 
 /// Parse every document of a YAML text. Each must be a mapping (or empty).
+/// Nodes in `node`, counted as yaml.v3 counts decoded nodes.
+fn node_count(node: &Node) -> usize {
+    match node {
+        Node::Map(entries) => {
+            1 + entries.iter().map(|e| if let Entry::Pair(_, v) = e { 1 + node_count(v) } else { 0 }).sum::<usize>()
+        }
+        Node::List(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// yaml.v3's bound on alias expansion ("billion laughs"): once more than 100 nodes came from
+/// aliases among more than 1,000 decoded, their share may not exceed 99% up to 400,000
+/// decoded nodes, falling to 10% at 4,000,000. sops refuses such documents the same way.
+fn excessive_aliasing(decoded: usize, aliased: usize) -> bool {
+    const LOW: f64 = 400_000.0;
+    const HIGH: f64 = 4_000_000.0;
+    let decoded_f = decoded as f64;
+    let allowed = if decoded_f <= LOW {
+        0.99
+    } else if decoded_f >= HIGH {
+        0.10
+    } else {
+        0.99 - 0.89 * ((decoded_f - LOW) / (HIGH - LOW))
+    };
+    aliased > 100 && decoded > 1_000 && aliased as f64 / decoded_f > allowed
+}
+
 pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     let bad = |at: &Span, what: &str| SopsError::Parse(format!("line {}: {what}", at.start.line()));
+    if crate::yaml::flow_depth(text) > crate::yaml::MAX_NESTING {
+        return Err(SopsError::Parse(format!(
+            "the document is nested deeper than {} levels",
+            crate::yaml::MAX_NESTING
+        )));
+    }
     let events: Vec<(Event<'_>, Span)> = Parser::new_from_str(text)
         .collect::<Result<_, _>>()
         // The scanner's own message quotes the text, which may be a secret: position only.
@@ -241,7 +287,9 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchored node with its node count, and the counts that bound alias expansion.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let (mut decoded, mut aliased) = (0usize, 0usize);
 
     // Comments that come before `line:col` (and pass `takes`) go into the innermost open frame.
     let mut before = |stack: &mut Vec<Frame>, line: usize, col: usize, takes: &dyn Fn(isize) -> bool| {
@@ -285,6 +333,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 continue;
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                decoded += 1;
                 match stack.last() {
                     Some(Frame::Map { key: None, .. }) => return Err(bad(span, "a key must be a plain value")),
                     // Comments indented as far as the new block's first item are its own.
@@ -311,11 +360,12 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     None => return Err(bad(span, "unbalanced YAML")),
                 };
                 if anchor != 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), node_count(&node)));
                 }
                 node
             }
             Event::Scalar(text, style, anchor, tag) => {
+                decoded += 1;
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
                     let key_text = text.to_string();
                     before(&mut stack, line, col, &|_| true);
@@ -337,7 +387,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     Node::Str(Zeroizing::new(text.to_string()))
                 };
                 if *anchor != 0 {
-                    anchors.insert(*anchor, node.clone());
+                    anchors.insert(*anchor, (node.clone(), 1));
                 }
                 node
             }
@@ -348,7 +398,14 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 if matches!(stack.last(), Some(Frame::List { .. })) {
                     before(&mut stack, line, col, &|_| true);
                 }
-                anchors.get(id).cloned().ok_or_else(|| bad(span, "unknown alias"))?
+                let (node, count) = anchors.get(id).ok_or_else(|| bad(span, "unknown alias"))?;
+                // Counted before the copy is made, so a bomb is refused before it costs memory.
+                decoded += count;
+                aliased += count;
+                if excessive_aliasing(decoded, aliased) {
+                    return Err(bad(span, "the document contains excessive aliasing"));
+                }
+                node.clone()
             }
             _ => continue,
         };
@@ -640,6 +697,26 @@ mod tests {
         assert!(parse("- a\n").is_err());
         assert!(parse("a: 1\na: 2\n").is_err());
         assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap().len(), 2);
+    }
+
+    /// The 583-byte "billion laughs" document that took sops commands past 2 GB.
+    #[test]
+    fn alias_bombs_are_refused_before_they_expand() {
+        let mut bomb =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let refs = vec![format!("*{}", pair[0]); 9].join(",");
+            bomb.push_str(&format!("{0}: &{0} [{refs}]\n", pair[1]));
+        }
+        let err = parse(&bomb).unwrap_err().to_string();
+        assert!(err.contains("excessive aliasing"), "{err}");
+        // Ordinary reuse stays fine.
+        let reuse: String = (0..200).map(|i| format!("k{i}: *x\n")).collect();
+        assert_eq!(
+            parse(&format!("x: &x {{a: 1, b: 2}}\n{reuse}")).unwrap()[0].get("k199"),
+            parse("a: {a: 1, b: 2}").unwrap()[0].get("a")
+        );
     }
 
     #[test]
