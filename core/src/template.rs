@@ -120,6 +120,49 @@ fn too_large(name: &str) -> TemplateError {
     limit(name, "the result would exceed 1 MiB")
 }
 
+/// Where the function `name` is first called in `source`: `line L, column C` (1-based), found in
+/// the template's actions. gotmpl reports no position for execution errors, and a value's
+/// position must not be guessed from it.
+fn first_call(source: &str, name: &str) -> Option<String> {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut offset = 0;
+    while let Some(open) = source[offset..].find("{{") {
+        let start = offset + open + 2;
+        let end = source[start..].find("}}").map_or(source.len(), |e| start + e);
+        let action = &source[start..end];
+        let mut from = 0;
+        while let Some(at) = action[from..].find(name) {
+            let at = from + at;
+            let before = action[..at].chars().next_back();
+            let after = action[at + name.len()..].chars().next();
+            if !before.is_some_and(|c| is_ident(c) || c == '.' || c == '$') && !after.is_some_and(is_ident) {
+                let absolute = start + at;
+                let line = source[..absolute].matches('\n').count() + 1;
+                let column = source[..absolute].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                return Some(format!("line {line}, column {column}"));
+            }
+            from = at + name.len();
+        }
+        offset = end;
+    }
+    None
+}
+
+/// [`describe`], with the position of the failing function where it can be told.
+fn describe_in(error: &TemplateError, source: &str) -> String {
+    let reason = describe(error);
+    let function = match error {
+        TemplateError::Exec(message) => message.strip_prefix(OWN).and_then(|m| m.split_once(':')).map(|(f, _)| f),
+        TemplateError::FuncPanic { name, .. } | TemplateError::ArgCount { name, .. } => Some(name.as_str()),
+        TemplateError::UndefinedFunction(name) => Some(name.as_str()),
+        _ => None,
+    };
+    match function.and_then(|f| first_call(source, f)) {
+        Some(position) => format!("{reason} (at {position})"),
+        None => reason,
+    }
+}
+
 /// A message for `error` that carries no plaintext.
 fn describe(error: &TemplateError) -> String {
     match error {
@@ -199,7 +242,7 @@ pub fn render_all(
         .iter()
         .map(|(key, source)| {
             let rendered = render(key, source, &data, &budget)
-                .map_err(|error| RenderError { key: key.clone(), reason: describe(&error) })?;
+                .map_err(|error| RenderError { key: key.clone(), reason: describe_in(&error, source) })?;
             Ok((key.clone(), SecretBytes::from(rendered.as_bytes())))
         })
         .collect()
@@ -642,6 +685,17 @@ mod tests {
     }
 
     #[test]
+    fn errors_give_the_function_and_its_position() {
+        let error = render_error("{{ .a }}\n  {{ \"x\" | repeat 99999999999 }}", &[("a", "v")]);
+        assert_eq!(
+            error.to_string(),
+            r#"cannot render template for key "out": repeat: the result would exceed 1 MiB (at line 2, column 12)"#
+        );
+        let error = render_error("{{ .a | b64dec }}", &[("a", "!!")]);
+        assert_eq!(error.reason, "b64dec: the input is not valid base64 (at line 1, column 9)");
+    }
+
+    #[test]
     fn loops_and_self_reference_are_bounded() {
         assert!(render_error("{{ range 100000000 }}{{ end }}", &[]).reason.contains("iterations"));
         for source in [
@@ -692,8 +746,11 @@ mod tests {
                     .chain(secret.bytes().map(usize::from))
                     .map(|n| n.to_string())
                     .collect();
+                // Positions count in the template's source, which is public; the rest must hold no
+                // number of the value.
+                let without_position = message.split(" (at line").next().unwrap_or_default();
                 let digits: Vec<&str> =
-                    message.split(|c: char| !c.is_ascii_digit()).filter(|d| !d.is_empty()).collect();
+                    without_position.split(|c: char| !c.is_ascii_digit()).filter(|d| !d.is_empty()).collect();
                 for number in &numbers {
                     assert!(!digits.contains(&number.as_str()), "{source}: {message:?} holds {number}");
                 }

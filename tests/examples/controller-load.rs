@@ -20,7 +20,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use sealant_core::Certificate;
 use sealant_crds::{SealOptions, SealedSecret, seal_secret};
-use sealant_tests::cluster::{RunningController, TestNamespace, admin_client, eventually, repo};
+use sealant_tests::cluster::{
+    RunningController, TestNamespace, admin_client, apply_crd, create_demo_key, eventually, repo,
+};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -39,31 +41,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let count: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let client = admin_client().await;
-    let crd_yaml = std::fs::read_to_string(repo().join("crds/sealedsecrets.bitnami.com.yaml")).unwrap();
-    let out = std::process::Command::new("kubectl")
-        .args(["apply", "--server-side", "-f", "-"])
-        .env("KUBECONFIG", &sealant_tests::cluster::control_plane().kubeconfig)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(crd_yaml.as_bytes())?;
-            c.wait()
-        })
-        .unwrap();
-    assert!(out.success());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
+    apply_crd().await;
     let ns = TestNamespace::create(&client, "load").await;
     let n = ns.name.clone();
-    let key_yaml = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap();
-    let mut key: serde_json::Value = sealant_core::yaml::parse_documents(&key_yaml).unwrap().remove(0);
-    key["metadata"]["namespace"] = serde_json::json!(n);
-    Api::<Secret>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &serde_json::from_value(key).unwrap())
-        .await
-        .unwrap();
+    create_demo_key(&client, &n).await;
     let cert =
         Certificate::from_pem(&std::fs::read_to_string(repo().join("keys-example/demo.tls.crt")).unwrap()).unwrap();
 

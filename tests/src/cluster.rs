@@ -227,6 +227,35 @@ pub fn built_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The SealedSecret CRD, applied with kubectl (server-side) for the benchmark scripts, then a
+/// moment for the API server to serve it.
+pub async fn apply_crd() {
+    use std::io::Write as _;
+    let crd_yaml = std::fs::read_to_string(repo().join("crds/sealedsecrets.bitnami.com.yaml")).expect("the CRD file");
+    let mut child = Command::new("kubectl")
+        .args(["apply", "--server-side", "-f", "-"])
+        .env("KUBECONFIG", &control_plane().kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubectl runs");
+    child.stdin.take().expect("stdin").write_all(crd_yaml.as_bytes()).expect("kubectl reads the CRD");
+    assert!(child.wait().expect("kubectl ends").success(), "kubectl apply of the CRD failed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// The public demo key (keys-example/demo.secret.yaml) as a key Secret in `namespace`.
+pub async fn create_demo_key(client: &Client, namespace: &str) {
+    let key_yaml = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).expect("the demo key");
+    let mut key = sealant_core::yaml::parse_documents(&key_yaml).expect("the demo key parses").remove(0);
+    key["metadata"]["namespace"] = serde_json::json!(namespace);
+    let secret = serde_json::from_value(key).expect("a Secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("the demo key is created");
+}
+
 /// The controller, run as a process against the control plane.
 #[derive(Debug)]
 pub struct RunningController {

@@ -464,7 +464,10 @@ pub struct FileCommand {
 pub fn filestatus(command: &FileCommand) -> CliResult {
     let input = io::read_bytes(&command.file)?;
     let store = store_for(command.input_type, &command.file);
-    let encrypted = store.read_encrypted(&input).ok().is_some_and(|mut docs| take_metadata(&mut docs).is_ok());
+    // A file that does not parse (an alias bomb, say) is an error, as in sops; one that parses
+    // without metadata is plaintext.
+    let mut docs = store.read_encrypted(&input).map_err(|e| sops_error(&command.file.display().to_string(), &[], e))?;
+    let encrypted = take_metadata(&mut docs).is_ok();
     io::print(&format!("{{\"encrypted\":{encrypted}}}\n"))
 }
 
