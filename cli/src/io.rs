@@ -28,6 +28,30 @@ impl Format {
     }
 }
 
+/// Largest YAML or JSON input: far above any Kubernetes object (etcd stores at most 1.5 MB),
+/// far below what would exhaust memory once parsed.
+pub const MAX_DOCUMENT_BYTES: u64 = 64 << 20;
+/// Largest file of any kind (SOPS binary files included).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// All of `reader`, refused past `limit` bytes before it is all in memory.
+fn read_at_most(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than the {} MiB this command reads", limit >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A YAML or JSON file's bytes, at most [`MAX_DOCUMENT_BYTES`].
+pub fn read_document(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_at_most(std::fs::File::open(path)?, MAX_DOCUMENT_BYTES)
+}
+
 /// `-` or no path means standard input.
 pub fn read_input(path: Option<&Path>, what: &str) -> CliResult<String> {
     match path.filter(|p| p.as_os_str() != "-") {
@@ -37,8 +61,7 @@ pub fn read_input(path: Option<&Path>, what: &str) -> CliResult<String> {
             if stdin.is_terminal() {
                 eprintln!("(tty detected: expecting json/yaml {what} in stdin)");
             }
-            let mut bytes = Vec::new();
-            stdin.lock().read_to_end(&mut bytes).context("cannot read standard input")?;
+            let bytes = read_at_most(stdin.lock(), MAX_DOCUMENT_BYTES).context("cannot read standard input")?;
             String::from_utf8(bytes)
                 .map_err(|_| CliError::new("standard input is not UTF-8 text").hint("give a YAML or JSON document"))
         }
@@ -46,7 +69,7 @@ pub fn read_input(path: Option<&Path>, what: &str) -> CliResult<String> {
 }
 
 pub fn read_file(path: &Path) -> CliResult<String> {
-    let bytes = std::fs::read(path)
+    let bytes = read_document(path)
         .context(format!("cannot read {}", path.display()))
         .hint("check that the file exists and that you may read it")?;
     String::from_utf8(bytes).map_err(|_| {
@@ -55,7 +78,8 @@ pub fn read_file(path: &Path) -> CliResult<String> {
 }
 
 pub fn read_bytes(path: &Path) -> CliResult<Vec<u8>> {
-    std::fs::read(path)
+    std::fs::File::open(path)
+        .and_then(|file| read_at_most(file, MAX_FILE_BYTES))
         .context(format!("cannot read {}", path.display()))
         .hint("check that the file exists and that you may read it")
 }

@@ -101,6 +101,7 @@ async fn lead(
         update_status: flags.update_status,
         max_retries: flags.max_unseal_retries,
         retries: Mutex::new(Default::default()),
+        writes: Mutex::new(Default::default()),
     });
     let mut scopes: Vec<Option<String>> = Vec::new();
     let extra = flags.namespaces();

@@ -1,7 +1,8 @@
 //! What the Secret of a SealedSecret should be, decided without any I/O: from the SealedSecret,
 //! the Secret that exists (if any) and the keyring.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use sealant_crds::{MANAGED_ANNOTATION, PATCH_ANNOTATION, SealedSecret, UnsealError, UnsealOptions, unseal};
@@ -26,6 +27,47 @@ pub enum PlanError {
     NoKeys,
     #[error("Secrets of type {0:?} are filled in by another controller; a SealedSecret cannot own one")]
     ForeignType(String),
+    #[error(
+        "the Secret was rewritten {} times in {} minutes: something else keeps changing it; \
+         writing stops until the SealedSecret changes",
+        WriteBudget::MAX_WRITES,
+        WriteBudget::WINDOW.as_secs() / 60
+    )]
+    Contested,
+}
+
+/// How often one SealedSecret's Secret may be written before the controller concludes that
+/// another writer (a controller, a person, a webhook) keeps changing it, and stops rather than
+/// fight: per object and generation, at most [`WriteBudget::MAX_WRITES`] in [`WriteBudget::WINDOW`].
+#[derive(Debug, Default)]
+pub struct WriteBudget {
+    recent: HashMap<String, (Option<i64>, VecDeque<Instant>)>,
+}
+
+impl WriteBudget {
+    pub const MAX_WRITES: usize = 10;
+    pub const WINDOW: Duration = Duration::from_secs(600);
+
+    /// Whether `key` (at `generation`) may be written `now`; counts the write if so.
+    pub fn allow(&mut self, key: &str, generation: Option<i64>, now: Instant) -> bool {
+        let (seen, writes) = self.recent.entry(key.to_owned()).or_insert_with(|| (generation, VecDeque::new()));
+        if *seen != generation {
+            *seen = generation;
+            writes.clear();
+        }
+        while writes.front().is_some_and(|t| now.duration_since(*t) > Self::WINDOW) {
+            writes.pop_front();
+        }
+        if writes.len() >= Self::MAX_WRITES {
+            return false;
+        }
+        writes.push_back(now);
+        true
+    }
+
+    pub fn forget(&mut self, key: &str) {
+        self.recent.remove(key);
+    }
 }
 
 /// Secret types whose data another controller writes: managing one would be a write war
@@ -41,6 +83,7 @@ impl PlanError {
             PlanError::Immutable => "SecretImmutable",
             PlanError::NoKeys => "NoKeys",
             PlanError::ForeignType(_) => "InvalidSpec",
+            PlanError::Contested => "SecretContested",
         }
     }
 
@@ -48,7 +91,7 @@ impl PlanError {
     pub fn event_reason(&self) -> &'static str {
         match self {
             PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) => "ErrUnsealFailed",
-            PlanError::NotManaged(_) | PlanError::Immutable => "ErrUpdateFailed",
+            PlanError::NotManaged(_) | PlanError::Immutable | PlanError::Contested => "ErrUpdateFailed",
         }
     }
 
@@ -57,7 +100,7 @@ impl PlanError {
         match self {
             PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) => "unseal",
             PlanError::NotManaged(_) => "unmanaged",
-            PlanError::Immutable => "update",
+            PlanError::Immutable | PlanError::Contested => "update",
         }
     }
 }
@@ -348,6 +391,19 @@ mod tests {
             plan(&relabelled, Some(&first), &ring, UnsealOptions::default()),
             Ok(Plan::Write { decrypted: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_contested_secret_is_written_a_bounded_number_of_times() {
+        let mut budget = WriteBudget::default();
+        let t0 = Instant::now();
+        let allowed = (0..100).filter(|i| budget.allow("ns/s", Some(1), t0 + Duration::from_secs(*i))).count();
+        assert_eq!(allowed, WriteBudget::MAX_WRITES, "a write war stops");
+        assert!(budget.allow("ns/other", Some(1), t0), "objects are counted apart");
+        assert!(budget.allow("ns/s", Some(2), t0 + Duration::from_secs(100)), "a new generation starts afresh");
+        let mut budget = WriteBudget::default();
+        let spread = (0..100).filter(|i| budget.allow("ns/s", Some(1), t0 + Duration::from_secs(i * 120))).count();
+        assert_eq!(spread, 100, "occasional repairs (a Secret deleted by hand) are always made");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The only module that writes Secrets and status: runs `plan` against the API server.
+//! The only module that writes unsealed Secrets and status: runs `plan` against the API server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::keyring::Keyring;
 use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
-use crate::plan::{Plan, PlanError, plan};
+use crate::plan::{Plan, PlanError, WriteBudget, plan};
 use crate::status::{Outcome, SYNCED, next_status};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ impl ReconcileError {
     /// Errors that retrying cannot fix until the object changes.
     fn is_permanent(&self) -> bool {
         match self {
-            ReconcileError::Plan(PlanError::Immutable | PlanError::ForeignType(_)) => true,
+            ReconcileError::Plan(PlanError::Immutable | PlanError::ForeignType(_) | PlanError::Contested) => true,
             ReconcileError::Write(e) => is_immutable(e),
             _ => false,
         }
@@ -82,6 +82,8 @@ pub struct Context {
     pub update_status: bool,
     pub max_retries: u32,
     pub retries: Mutex<HashMap<String, u32>>,
+    /// Bounds the writes of a Secret that something else keeps changing.
+    pub writes: Mutex<WriteBudget>,
 }
 
 impl std::fmt::Debug for Context {
@@ -118,6 +120,14 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
         Plan::UpToDate => Ok(false),
         Plan::Write { secret, create, decrypted } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
+            let allowed = ctx
+                .writes
+                .lock()
+                .map(|mut w| w.allow(&key(ss), ss.metadata.generation, Instant::now()))
+                .unwrap_or(true);
+            if !allowed {
+                return Err(PlanError::Contested.into());
+            }
             let result = if create {
                 secrets.create(&PostParams::default(), &secret).await
             } else {
@@ -196,6 +206,9 @@ pub fn forget(ctx: &Context, ss: &SealedSecret) {
     ctx.metrics.condition_info.remove(&condition_labels(ss));
     if let Ok(mut retries) = ctx.retries.lock() {
         retries.remove(&key(ss));
+    }
+    if let Ok(mut writes) = ctx.writes.lock() {
+        writes.forget(&key(ss));
     }
 }
 

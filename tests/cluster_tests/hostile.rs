@@ -166,3 +166,43 @@ async fn parsers_connections_and_write_loops_are_bounded() {
     assert_eq!(ss.status.unwrap().conditions[0].reason.as_deref(), Some("InvalidSpec"));
     assert!(secret(&client, n, "token").await.is_none(), "no Secret to fight over");
 }
+
+/// Another writer that keeps changing a Secret (a controller, a person, a webhook): the
+/// controller restores it a bounded number of times, then says so and stops fighting.
+#[tokio::test]
+async fn a_fight_over_a_secret_ends() {
+    let client = admin_client().await;
+    let (ns, _controller) = controller_with_demo_key(&client, "fight", &[]).await;
+    let n = ns.name.as_str();
+    apply_sealed(&client, n, demo_sealed(n, "fought", json!({}))).await;
+    synced(&client, n, "fought", "True").await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), n);
+    let sealed = Api::<SealedSecret>::namespaced(client.clone(), n);
+    let mut restored = 0;
+    for round in 0..30 {
+        let tamper = json!({"data": {"password": base64_of(&format!("tampered-{round}"))}});
+        secrets.patch("fought", &PatchParams::default(), &Patch::Merge(&tamper)).await.unwrap();
+        let back = eventually(Duration::from_secs(10), || async {
+            let data = secrets.get("fought").await.ok()?.data?;
+            (data["password"].0 == b"hunter2").then_some(())
+        })
+        .await;
+        if back.is_none() {
+            break;
+        }
+        restored += 1;
+    }
+    assert!((5..=10).contains(&restored), "restored {restored} times");
+    let contested = eventually(Duration::from_secs(30), || async {
+        let status = sealed.get("fought").await.ok()?.status?;
+        let reason = status.conditions.first()?.reason.clone()?;
+        (reason == "SecretContested").then_some(())
+    })
+    .await;
+    assert!(contested.is_some(), "the status says why writing stopped");
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -2,10 +2,12 @@
 //! control plane, and the CLI:
 //!  - the controller's RSS while 40 clients post 3.7 MB verify bodies at once, and after;
 //!  - `/healthz` latency while two clients post 80 KB deeply nested bodies without pause;
-//!  - the time and peak memory of `sealant sops filestatus` refusing a 583-byte alias bomb.
+//!  - the time and peak memory of `sealant sops` refusing a "billion laughs" alias bomb.
 //!
-//!     cargo build --release -p sealant -p sealant-controller
-//!     cargo run --release -p sealant-tests --example hostile-load
+//! ```sh
+//! cargo build --release -p sealant -p sealant-controller
+//! cargo run --release -p sealant-tests --example hostile-load
+//! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark script: fail loudly
 

@@ -285,7 +285,7 @@ pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Opti
     let keys = if args.private_keys.is_empty() { Vec::new() } else { load_keys(&args.private_keys)? };
     let mut usage = Usage::default();
     for (path, _) in sealed_secret_files(&args.paths)? {
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(Ok(text)) = io::read_document(&path).map(String::from_utf8) else {
             continue;
         };
         let Ok(docs) = yaml::parse_documents(&text) else {

@@ -315,7 +315,14 @@ pub fn run(command: &LintCommand) -> CliResult {
             say(1, "a temporary file an interrupted sealant left behind (it may hold plaintext): delete it");
             continue;
         }
-        let Ok(bytes) = std::fs::read(file) else { continue };
+        let bytes = match io::read_document(file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                say(1, "cannot examine this file: it is larger than 64 MiB");
+                continue;
+            }
+            Err(_) => continue,
+        };
         let text = decode(&bytes);
         let name = file.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         let findings = match lint_text(&name, &text) {

@@ -34,7 +34,7 @@ pub struct ReencryptCommand {
 fn stale_objects(files: &[(PathBuf, bool)], fingerprint: &str) -> Vec<String> {
     let mut stale = Vec::new();
     for (path, _) in files {
-        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        let Ok(Ok(text)) = io::read_document(path).map(String::from_utf8) else { continue };
         let Ok(docs) = yaml::parse_documents(&text) else { continue };
         for doc in docs.iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret")) {
             let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");

@@ -216,7 +216,7 @@ pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult 
     let mut problems = Vec::new();
     for (path, explicit) in &files {
         let shown = path.display().to_string();
-        match std::fs::read(path).map(String::from_utf8) {
+        match io::read_document(path).map(String::from_utf8) {
             Ok(Ok(text)) => {
                 problems.extend(check_text(&shown, &text, *explicit, cert.as_ref()));
                 if let Some(api) = &api {
