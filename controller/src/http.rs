@@ -44,6 +44,8 @@ pub struct ApiState {
     pub unseal_options: UnsealOptions,
     /// Permits for the requests that decrypt (see [`HEAVY_REQUESTS`]).
     pub heavy: Arc<Semaphore>,
+    /// RBAC forbids the leader Lease: this replica writes as the only one.
+    pub election_forbidden: watch::Receiver<bool>,
 }
 
 /// Per-client token buckets (GCRA-like): `rate` per second, `burst` at once.
@@ -125,6 +127,10 @@ async fn instrument(State(state): State<ApiState>, request: Request, next: Next)
 
 async fn readyz(State(state): State<ApiState>) -> Response {
     if *state.ready.borrow() && !state.keyring.borrow().is_empty() {
+        if *state.election_forbidden.borrow() {
+            let note = "ok (leader election: RBAC forbids the Lease, running as the only writer)\n";
+            return (StatusCode::OK, note).into_response();
+        }
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no keys loaded yet\n").into_response()

@@ -126,13 +126,30 @@ fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring
     });
 }
 
-/// Generate and store one new key Secret (leader only).
+/// The name of the key that follows the newest active one (made at `newest`, or none yet) when
+/// `key_secrets` key Secrets exist (whatever their label's value): the same on every replica
+/// that sees the same keys, so that two of them renewing at once (several replicas without a
+/// Lease) create one key between them, never two. Counting every key Secret makes a new name
+/// after a key is relabelled `compromised`, whose own name would otherwise come back.
+pub fn next_key_name(prefix: &str, newest: Option<OffsetDateTime>, key_secrets: usize) -> String {
+    format!("{prefix}-{:x}-{key_secrets}", newest.map_or(0, |t| t.unix_timestamp().max(0)))
+}
+
+/// Generate and store the key that follows `newest` (leader only). `None` when another replica
+/// already made it: the key watch brings it.
 async fn generate_key(
     client: &Client,
     namespace: &str,
     flags: &Flags,
     newest: Option<OffsetDateTime>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let key_secrets = api.list_metadata(&kube::api::ListParams::default().labels(KEY_LABEL)).await?.items.len();
+    let name = next_key_name(&flags.key_prefix, newest, key_secrets);
+    if api.get_opt(&name).await?.is_some() {
+        tracing::info!(secret = %name, "the next key already exists (made by another replica)");
+        return Ok(None);
+    }
     let (bits, ttl, cn) = (flags.key_size, flags.key_ttl, flags.my_cn.clone());
     let not_before = cert::next_not_before(OffsetDateTime::now_utc(), newest);
     let generated =
@@ -140,19 +157,26 @@ async fn generate_key(
     let fingerprint = generated.key.public().fingerprint();
     let secret = key_secret(
         &generated,
-        KeyName::GenerateName(flags.key_prefix.clone()),
+        KeyName::Name(name.clone()),
         namespace,
         Flags::pairs(&flags.privatekey_labels).into_iter().collect(),
         Flags::pairs(&flags.privatekey_annotations).into_iter().collect(),
     );
-    let created = Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await?;
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::info!(secret = %name, "the next key was made by another replica meanwhile; keeping theirs");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(
-        secret = created.metadata.name.as_deref().unwrap_or_default(),
+        secret = %name,
         fingerprint = %fingerprint,
         certificate = %generated.certificate.pem(),
         "generated a new sealing key"
     );
-    Ok(fingerprint)
+    Ok(Some(fingerprint))
 }
 
 /// Name of the Secret holding the encrypted key backup.
@@ -231,8 +255,9 @@ pub async fn manage_keys(
     };
     if needs_first {
         let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
-        let fp = generate_key(&client, &namespace, &flags, newest).await?;
-        wait_for_key(&mut keyring, &fp).await;
+        if let Some(fp) = generate_key(&client, &namespace, &flags, newest).await? {
+            wait_for_key(&mut keyring, &fp).await;
+        }
     }
     // A new leader makes sure the backup holds every key, including any added by hand.
     if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
@@ -267,10 +292,28 @@ pub async fn manage_keys(
             }
         }
         let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
-        let fp = generate_key(&client, &namespace, &flags, newest).await?;
-        wait_for_key(&mut keyring, &fp).await;
+        match generate_key(&client, &namespace, &flags, newest).await? {
+            Some(fp) => wait_for_key(&mut keyring, &fp).await,
+            // Another replica's key: give the watch time to bring it rather than ask again at once.
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(30), keyring.changed()).await;
+            }
+        }
         if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
             tracing::warn!(error = %e, "cannot write the key backup");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_that_see_the_same_keys_name_the_next_key_alike() {
+        let t = time::macros::datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(next_key_name("sealed-secrets-key", Some(t), 2), next_key_name("sealed-secrets-key", Some(t), 2));
+        assert_ne!(next_key_name("sealed-secrets-key", Some(t), 2), next_key_name("sealed-secrets-key", Some(t), 3));
+        assert_eq!(next_key_name("sealed-secrets-key", None, 0), "sealed-secrets-key-0-0");
     }
 }

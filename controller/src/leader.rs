@@ -96,11 +96,37 @@ impl Elector {
 
     /// Keep trying, and publish whether we lead. A leader that cannot renew for two thirds of
     /// the lease duration steps down before anyone else may take over.
-    pub async fn run(self, leading: watch::Sender<bool>) {
+    ///
+    /// When RBAC forbids the Lease (upstream's Helm chart grants none), this replica says so
+    /// once, in the log and in `forbidden`, and leads: that chart runs one replica, which is
+    /// the single writer upstream expects. It keeps asking, less often, and elects normally
+    /// once the Lease may be used.
+    pub async fn run(self, leading: watch::Sender<bool>, forbidden: watch::Sender<bool>) {
         let renew_deadline = self.lease_duration.mul_f64(2.0 / 3.0);
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
-            match self.try_acquire_or_renew().await {
+            let attempt = self.try_acquire_or_renew().await;
+            let is_forbidden = matches!(&attempt, Err(kube::Error::Api(s)) if s.code == 403);
+            if is_forbidden != *forbidden.borrow() {
+                if is_forbidden {
+                    tracing::warn!(
+                        lease = %self.name,
+                        namespace = self.api.namespace().unwrap_or_default(),
+                        "leader election needs get, create and update on coordination.k8s.io leases in this \
+                         namespace, which RBAC forbids: running as the only writer (right for one replica; \
+                         for several, grant the Lease rule in README, \"Migrate from the Bitnami Helm chart\")"
+                    );
+                } else {
+                    tracing::info!(lease = %self.name, "the leader Lease may be used now: electing a leader");
+                }
+                forbidden.send_replace(is_forbidden);
+            }
+            if is_forbidden {
+                leading.send_replace(true);
+                tokio::time::sleep(self.retry_period.max(Duration::from_secs(30))).await;
+                continue;
+            }
+            match attempt {
                 Ok(true) => {
                     last_renewed = Some(tokio::time::Instant::now());
                     if !*leading.borrow() {

@@ -1,6 +1,7 @@
 //! The Sealant controller: a drop-in replacement for the sealed-secrets controller with leader
 //! election, live key reloads and restarts that do not decrypt again.
 
+pub mod events;
 pub mod flags;
 pub mod http;
 pub mod keyring;
@@ -18,7 +19,6 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Config};
 use sealant_crds::{SealedSecret, UnsealOptions};
@@ -91,12 +91,11 @@ async fn lead(
     let mut ready_wait = ready.clone();
     ready_wait.wait_for(|r| *r).await?;
 
-    let reporter = Reporter { controller: "sealed-secrets".into(), instance: std::env::var("POD_NAME").ok() };
     let context = Arc::new(reconcile::Context {
         client: client.clone(),
         keyring: keyring.clone(),
         metrics,
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events::Events::new(client.clone(), identity()),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         update_status: flags.update_status,
         max_retries: flags.max_unseal_retries,
@@ -183,6 +182,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         keyring_tx,
         ready_tx,
     ));
+    let (forbidden_tx, forbidden_rx) = watch::channel(false);
     let api_state = http::ApiState {
         keyring: keyring_rx.clone(),
         ready: ready_rx.clone(),
@@ -190,6 +190,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         limiter: Arc::new(Mutex::new(http::RateLimiter::new(flags.rate_limit, flags.rate_limit_burst))),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         heavy: Arc::new(tokio::sync::Semaphore::new(http::HEAVY_REQUESTS)),
+        election_forbidden: forbidden_rx.clone(),
     };
     let timeouts = http::Timeouts { read: flags.read_timeout, write: flags.write_timeout };
     background.spawn(http::serve(flags.listen_addr, http::api_router(api_state), timeouts));
@@ -208,8 +209,14 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     });
     if let Some(elector) = elector.clone() {
         background.spawn(async move {
-            elector.run(leading_tx).await;
+            elector.run(leading_tx, forbidden_tx).await;
             Ok(())
+        });
+        let (metrics, mut forbidden) = (metrics.clone(), forbidden_rx.clone());
+        tokio::spawn(async move {
+            while forbidden.changed().await.is_ok() {
+                metrics.election_forbidden.set(i64::from(*forbidden.borrow()));
+            }
         });
     } else {
         drop(leading_tx);

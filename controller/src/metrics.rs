@@ -55,6 +55,8 @@ pub struct Metrics {
     pub decryptions: Counter,
     pub reconcile_duration: Histogram,
     pub is_leader: Gauge,
+    /// 1 when the Lease may not be read or written, so this replica runs as the single writer.
+    pub election_forbidden: Gauge,
     pub last_backup: Gauge<f64, AtomicU64>,
 }
 
@@ -118,6 +120,12 @@ impl Metrics {
         );
         let is_leader = Gauge::default();
         registry.register("sealant_leader", "1 while this replica is the leader", is_leader.clone());
+        let election_forbidden = Gauge::default();
+        registry.register(
+            "sealant_leader_election_forbidden",
+            "1 when RBAC forbids the leader Lease, so this replica writes as the only one",
+            election_forbidden.clone(),
+        );
         let last_backup = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "sealant_last_key_backup_timestamp_seconds",
@@ -137,6 +145,7 @@ impl Metrics {
             decryptions,
             reconcile_duration,
             is_leader,
+            election_forbidden,
         }
     }
 

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::sync::watch;
 
+use crate::events::{EventType, Events};
 use crate::keyring::Keyring;
 use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::plan::{Plan, PlanError, WriteBudget, plan};
@@ -77,7 +77,7 @@ pub struct Context {
     pub client: Client,
     pub keyring: watch::Receiver<Arc<Keyring>>,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: Events,
     pub unseal_options: UnsealOptions,
     pub update_status: bool,
     pub max_retries: u32,
@@ -97,9 +97,7 @@ fn key(ss: &SealedSecret) -> String {
 }
 
 async fn publish(ctx: &Context, ss: &SealedSecret, type_: EventType, reason: &str, note: String) {
-    let event =
-        Event { type_, reason: reason.to_owned(), note: Some(note), action: "Unseal".to_owned(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &ss.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(ss, type_, reason, note).await {
         tracing::warn!(error = %e, sealedsecret = %key(ss), "cannot publish an event");
     }
 }
@@ -212,13 +210,34 @@ pub fn forget(ctx: &Context, ss: &SealedSecret) {
     }
 }
 
+/// Write the status with an update of the status subresource, as upstream does (its Helm chart
+/// grants `update` on `sealedsecrets/status`, not `patch`); on a conflict, once more on the
+/// object as it is now.
 async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
     let Some(status) = next_status(ss, outcome, Time(k8s_openapi::jiff::Timestamp::now())) else {
         return;
     };
     let api = Api::<SealedSecret>::namespaced(ctx.client.clone(), &ss.namespace().unwrap_or_default());
-    let patch = serde_json::json!({ "status": status });
-    if let Err(e) = api.patch_status(&ss.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    let name = ss.name_any();
+    let put = |mut object: SealedSecret| {
+        object.status = Some(status.clone());
+        object.metadata.managed_fields = None;
+        let api = api.clone();
+        let name = name.clone();
+        async move { api.replace_status(&name, &PostParams::default(), &object).await.map(|_| ()) }
+    };
+    let mut result = put(ss.clone()).await;
+    if let Err(kube::Error::Api(s)) = &result
+        && s.code == 409
+    {
+        result = match api.get(&name).await {
+            Ok(fresh) if fresh.metadata.generation == ss.metadata.generation => put(fresh).await,
+            // The object changed: its own reconcile writes the status that fits it.
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    if let Err(e) = result {
         tracing::warn!(sealedsecret = %key(ss), error = %e, "cannot update status");
         ctx.metrics
             .unseal_errors
