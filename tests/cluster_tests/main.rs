@@ -20,6 +20,7 @@ mod controller;
 mod hostile;
 mod kubeseal_path;
 mod runbooks;
+mod upstream_chart;
 
 const CRD_NAME: &str = "sealedsecrets.bitnami.com";
 
