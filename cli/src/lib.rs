@@ -98,6 +98,13 @@ fn parse<T: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> Result<T, c
 /// Run the command line `args` (including the program name) and return the exit status.
 pub fn run(args: Vec<OsString>) -> ExitCode {
     let kubeseal = invoked_as_kubeseal(args.first());
+    // Scripts read upstream's `kubeseal version: X`.
+    if kubeseal && args.iter().skip(1).any(|a| a == "--version") {
+        return match io::print(&format!("kubeseal version: {}\n", env!("CARGO_PKG_VERSION"))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(e),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return report(CliError::new("cannot start the async runtime").source(e)),

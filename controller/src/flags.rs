@@ -58,6 +58,48 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 static VERSION: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| sealant_core::provider::version_line(env!("CARGO_PKG_VERSION")));
 
+/// klog's flags that take a value, which upstream's Deployments may pass; accepted and ignored.
+const KLOG_VALUED: &[&str] =
+    &["log_dir", "log_file", "log_file_max_size", "vmodule", "stderrthreshold", "log_backtrace_at"];
+/// klog's boolean flags; accepted and ignored.
+const KLOG_BOOLEAN: &[&str] = &["alsologtostderr", "skip_headers", "skip_log_headers", "add_dir_header", "one_output"];
+
+/// The command line as Go's flag package reads it, made ours: `-flag` and `-flag=value` (one
+/// dash) become `--flag...`, and klog's flags (see [`KLOG_VALUED`], [`KLOG_BOOLEAN`]) are
+/// dropped, so an upstream Deployment's arguments never stop the controller.
+pub fn go_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = args.into_iter();
+    out.extend(args.next());
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if text == "--" {
+            out.push(arg);
+            out.extend(args.by_ref());
+            break;
+        }
+        let body = text.strip_prefix("--").or_else(|| text.strip_prefix('-')).unwrap_or(text);
+        let (name, value) = body.split_once('=').map_or((body, None), |(n, v)| (n, Some(v)));
+        if body.len() == text.len() {
+            out.push(arg);
+        } else if KLOG_BOOLEAN.contains(&name) {
+            continue;
+        } else if KLOG_VALUED.contains(&name) {
+            if value.is_none() {
+                args.next();
+            }
+        } else if !text.starts_with("--") && name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            out.push(format!("--{body}").into());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 /// Go's `:8080` means every interface.
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
@@ -68,7 +110,13 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
 #[command(
     name = "sealant-controller",
     version = VERSION.as_str(),
-    about = "Turns SealedSecrets into Secrets; drop-in for the sealed-secrets controller"
+    // As Go's flag package: a flag given twice takes the last value.
+    args_override_self = true,
+    about = "Turns SealedSecrets into Secrets; drop-in for the sealed-secrets controller",
+    after_help = "Go-style flags work too: -flag, -flag=value, --flag=true|false. klog's flags (-v, \
+                  --logtostderr, --alsologtostderr, --log_dir, --log_file, --log_file_max_size, --vmodule, \
+                  --stderrthreshold, --skip_headers, --skip_log_headers, --add_dir_header, --one_output, \
+                  --log_backtrace_at) are accepted and ignored: use --log-level and --log-format."
 )]
 pub struct Flags {
     /// Prefix (generateName) of key Secrets, and the name of the legacy key.
@@ -227,6 +275,30 @@ impl Flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_deployment_arguments_with_klog_flags_parse() {
+        let args = [
+            "controller",
+            "-v=2",
+            "--logtostderr",
+            "-alsologtostderr",
+            "--vmodule",
+            "x=3",
+            "--log_dir=/tmp",
+            "-stderrthreshold",
+            "INFO",
+            "--skip_headers",
+            "-key-prefix=legacy",
+            "--update-status",
+            "-v",
+            "4",
+        ];
+        let flags = Flags::try_parse_from(go_style_args(args.map(std::ffi::OsString::from))).unwrap();
+        assert_eq!(flags.key_prefix, "legacy");
+        assert!(flags.update_status);
+        assert_eq!(flags.verbosity, Some(4));
+    }
 
     #[test]
     fn go_durations() {

@@ -48,7 +48,7 @@ pub struct ApiState {
     pub election_forbidden: watch::Receiver<bool>,
 }
 
-/// Per-client token buckets (GCRA-like): `rate` per second, `burst` at once.
+/// Per-client token buckets: `rate` per second, `burst + 1` at once (as upstream's limiter).
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
@@ -58,7 +58,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: u32, burst: u32) -> Self {
-        RateLimiter { rate: f64::from(rate.max(1)), burst: f64::from(burst.max(1)), buckets: HashMap::new() }
+        RateLimiter { rate: f64::from(rate.max(1)), burst: f64::from(burst) + 1.0, buckets: HashMap::new() }
     }
 
     pub fn allow(&mut self, key: &str, now: Instant) -> bool {
@@ -241,10 +241,11 @@ fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
     out.metadata.uid = None;
     out.metadata.managed_fields = None;
     out.status = None;
-    out.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(SEALING_KEY_ANNOTATION.to_owned(), newest.fingerprint.clone());
+    // Our key annotation is updated where it was, never added: kubeseal --re-encrypt's diff
+    // stays the items alone, as with upstream's controller.
+    if let Some(annotation) = out.metadata.annotations.as_mut().and_then(|a| a.get_mut(SEALING_KEY_ANNOTATION)) {
+        *annotation = newest.fingerprint.clone();
+    }
     Ok(out)
 }
 
@@ -338,6 +339,7 @@ mod tests {
         let t0 = Instant::now();
         assert!(limiter.allow("a", t0));
         assert!(limiter.allow("a", t0));
+        assert!(limiter.allow("a", t0), "burst + 1, as upstream");
         assert!(!limiter.allow("a", t0));
         assert!(limiter.allow("b", t0), "clients are limited separately");
         assert!(limiter.allow("a", t0 + std::time::Duration::from_millis(600)));
