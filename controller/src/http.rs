@@ -106,7 +106,8 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 
 async fn instrument(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    // Lower case, as upstream's Go client labels methods.
+    let method = request.method().as_str().to_ascii_lowercase();
     let start = Instant::now();
     let response = next.run(request).await;
     if let Some(path) = path.filter(|p| p.starts_with("/v1/")) {

@@ -149,14 +149,133 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
+    /// The Prometheus text exposition format 0.0.4, as upstream's Go client writes it, followed
+    /// by the standard `process_*` metrics.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
+        let mut open_metrics = String::new();
+        if prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry).is_err() {
+            return String::new();
         }
+        let mut out = to_prometheus_text(&open_metrics);
+        out.push_str(&process_metrics());
         out
     }
+}
+
+/// OpenMetrics text (what prometheus-client writes) as Prometheus text 0.0.4: a counter's
+/// family is named with its `_total`, there is no `# EOF` or `# UNIT`, OpenMetrics-only types
+/// become gauges or untyped, and bucket bounds are written as Go writes floats (`le="1"`).
+pub fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .filter(|(_, kind)| *kind == "counter")
+        .map(|(name, _)| name)
+        .collect();
+    let family = |name: &str| if counters.contains(name) { format!("{name}_total") } else { name.to_owned() };
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some((name, help)) = line.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')) {
+            out.push_str(&format!("# HELP {} {help}\n", family(name)));
+        } else if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|r| r.split_once(' ')) {
+            let kind = match kind {
+                "info" | "stateset" | "gaugehistogram" => "gauge",
+                "unknown" => "untyped",
+                other => other,
+            };
+            out.push_str(&format!("# TYPE {} {kind}\n", family(name)));
+        } else if counters.iter().any(|c| line.starts_with(&format!("{c}_created"))) {
+            continue;
+        } else {
+            out.push_str(&go_bucket_bound(line));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `le="1.0"` as Go writes it, `le="1"`.
+fn go_bucket_bound(line: &str) -> String {
+    let Some(start) = line.find("le=\"").map(|i| i + 4) else {
+        return line.to_owned();
+    };
+    let Some(len) = line[start..].find('"') else {
+        return line.to_owned();
+    };
+    match line[start..start + len].parse::<f64>() {
+        Ok(bound) if bound.is_finite() => format!("{}{bound}{}", &line[..start], &line[start + len..]),
+        _ => line.to_owned(),
+    }
+}
+
+/// The standard `process_*` metrics of Prometheus clients, read from /proc (Linux).
+fn process_metrics() -> String {
+    // /proc reports times in USER_HZ, which is 100 on Linux whatever the kernel's own HZ.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    if let (Some(user), Some(system)) = (field(14), field(15)) {
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            (user + system) / TICKS_PER_SECOND,
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        metric("process_open_fds", "gauge", "Number of open file descriptors.", entries.count() as f64);
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let limit = |prefix: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l[prefix.len()..].split_whitespace().next())
+            .map(|soft| if soft == "unlimited" { -1.0 } else { soft.parse::<f64>().unwrap_or(-1.0) })
+    };
+    if let Some(max) = limit("Max open files") {
+        metric("process_max_fds", "gauge", "Maximum number of open file descriptors.", max);
+    }
+    if let Some(vsize) = field(23) {
+        metric("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize);
+    }
+    if let Some(max) = limit("Max address space") {
+        metric(
+            "process_virtual_memory_max_bytes",
+            "gauge",
+            "Maximum amount of virtual memory available in bytes.",
+            max,
+        );
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+    if let Some(rss) = rss_kib.and_then(|v| v.parse::<f64>().ok()) {
+        metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss * 1024.0);
+    }
+    let boot = std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok()));
+    if let (Some(boot), Some(start)) = (boot, field(22)) {
+        metric(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            boot + start / TICKS_PER_SECOND,
+        );
+    }
+    out
 }
 
 impl Default for Metrics {
