@@ -35,12 +35,219 @@ pub struct ClusterArgs {
         default_value = "kube-system"
     )]
     pub controller_namespace: String,
+    /// client-go's connection flags (the kubeseal name takes them, as kubectl does).
+    #[arg(skip)]
+    pub client: ClientFlags,
+}
+
+/// client-go's (kubectl's) connection flags, overriding the kubeconfig as they do in kubeseal.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClientFlags {
+    /// Username to impersonate for the operation.
+    #[arg(long = "as", value_name = "USER")]
+    pub impersonate: Option<String>,
+    /// Group to impersonate (repeatable).
+    #[arg(long = "as-group", value_name = "GROUP")]
+    pub impersonate_groups: Vec<String>,
+    /// UID to impersonate.
+    #[arg(long = "as-uid", value_name = "UID")]
+    pub impersonate_uid: Option<String>,
+    /// Bearer token for authentication to the API server.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Username for basic authentication to the API server.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password for basic authentication to the API server.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Path to a client certificate file for TLS.
+    #[arg(long, value_name = "FILE")]
+    pub client_certificate: Option<String>,
+    /// Path to a client key file for TLS.
+    #[arg(long, value_name = "FILE")]
+    pub client_key: Option<String>,
+    /// The address and port of the Kubernetes API server.
+    #[arg(short = 's', long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Path to a cert file for the certificate authority.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<String>,
+    /// Do not check the server's certificate (insecure).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value_t = false)]
+    pub insecure_skip_tls_verify: bool,
+    /// Server name to check the server's certificate against.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Proxy URL for requests to the API server.
+    #[arg(long, value_name = "URL")]
+    pub proxy_url: Option<String>,
+    /// The kubeconfig cluster to use.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// How long to wait for one request (Go duration such as 30s or 1m, or seconds; 0: no limit).
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// kubectl's `--request-timeout`: a Go duration (`30s`, `1m`, `1h30m`), or plain seconds.
+fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 =
+            rest[..digits].parse().map_err(|_| format!("invalid duration {text:?} (examples: 30s, 1m)"))?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        total += number
+            * match &rest[..unit] {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                "ms" => 0.001,
+                _ => return Err(format!("invalid duration {text:?} (examples: 30s, 1m)")),
+            };
+        rest = &rest[unit..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+impl ClientFlags {
+    /// Whether any flag changes the kubeconfig.
+    fn is_set(&self) -> bool {
+        self.server.is_some()
+            || self.token.is_some()
+            || self.cluster.is_some()
+            || self.user.is_some()
+            || self.impersonate.is_some()
+            || !self.impersonate_groups.is_empty()
+            || self.impersonate_uid.is_some()
+            || self.username.is_some()
+            || self.password.is_some()
+            || self.client_certificate.is_some()
+            || self.client_key.is_some()
+            || self.certificate_authority.is_some()
+            || self.insecure_skip_tls_verify
+            || self.tls_server_name.is_some()
+            || self.proxy_url.is_some()
+    }
+
+    /// Apply the flags to `kubeconfig`'s entries that `context` (or the current one) names, as
+    /// client-go's overrides do; `--server` with no kubeconfig makes one of its own.
+    fn apply(&self, kubeconfig: &mut Kubeconfig, context: Option<&str>) -> KubeConfigOptions {
+        use kube::config::{AuthInfo, Cluster, Context as KubeContext, NamedAuthInfo, NamedCluster, NamedContext};
+        const FLAGS: &str = "sealant-flags";
+        let context_name = context.map(str::to_owned).or_else(|| kubeconfig.current_context.clone());
+        let current = context_name
+            .as_deref()
+            .and_then(|name| kubeconfig.contexts.iter().find(|c| c.name == name))
+            .and_then(|c| c.context.clone());
+        let mut options =
+            KubeConfigOptions { context: context_name, cluster: self.cluster.clone(), user: self.user.clone() };
+        let cluster_name = self.cluster.clone().or_else(|| current.as_ref().map(|c| c.cluster.clone()));
+        let user_name = self.user.clone().or_else(|| current.as_ref().and_then(|c| c.user.clone()));
+        let (cluster_name, user_name) = match (cluster_name, user_name) {
+            (Some(cluster), Some(user)) => (cluster, user),
+            _ => {
+                // No usable context: one made of the flags alone (`--server ... --token ...`).
+                kubeconfig.contexts.push(NamedContext {
+                    name: FLAGS.into(),
+                    context: Some(KubeContext {
+                        cluster: FLAGS.into(),
+                        user: Some(FLAGS.into()),
+                        ..Default::default()
+                    }),
+                    other: Default::default(),
+                });
+                options.context = Some(FLAGS.into());
+                (FLAGS.to_owned(), FLAGS.to_owned())
+            }
+        };
+        if !kubeconfig.clusters.iter().any(|c| c.name == cluster_name) {
+            kubeconfig.clusters.push(NamedCluster {
+                name: cluster_name.clone(),
+                cluster: Some(Cluster::default()),
+                other: Default::default(),
+            });
+        }
+        if !kubeconfig.auth_infos.iter().any(|a| a.name == user_name) {
+            kubeconfig.auth_infos.push(NamedAuthInfo {
+                name: user_name.clone(),
+                auth_info: Some(AuthInfo::default()),
+                other: Default::default(),
+            });
+        }
+        if let Some(cluster) = kubeconfig.clusters.iter_mut().find(|c| c.name == cluster_name) {
+            let cluster = cluster.cluster.get_or_insert_with(Cluster::default);
+            if let Some(server) = &self.server {
+                cluster.server = Some(server.clone());
+            }
+            if let Some(ca) = &self.certificate_authority {
+                cluster.certificate_authority = Some(ca.clone());
+                cluster.certificate_authority_data = None;
+            }
+            if self.insecure_skip_tls_verify {
+                cluster.insecure_skip_tls_verify = Some(true);
+                cluster.certificate_authority = None;
+                cluster.certificate_authority_data = None;
+            }
+            if let Some(name) = &self.tls_server_name {
+                cluster.tls_server_name = Some(name.clone());
+            }
+            if let Some(proxy) = &self.proxy_url {
+                cluster.proxy_url = Some(proxy.clone());
+            }
+        }
+        if let Some(user) = kubeconfig.auth_infos.iter_mut().find(|a| a.name == user_name) {
+            let auth = user.auth_info.get_or_insert_with(AuthInfo::default);
+            if let Some(token) = &self.token {
+                auth.token = Some(token.clone().into());
+                auth.token_file = None;
+            }
+            if let Some(username) = &self.username {
+                auth.username = Some(username.clone());
+            }
+            if let Some(password) = &self.password {
+                auth.password = Some(password.clone().into());
+            }
+            if let Some(file) = &self.client_certificate {
+                auth.client_certificate = Some(file.clone());
+                auth.client_certificate_data = None;
+            }
+            if let Some(file) = &self.client_key {
+                auth.client_key = Some(file.clone());
+                auth.client_key_data = None;
+            }
+            if let Some(who) = &self.impersonate {
+                auth.impersonate = Some(who.clone());
+            }
+            if !self.impersonate_groups.is_empty() {
+                auth.impersonate_groups = Some(self.impersonate_groups.clone());
+            }
+            if let Some(uid) = &self.impersonate_uid {
+                auth.impersonate_uid = Some(uid.clone());
+            }
+        }
+        options
+    }
 }
 
 fn read_kubeconfig(args: &ClusterArgs) -> Result<Kubeconfig, kube::config::KubeconfigError> {
-    match &args.kubeconfig {
+    let read = match &args.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
+    };
+    match read {
+        // kubectl --server needs no kubeconfig.
+        Err(_) if args.client.server.is_some() => Ok(Kubeconfig::default()),
+        other => other,
     }
 }
 
@@ -60,10 +267,19 @@ pub fn kubeconfig_namespace(args: &ClusterArgs) -> Option<String> {
 pub async fn cluster_client(args: &ClusterArgs) -> CliResult<Client> {
     let hint =
         "point --kubeconfig (or KUBECONFIG) at your cluster, or give the certificate with --cert or --controller-url";
-    let kubeconfig = read_kubeconfig(args).context("cannot read the kubeconfig").hint(hint)?;
-    let options = KubeConfigOptions { context: args.context.clone(), ..Default::default() };
-    let config =
+    let mut kubeconfig = read_kubeconfig(args).context("cannot read the kubeconfig").hint(hint)?;
+    let options = if args.client.is_set() {
+        args.client.apply(&mut kubeconfig, args.context.as_deref())
+    } else {
+        KubeConfigOptions { context: args.context.clone(), ..Default::default() }
+    };
+    let mut config =
         Config::from_custom_kubeconfig(kubeconfig, &options).await.context("cannot use the kubeconfig").hint(hint)?;
+    if let Some(timeout) = args.client.request_timeout.filter(|t| !t.is_zero()) {
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        config.write_timeout = Some(timeout);
+    }
     Client::try_from(config).context("cannot create a Kubernetes client").hint(hint)
 }
 

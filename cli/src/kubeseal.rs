@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use sealant_core::Scope;
 
-use crate::cluster::{ClusterArgs, ControllerApi};
+use crate::cluster::{ClientFlags, ClusterArgs, ControllerApi};
 use crate::commands::cert::{CertArgs, CertCommand};
 use crate::commands::seal::{SealRequest, parse_scope};
 use crate::commands::{cert, reencrypt, seal, unseal};
@@ -42,39 +42,59 @@ pub struct KubesealArgs {
     #[arg(short = 'f', long = "secret-file", env = "SEALED_SECRETS_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// Print the certificate and exit.
-    #[arg(long, env = "SEALED_SECRETS_FETCH_CERT")]
+    #[arg(long, env = "SEALED_SECRETS_FETCH_CERT", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
     pub fetch_cert: bool,
-    #[arg(long, env = "SEALED_SECRETS_ALLOW_EMPTY_DATA")]
+    #[arg(long, env = "SEALED_SECRETS_ALLOW_EMPTY_DATA", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
     pub allow_empty_data: bool,
     /// Merge into an existing SealedSecret file in place.
     #[arg(long, env = "SEALED_SECRETS_MERGE_INTO")]
     pub merge_into: Option<PathBuf>,
     /// Encrypt one value (from --from-file or standard input).
-    #[arg(long, env = "SEALED_SECRETS_RAW")]
+    #[arg(long, env = "SEALED_SECRETS_RAW", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
     pub raw: bool,
     #[arg(long, env = "SEALED_SECRETS_NAME")]
     pub name: Option<String>,
-    #[arg(short = 'n', long, env = "SEALED_SECRETS_NAMESPACE")]
+    #[arg(short = 'n', long, env = "SEALED_SECRETS_NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
     #[arg(long, env = "SEALED_SECRETS_FROM_FILE")]
     pub from_file: Vec<String>,
     #[arg(long, env = "SEALED_SECRETS_SCOPE", value_parser = parse_scope)]
     pub scope: Option<Scope>,
     /// Decrypt offline with --recovery-private-key.
-    #[arg(long, env = "SEALED_SECRETS_RECOVERY_UNSEAL")]
+    #[arg(long, env = "SEALED_SECRETS_RECOVERY_UNSEAL", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
     pub recovery_unseal: bool,
     #[arg(long, env = "SEALED_SECRETS_RECOVERY_PRIVATE_KEY", value_delimiter = ',')]
     pub recovery_private_key: Vec<PathBuf>,
     #[arg(long, env = "SEALED_SECRETS_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, env = "SEALED_SECRETS_CONTEXT")]
     pub context: Option<String>,
     /// Ask the controller whether it can decrypt the input SealedSecret(s).
-    #[arg(long, env = "SEALED_SECRETS_VALIDATE")]
+    #[arg(long, env = "SEALED_SECRETS_VALIDATE", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
     pub validate: bool,
     /// Re-seal the input SealedSecret(s) to the controller's newest key.
-    #[arg(long = "re-encrypt", alias = "rotate", env = "SEALED_SECRETS_RE_ENCRYPT")]
+    #[arg(long = "re-encrypt", alias = "rotate", env = "SEALED_SECRETS_RE_ENCRYPT", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
     pub re_encrypt: bool,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+/// A boolean as Go's strconv.ParseBool (and so pflag) reads it.
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean {text:?} (true or false)")),
+    }
+}
+
+/// `-n`: a namespace, with the `ns/`, `namespace/` or `namespaces/` prefix client-go strips.
+fn parse_namespace(text: &str) -> Result<String, String> {
+    let name = ["ns/", "namespace/", "namespaces/"].iter().find_map(|p| text.strip_prefix(p)).unwrap_or(text);
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("invalid namespace {text:?}"));
+    }
+    Ok(name.to_owned())
 }
 
 pub async fn run(args: KubesealArgs) -> CliResult {
@@ -83,6 +103,7 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         context: args.context.clone(),
         controller_name: args.controller_name.clone(),
         controller_namespace: args.controller_namespace.clone(),
+        client: args.client.clone(),
     };
     let cert_args = CertArgs { cert: args.cert.clone(), controller_url: None };
     if !args.from_file.is_empty() && !args.raw {

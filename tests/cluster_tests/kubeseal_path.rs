@@ -121,6 +121,36 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
     let after: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_ne!(serde_json::from_str::<Value>(&before).unwrap()["spec"], after["spec"], "rewritten in place");
 
+    // client-go's flags pick the identity, with no kubeconfig at all: the ordinary user may not
+    // use this namespace's service proxy; the admin may, and not when impersonating the user.
+    let plane = control_plane();
+    let server = format!("https://127.0.0.1:{}", plane.env["APISERVER_PORT"]);
+    let ca = plane.dir.join("ca.crt");
+    let as_flags = |token: &str, extra: &[&str]| {
+        let mut args = vec!["--fetch-cert", "--controller-namespace", &n, "--server", &server, "--token", token];
+        args.push("--certificate-authority");
+        args.push(ca.to_str().unwrap());
+        args.extend_from_slice(extra);
+        Command::new(&kubeseal)
+            .args(&args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("SEALED_SECRETS_CERT")
+            .output()
+            .unwrap()
+    };
+    let admin = as_flags(&plane.env["ADMIN_TOKEN"], &["--request-timeout=30s"]);
+    assert!(admin.status.success(), "admin token: {}", String::from_utf8_lossy(&admin.stderr));
+    assert_eq!(admin.stdout, served);
+    let user = as_flags(&plane.env["USER_TOKEN"], &[]);
+    assert!(!user.status.success() && String::from_utf8_lossy(&user.stderr).contains("forbidden"));
+    let impersonated = as_flags(&plane.env["ADMIN_TOKEN"], &["--as", "user", "--as-group", "developers"]);
+    assert!(!impersonated.status.success(), "impersonation took effect");
+    assert!(
+        String::from_utf8_lossy(&impersonated.stderr).contains("\"user\""),
+        "{}",
+        String::from_utf8_lossy(&impersonated.stderr)
+    );
+
     // And the controller opens it.
     let ss: SealedSecret = serde_json::from_value(doc).unwrap();
     Api::<SealedSecret>::namespaced(client.clone(), &n).create(&PostParams::default(), &ss).await.unwrap();
