@@ -185,3 +185,24 @@ async fn validate_or_re_encrypt(args: &KubesealArgs, cluster: &ClusterArgs) -> C
         (None, None) => io::print(&text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_as_client_go_reads_them() {
+        for given in ["demo", "ns/demo", "namespace/demo", "namespaces/demo"] {
+            assert_eq!(parse_namespace(given).as_deref(), Ok("demo"), "{given}");
+        }
+        assert!(parse_namespace("pods/demo").is_err());
+        assert!(parse_namespace("ns/").is_err());
+    }
+
+    #[test]
+    fn booleans_as_pflag_reads_them() {
+        let args = KubesealArgs::try_parse_from(["kubeseal", "--raw=T", "--validate=0", "--fetch-cert"]);
+        let args = args.unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.raw && !args.validate && args.fetch_cert);
+    }
+}
