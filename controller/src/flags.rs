@@ -188,7 +188,12 @@ pub struct Flags {
     /// Log format.
     #[arg(long, env = "SEALED_SECRETS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Retries of a failing SealedSecret before waiting for its next change.
+    /// Every SealedSecret is reconciled again this often (0: never): unchanged ones cost no
+    /// decryption, and anything a fault made the controller miss is repaired.
+    #[arg(long, env = "SEALED_SECRETS_RESYNC_PERIOD", default_value = "10m0s", value_parser = parse_go_duration)]
+    pub resync_period: Duration,
+    /// Retries of a failing SealedSecret before waiting for its next change (API errors that
+    /// time can fix are retried without limit and do not count).
     #[arg(long, env = "SEALED_SECRETS_MAX_UNSEAL_RETRIES", default_value_t = 5)]
     pub max_unseal_retries: u32,
     /// Accepted for compatibility.

@@ -254,10 +254,7 @@ pub async fn manage_keys(
         }
     };
     if needs_first {
-        let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
-        if let Some(fp) = generate_key(&client, &namespace, &flags, newest).await? {
-            wait_for_key(&mut keyring, &fp).await;
-        }
+        make_next_key(&client, &namespace, &flags, &metrics, &mut keyring).await;
     }
     // A new leader makes sure the backup holds every key, including any added by hand.
     if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
@@ -291,17 +288,39 @@ pub async fn manage_keys(
                 continue;
             }
         }
-        let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
-        match generate_key(&client, &namespace, &flags, newest).await? {
-            Some(fp) => wait_for_key(&mut keyring, &fp).await,
-            // Another replica's key: give the watch time to bring it rather than ask again at once.
-            None => {
-                let _ = tokio::time::timeout(Duration::from_secs(30), keyring.changed()).await;
-            }
-        }
+        make_next_key(&client, &namespace, &flags, &metrics, &mut keyring).await;
         if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
             tracing::warn!(error = %e, "cannot write the key backup");
         }
+    }
+}
+
+/// Make the next key, trying until it exists: a failure (the API server down, RBAC, a slow
+/// key generation) is logged and counted, and never ends the process.
+async fn make_next_key(
+    client: &Client,
+    namespace: &str,
+    flags: &Flags,
+    metrics: &Metrics,
+    keyring: &mut watch::Receiver<Arc<Keyring>>,
+) {
+    let mut delay = Duration::from_secs(5);
+    loop {
+        let newest = keyring.borrow().entries().iter().map(|e| e.certificate.not_before()).max();
+        let made = tokio::time::timeout(Duration::from_secs(300), generate_key(client, namespace, flags, newest)).await;
+        match made {
+            Ok(Ok(Some(fp))) => return wait_for_key(keyring, &fp).await,
+            // Another replica's key: give the watch time to bring it rather than ask again at once.
+            Ok(Ok(None)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(30), keyring.changed()).await;
+                return;
+            }
+            Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "cannot make a new key"),
+            Err(_) => tracing::warn!(retry_in = ?delay, "making a new key took over 5 minutes"),
+        }
+        metrics.key_renewal_failures.inc();
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(600));
     }
 }
 

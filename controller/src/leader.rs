@@ -1,6 +1,7 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: one replica holds it and renews it; the
 //! others take it over once it has not been renewed for a lease duration.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,6 +18,23 @@ pub struct Elector {
     pub identity: String,
     pub lease_duration: Duration,
     pub retry_period: Duration,
+    /// The lease record last seen, and when (on this replica's clock) it was first seen.
+    observed: Arc<Mutex<Option<(String, tokio::time::Instant)>>>,
+}
+
+/// When `record` was first seen: now if it differs from the one seen before.
+fn observe(
+    observed: &mut Option<(String, tokio::time::Instant)>,
+    record: String,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    match observed {
+        Some((seen, at)) if *seen == record => *at,
+        _ => {
+            *observed = Some((record, now));
+            now
+        }
+    }
 }
 
 fn now() -> MicroTime {
@@ -38,6 +56,7 @@ impl Elector {
             identity,
             lease_duration,
             retry_period,
+            observed: Arc::default(),
         }
     }
 
@@ -52,14 +71,24 @@ impl Elector {
         }
     }
 
+    /// Whether another holder's lease has expired, judged as client-go judges it: by how long
+    /// ago this replica last saw the lease record change, on its own clock, never by comparing
+    /// the holder's `renewTime` with our clock (skewed clocks would let two replicas lead).
     fn expired(&self, spec: &LeaseSpec) -> bool {
-        let Some(renewed) = spec.renew_time.as_ref() else {
-            return true;
+        let record = format!(
+            "{:?} {:?} {:?}",
+            spec.holder_identity,
+            spec.renew_time.as_ref().map(|t| t.0),
+            spec.lease_transitions
+        );
+        let now = tokio::time::Instant::now();
+        let seen_at = match self.observed.lock() {
+            Ok(mut observed) => observe(&mut observed, record, now),
+            Err(_) => now,
         };
         let duration =
             spec.lease_duration_seconds.map_or(self.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
-        let age = Timestamp::now().duration_since(renewed.0);
-        age.as_secs_f64() > duration.as_secs_f64()
+        spec.renew_time.is_none() || now.duration_since(seen_at) > duration
     }
 
     /// One round: take or renew the lease. `Ok(true)` while we hold it.
@@ -105,7 +134,11 @@ impl Elector {
         let renew_deadline = self.lease_duration.mul_f64(2.0 / 3.0);
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
-            let attempt = self.try_acquire_or_renew().await;
+            // A hung request must not keep a leader that cannot renew: bounded well inside the lease.
+            let attempt = match tokio::time::timeout(self.lease_duration / 3, self.try_acquire_or_renew()).await {
+                Ok(attempt) => attempt,
+                Err(_) => Err(kube::Error::Service("the lease request timed out".into())),
+            };
             let is_forbidden = matches!(&attempt, Err(kube::Error::Api(s)) if s.code == 403);
             if is_forbidden != *forbidden.borrow() {
                 if is_forbidden {
@@ -166,5 +199,21 @@ impl Elector {
         if let Err(e) = self.api.replace(&self.name, &PostParams::default(), &lease).await {
             tracing::warn!(error = %e, "cannot release the leader lease");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_measured_from_when_the_record_changed_here() {
+        let t0 = tokio::time::Instant::now();
+        let mut observed = None;
+        // However far the holder's clock is off, what counts is when we saw the record change.
+        assert_eq!(observe(&mut observed, "holder-a renewed 2099-01-01".into(), t0), t0);
+        let later = t0 + Duration::from_secs(20);
+        assert_eq!(observe(&mut observed, "holder-a renewed 2099-01-01".into(), later), t0, "unchanged: still t0");
+        assert_eq!(observe(&mut observed, "holder-a renewed 1999-01-01".into(), later), later, "renewed: seen now");
     }
 }

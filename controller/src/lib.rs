@@ -32,7 +32,12 @@ use crate::metrics::Metrics;
 
 /// Run until SIGTERM or SIGINT.
 pub fn run(flags: Flags) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_async(flags))
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(run_async(flags));
+    // Decryptions still running on the blocking pool must not hold the exit (SIGTERM has a
+    // grace period, and their results are no longer wanted).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 async fn client(flags: &Flags) -> anyhow::Result<Client> {
@@ -119,11 +124,21 @@ async fn lead(
         if !flags.label_selector.is_empty() {
             config = config.labels(&flags.label_selector);
         }
-        // New keys may open SealedSecrets that failed before: reconcile everything again.
+        // New keys may open SealedSecrets that failed before: reconcile everything again; and
+        // so every resync period, which repairs whatever a fault made us miss.
         let key_changes = futures::stream::unfold(keyring.clone(), |mut rx| async move {
             rx.changed().await.ok()?;
             Some(((), rx))
         });
+        let period = flags.resync_period;
+        let resyncs = futures::stream::unfold((), move |()| async move {
+            if period.is_zero() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(period).await;
+            Some(((), ()))
+        });
+        let key_changes = futures::stream::select(key_changes, resyncs);
         // Deletions are not reconciled; they only take a SealedSecret's metric away.
         let deletions = watcher(sealed.clone(), config.clone());
         let forget_context = context.clone();
@@ -285,7 +300,10 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         task.abort();
     }
     if let Some(elector) = &elector {
-        elector.release().await;
+        // Hand the lease over if the API server answers soon; else it expires by itself.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), elector.release()).await.is_err() {
+            tracing::warn!("could not hand the leader lease over in time; it expires by itself");
+        }
     }
     tracing::info!("stopped");
     outcome

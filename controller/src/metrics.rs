@@ -57,6 +57,7 @@ pub struct Metrics {
     pub is_leader: Gauge,
     /// 1 when the Lease may not be read or written, so this replica runs as the single writer.
     pub election_forbidden: Gauge,
+    pub key_renewal_failures: Counter,
     pub last_backup: Gauge<f64, AtomicU64>,
 }
 
@@ -126,6 +127,12 @@ impl Metrics {
             "1 when RBAC forbids the leader Lease, so this replica writes as the only one",
             election_forbidden.clone(),
         );
+        let key_renewal_failures = Counter::default();
+        registry.register(
+            "sealant_key_renewal_failures",
+            "Failed attempts to make a new key (each is retried)",
+            key_renewal_failures.clone(),
+        );
         let last_backup = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "sealant_last_key_backup_timestamp_seconds",
@@ -146,6 +153,7 @@ impl Metrics {
             reconcile_duration,
             is_leader,
             election_forbidden,
+            key_renewal_failures,
         }
     }
 

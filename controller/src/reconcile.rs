@@ -18,14 +18,49 @@ use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::plan::{Plan, PlanError, WriteBudget, plan};
 use crate::status::{Outcome, SYNCED, next_status};
 
+/// Deadline of one API call made while reconciling: a hung request must not hold a
+/// SealedSecret (or the leader) forever.
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("cannot read the Secret")]
     Fetch(#[source] kube::Error),
-    #[error("cannot write the Secret: {0}")]
-    Write(#[source] kube::Error),
+    #[error("cannot {verb} the Secret: {source}")]
+    Write {
+        verb: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the API server did not answer {verb} of the Secret within {}s", API_TIMEOUT.as_secs())]
+    Timeout { verb: &'static str },
+    #[error("the unsealing task stopped unexpectedly")]
+    Internal,
+}
+
+/// What a failure means for retrying it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Time can fix it (the API server was down, slow, overloaded or raced us): retry without
+    /// limit, with capped backoff, and never count it.
+    Transient,
+    /// Only a change can fix it (a key, a template, the spec): counts toward
+    /// `--max-unseal-retries`.
+    Counted,
+    /// Nothing but a change of the SealedSecret can fix it: wait for one.
+    AwaitChange,
+}
+
+/// Whether an API error is one that time fixes: connection trouble, timeouts, 429, 5xx and
+/// conflicts (someone else wrote first).
+pub fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
 }
 
 impl ReconcileError {
@@ -33,15 +68,16 @@ impl ReconcileError {
         match self {
             ReconcileError::Plan(e) => e.category(),
             ReconcileError::Fetch(_) => "FetchFailed",
-            ReconcileError::Write(e) if is_immutable(e) => "SecretImmutable",
-            ReconcileError::Write(_) => "UpdateFailed",
+            ReconcileError::Write { source, .. } if is_immutable(source) => "SecretImmutable",
+            ReconcileError::Write { .. } | ReconcileError::Timeout { .. } => "UpdateFailed",
+            ReconcileError::Internal => "InternalError",
         }
     }
 
     fn event_reason(&self) -> &'static str {
         match self {
             ReconcileError::Plan(e) => e.event_reason(),
-            ReconcileError::Fetch(_) | ReconcileError::Write(_) => "ErrUpdateFailed",
+            _ => "ErrUpdateFailed",
         }
     }
 
@@ -49,16 +85,86 @@ impl ReconcileError {
         match self {
             ReconcileError::Plan(e) => e.metric_reason(),
             ReconcileError::Fetch(_) => "fetch",
-            ReconcileError::Write(_) => "update",
+            _ => "update",
         }
     }
 
-    /// Errors that retrying cannot fix until the object changes.
-    fn is_permanent(&self) -> bool {
+    /// The verb, resource and status code of a failed API call, for the log line.
+    fn api_call(&self) -> Option<(&'static str, u16)> {
+        let code = |e: &kube::Error| if let kube::Error::Api(s) = e { s.code } else { 0 };
         match self {
-            ReconcileError::Plan(PlanError::Immutable | PlanError::ForeignType(_) | PlanError::Contested) => true,
-            ReconcileError::Write(e) => is_immutable(e),
-            _ => false,
+            ReconcileError::Fetch(e) => Some(("get", code(e))),
+            ReconcileError::Write { verb, source } => Some((verb, code(source))),
+            ReconcileError::Timeout { verb } => Some((verb, 0)),
+            _ => None,
+        }
+    }
+
+    pub fn retry(&self) -> Retry {
+        match self {
+            ReconcileError::Plan(PlanError::Immutable | PlanError::ForeignType(_) | PlanError::Contested) => {
+                Retry::AwaitChange
+            }
+            // Keys arriving reconcile everything again; until then, keep asking.
+            ReconcileError::Plan(PlanError::NoKeys) => Retry::Transient,
+            ReconcileError::Plan(_) | ReconcileError::Internal => Retry::Counted,
+            ReconcileError::Write { source, .. } if is_immutable(source) => Retry::AwaitChange,
+            ReconcileError::Fetch(e) | ReconcileError::Write { source: e, .. } if is_transient(e) => Retry::Transient,
+            ReconcileError::Fetch(_) | ReconcileError::Write { .. } => Retry::Counted,
+            ReconcileError::Timeout { .. } => Retry::Transient,
+        }
+    }
+}
+
+/// An API call bounded by [`API_TIMEOUT`].
+async fn bounded<T>(
+    verb: &'static str,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<Result<T, kube::Error>, ReconcileError> {
+    tokio::time::timeout(API_TIMEOUT, call).await.map_err(|_| ReconcileError::Timeout { verb })
+}
+
+/// Failures of one SealedSecret so far, for the version of it (and of the keys) they were for.
+#[derive(Debug, Default)]
+pub struct RetryState {
+    version: String,
+    counted: u32,
+    transient: u32,
+}
+
+/// The backoff before attempt `n` (1-based): 0.5 s doubling, at most 5 minutes, with ±20% jitter
+/// (`jitter` in 0..1) so that a fault does not bring every object back at the same instant.
+pub fn backoff(n: u32, jitter: f64) -> Duration {
+    let base = Duration::from_millis(500u64 << n.saturating_sub(1).min(10)).min(Duration::from_secs(300));
+    base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+}
+
+/// What to do after a failure, given the failures before it: the upstream work queue's rules,
+/// except that what time can fix is retried for ever, and counts start again whenever the
+/// object or the keys change (`version`) and after giving up.
+pub fn next_action(
+    state: &mut RetryState,
+    version: &str,
+    retry: Retry,
+    max_retries: u32,
+    jitter: f64,
+) -> Option<Duration> {
+    if state.version != version {
+        *state = RetryState { version: version.to_owned(), ..Default::default() };
+    }
+    match retry {
+        Retry::AwaitChange => None,
+        Retry::Transient => {
+            state.transient = state.transient.saturating_add(1);
+            Some(backoff(state.transient, jitter))
+        }
+        Retry::Counted => {
+            state.counted += 1;
+            if state.counted > max_retries {
+                *state = RetryState { version: version.to_owned(), ..Default::default() };
+                return None;
+            }
+            Some(backoff(state.counted, jitter))
         }
     }
 }
@@ -81,7 +187,7 @@ pub struct Context {
     pub unseal_options: UnsealOptions,
     pub update_status: bool,
     pub max_retries: u32,
-    pub retries: Mutex<HashMap<String, u32>>,
+    pub retries: Mutex<HashMap<String, RetryState>>,
     /// Bounds the writes of a Secret that something else keeps changing.
     pub writes: Mutex<WriteBudget>,
 }
@@ -97,7 +203,8 @@ fn key(ss: &SealedSecret) -> String {
 }
 
 async fn publish(ctx: &Context, ss: &SealedSecret, type_: EventType, reason: &str, note: String) {
-    if let Err(e) = ctx.events.publish(ss, type_, reason, note).await {
+    let published = tokio::time::timeout(API_TIMEOUT, ctx.events.publish(ss, type_, reason, note)).await;
+    if let Err(e) = published.unwrap_or_else(|_| Err(kube::Error::Service("no answer".into()))) {
         tracing::warn!(error = %e, sealedsecret = %key(ss), "cannot publish an event");
     }
 }
@@ -106,14 +213,14 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
     let namespace = ss.namespace().unwrap_or_default();
     let name = ss.name_any();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let existing = secrets.get_opt(&name).await.map_err(ReconcileError::Fetch)?;
+    let existing = bounded("get", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
     let keyring = ctx.keyring.borrow().clone();
     let options = ctx.unseal_options;
     let ss_owned = ss.clone();
     // RSA decryption is CPU work: keep it off the async workers.
     let decided = tokio::task::spawn_blocking(move || plan(&ss_owned, existing.as_ref(), &keyring, options))
         .await
-        .map_err(|_| PlanError::NoKeys)?;
+        .map_err(|_| ReconcileError::Internal)?;
     match decided? {
         Plan::UpToDate => Ok(false),
         Plan::Write { secret, create, decrypted } => {
@@ -126,12 +233,12 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
             if !allowed {
                 return Err(PlanError::Contested.into());
             }
-            let result = if create {
-                secrets.create(&PostParams::default(), &secret).await
+            let (verb, result) = if create {
+                ("create", bounded("create", secrets.create(&PostParams::default(), &secret)).await?)
             } else {
-                secrets.replace(&name, &PostParams::default(), &secret).await
+                ("update", bounded("update", secrets.replace(&name, &PostParams::default(), &secret)).await?)
             };
-            result.map(|_| true).map_err(ReconcileError::Write)
+            result.map(|_| true).map_err(|source| ReconcileError::Write { verb, source })
         }
     }
 }
@@ -154,7 +261,15 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         }
         Err(e) => {
             let message = describe(e);
-            tracing::warn!(sealedsecret = %key(&ss), reason = e.category(), error = %message, "cannot unseal");
+            match e.api_call() {
+                Some((verb, code)) => tracing::warn!(
+                    sealedsecret = %key(&ss), reason = e.category(), verb, resource = "secrets", code,
+                    error = %message, "cannot unseal"
+                ),
+                None => {
+                    tracing::warn!(sealedsecret = %key(&ss), reason = e.category(), error = %message, "cannot unseal")
+                }
+            }
             ctx.metrics
                 .unseal_errors
                 .get_or_create(&ErrorLabels {
@@ -224,13 +339,19 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
         object.metadata.managed_fields = None;
         let api = api.clone();
         let name = name.clone();
-        async move { api.replace_status(&name, &PostParams::default(), &object).await.map(|_| ()) }
+        async move {
+            match tokio::time::timeout(API_TIMEOUT, api.replace_status(&name, &PostParams::default(), &object)).await {
+                Ok(result) => result.map(|_| ()),
+                Err(_) => Err(kube::Error::Service(format!("no answer within {}s", API_TIMEOUT.as_secs()).into())),
+            }
+        }
     };
     let mut result = put(ss.clone()).await;
     if let Err(kube::Error::Api(s)) = &result
         && s.code == 409
     {
-        result = match api.get(&name).await {
+        let fresh = tokio::time::timeout(API_TIMEOUT, api.get(&name)).await;
+        result = match fresh.unwrap_or_else(|_| Err(kube::Error::Service("no answer".into()))) {
             Ok(fresh) if fresh.metadata.generation == ss.metadata.generation => put(fresh).await,
             // The object changed: its own reconcile writes the status that fits it.
             Ok(_) => Ok(()),
@@ -246,22 +367,70 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
     }
 }
 
-/// Retry with exponential backoff, up to `--max-unseal-retries`; then wait for a change (or
-/// for new keys, which trigger every SealedSecret again).
+/// Retry as [`next_action`] decides: transient failures without limit, the others up to
+/// `--max-unseal-retries`, then wait for a change of the object or the keys (or the resync).
 pub fn error_policy(ss: Arc<SealedSecret>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    if error.is_permanent() {
-        return Action::await_change();
-    }
-    let attempts = match ctx.retries.lock() {
+    let keys: Vec<String> = ctx.keyring.borrow().entries().iter().map(|e| e.fingerprint.clone()).collect();
+    let version = format!("{} {}", crate::plan::source_digest(&ss), keys.join(","));
+    let next = match ctx.retries.lock() {
         Ok(mut retries) => {
-            let n = retries.entry(key(&ss)).or_insert(0);
-            *n += 1;
-            *n
+            let state = retries.entry(key(&ss)).or_default();
+            next_action(state, &version, error.retry(), ctx.max_retries, rand::random::<f64>())
         }
-        Err(_) => 1,
+        Err(_) => Some(backoff(1, 0.5)),
     };
-    if attempts > ctx.max_retries {
-        return Action::await_change();
+    match next {
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
     }
-    Action::requeue(Duration::from_millis(500u64 << attempts.min(10)).min(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status { code, ..Default::default() }))
+    }
+
+    #[test]
+    fn api_trouble_is_retried_without_limit_and_never_counted() {
+        for code in [409, 429, 500, 503, 504] {
+            assert_eq!(ReconcileError::Write { verb: "update", source: api(code) }.retry(), Retry::Transient);
+        }
+        assert_eq!(ReconcileError::Timeout { verb: "get" }.retry(), Retry::Transient);
+        assert_eq!(ReconcileError::Fetch(api(403)).retry(), Retry::Counted);
+        assert_eq!(ReconcileError::Plan(PlanError::Contested).retry(), Retry::AwaitChange);
+
+        let mut state = RetryState::default();
+        for _ in 0..1000 {
+            assert!(next_action(&mut state, "v1", Retry::Transient, 5, 0.5).is_some());
+        }
+        assert_eq!(state.counted, 0, "transient failures do not count");
+        assert!(next_action(&mut state, "v1", Retry::Transient, 5, 0.5).unwrap() <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn counted_failures_give_up_then_start_again() {
+        let mut state = RetryState::default();
+        let delays: Vec<_> = (0..6).map(|_| next_action(&mut state, "v1", Retry::Counted, 5, 0.5)).collect();
+        assert!(delays[..5].iter().all(Option::is_some) && delays[5].is_none(), "{delays:?}");
+        assert_eq!(state.counted, 0, "reset after giving up");
+        assert!(
+            next_action(&mut state, "v1", Retry::Counted, 5, 0.5).is_some(),
+            "the resync or a change can try again"
+        );
+        for _ in 0..3 {
+            next_action(&mut state, "v1", Retry::Counted, 5, 0.5);
+        }
+        next_action(&mut state, "v2", Retry::Counted, 5, 0.5);
+        assert_eq!(state.counted, 1, "a change of the object or the keys starts the count again");
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(500));
+        assert_eq!(backoff(30, 0.5), Duration::from_secs(300));
+        assert!(backoff(3, 0.0) < backoff(3, 1.0));
+    }
 }

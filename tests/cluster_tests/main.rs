@@ -17,6 +17,7 @@ use sealant_tests::cluster::{TestNamespace, admin_client, client_from, control_p
 use serde_json::{Value, json};
 
 mod controller;
+mod faults;
 mod hostile;
 mod kubeseal_path;
 mod runbooks;
