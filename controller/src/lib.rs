@@ -19,8 +19,9 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Config};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::core::PartialObjectMeta;
+use kube::{Api, Client, Config, ResourceExt};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
@@ -116,7 +117,7 @@ async fn lead(
         scopes.extend(extra.into_iter().filter(|ns| *ns != namespace).map(Some));
     }
     for scope in scopes {
-        let (sealed, secrets): (Api<SealedSecret>, Api<Secret>) = match &scope {
+        let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
             None => (Api::all(client.clone()), Api::all(client.clone())),
             Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         };
@@ -139,23 +140,34 @@ async fn lead(
             Some(((), ()))
         });
         let key_changes = futures::stream::select(key_changes, resyncs);
-        // Deletions are not reconciled; they only take a SealedSecret's metric away.
-        let deletions = watcher(sealed.clone(), config.clone());
+        // One list-and-watch of SealedSecrets serves the controller's cache (without
+        // managedFields, which decisions never read) and the deletions, which are not
+        // reconciled: they only take a SealedSecret's metric and counters away.
+        let (reader, writer) = reflector::store::<SealedSecret>();
         let forget_context = context.clone();
-        tasks.spawn(async move {
-            deletions
-                .for_each(|event| {
-                    if let Ok(watcher::Event::Delete(ss)) = event {
-                        reconcile::forget(&forget_context, &ss);
-                    }
-                    futures::future::ready(())
-                })
-                .await;
-            Ok(())
-        });
-        let mut controller = Controller::new(sealed, config).reconcile_all_on(key_changes);
+        let sealed_stream = watcher(sealed, config)
+            .default_backoff()
+            .modify(|ss| ss.managed_fields_mut().clear())
+            .reflect(writer)
+            .inspect(move |event| {
+                if let Ok(watcher::Event::Delete(ss)) = event {
+                    reconcile::forget(&forget_context, ss);
+                }
+            })
+            .applied_objects();
+        let mut controller = Controller::for_stream(sealed_stream, reader).reconcile_all_on(key_changes);
         if !flags.skip_recreate {
-            controller = controller.owns(secrets, watcher::Config::default());
+            // Owned Secrets as metadata only: their ownerReferences are all the trigger needs, and
+            // other Secrets in the cluster (Helm releases of 100 KB and more) cost next to nothing.
+            let owned = watcher(secrets, watcher::Config::default())
+                .default_backoff()
+                .modify(|secret| {
+                    secret.metadata.managed_fields = None;
+                    secret.metadata.annotations = None;
+                    secret.metadata.labels = None;
+                })
+                .touched_objects();
+            controller = controller.owns_stream(owned);
         }
         let context = context.clone();
         tasks.spawn(async move {
