@@ -658,3 +658,62 @@ fn interrupted_in_place_decryption_leaves_no_plaintext_behind() {
     }
     assert!(hit > 0, "no signal arrived while the temporary file existed; the test proved nothing");
 }
+
+/// Key types sealant does not handle (here a pgp entry) are never dropped: `updatekeys` keeps
+/// them (the data key stays the same, so they still open the file), and `rotate`, which would
+/// need to wrap a new data key for them, refuses and names them, leaving the file as it was.
+#[test]
+fn other_key_types_are_kept_or_refused_never_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {KEY_A},{KEY_B}\n"),
+    )
+    .unwrap();
+    let file = dir.path().join("secrets.yaml");
+    let fixture = std::fs::read_to_string(fixtures().join("v3.11.0-generated/basic.enc.yaml")).unwrap();
+    let pgp = "    pgp:\n        - created_at: \"2026-11-27T10:56:02Z\"\n          enc: |\n            -----BEGIN PGP MESSAGE-----\n            wcFMA0\n            -----END PGP MESSAGE-----\n          fp: 85D77543B3D624B63CEA9E6DBC17301B491B3F21\n";
+    let with_pgp = fixture.replace("    unencrypted_suffix: _unencrypted\n", &format!("{pgp}    unencrypted_suffix: _unencrypted\n"));
+    assert_ne!(with_pgp, fixture);
+    std::fs::write(&file, &with_pgp).unwrap();
+    let keys = keys();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sealant"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("SOPS_AGE_KEY_FILE", &keys)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["sops", "rotate", "-i", "secrets.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pgp") && stderr.contains("hint:"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), with_pgp, "rotate left the file as it was");
+
+    let out = run(&["sops", "updatekeys", "-y", "secrets.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert!(after.contains(pgp), "the pgp entry is kept as it was:\n{after}");
+    assert!(after.contains(KEY_B));
+}
+
+/// The editor's copy is private: its directory 0700, the file 0600.
+#[test]
+fn the_edit_copy_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    let file = dir.path().join("basic.enc.yaml");
+    std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &file).unwrap();
+    let modes = dir.path().join("modes");
+    let editor = dir.path().join("editor.sh");
+    executable(
+        &editor,
+        &format!("#!/bin/sh\nstat -c %a \"$(dirname \"$1\")\" \"$1\" > {}\n", modes.display()),
+    );
+    let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&modes).unwrap(), "700\n600\n");
+}

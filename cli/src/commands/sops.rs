@@ -475,7 +475,11 @@ pub fn filestatus(command: &FileCommand) -> CliResult {
 pub fn rotate(command: &FileCommand) -> CliResult {
     let OpenFile { origin, store, mut docs, meta, .. } =
         open(&command.file, store_for(command.input_type, &command.file), false)?;
-    let options = sealant_core::sops::options_from_metadata(&meta);
+    let options = sealant_core::sops::options_from_metadata(&meta).map_err(|e| {
+        CliError::new(format!("cannot rotate the data key of {origin}"))
+            .source(e)
+            .hint("remove those keys from the file first, or rotate it with the real sops")
+    })?;
     let new_meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
         .map_err(|e| CliError::new(format!("cannot encrypt {origin} again")).source(e))?;
     let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
@@ -633,8 +637,12 @@ struct PlainCopy {
 impl PlainCopy {
     fn new(name: &std::ffi::OsStr, contents: &[u8]) -> CliResult<PlainCopy> {
         use std::os::unix::fs::OpenOptionsExt as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        // 0700 from the start: an editor that saves by writing a new file and renaming it
+        // makes that file with the umask's mode, so the directory must keep others out.
         let dir = tempfile::Builder::new()
             .prefix("sealant-edit-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| CliError::new("cannot create a private temporary directory").source(e))?;
         let path = dir.path().join(name);

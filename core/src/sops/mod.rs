@@ -47,6 +47,11 @@ pub enum SopsError {
     MacMismatch,
     #[error("cannot decrypt the MAC")]
     MacUndecryptable,
+    #[error(
+        "the file is also encrypted to {} keys, for which sealant cannot wrap a new data key",
+        .0.join(", ")
+    )]
+    UnsupportedKeyType(Vec<&'static str>),
     #[error("{0}")]
     Parse(String),
 }
@@ -907,6 +912,12 @@ pub fn update_keys<R: rand::CryptoRng + ?Sized>(
     shamir_threshold: Option<usize>,
 ) -> Result<Value, SopsError> {
     let key = data_key(meta, identities)?;
+    // One group to one group keeps the data key, so other key types' entries (kept as they
+    // are) still open it; Shamir shares are made anew, which would leave theirs useless.
+    let groups_after = groups.iter().filter(|g| !g.is_empty()).count();
+    if meta.get("key_groups").is_some() || groups_after > 1 {
+        check_only_age(meta)?;
+    }
     let single_group = meta.get("age").and_then(Value::as_array).filter(|a| !a.is_empty());
     let keep: &[Value] = match single_group {
         Some(entries) if groups.iter().filter(|g| !g.is_empty()).count() == 1 => entries,
@@ -930,13 +941,43 @@ pub fn update_keys<R: rand::CryptoRng + ?Sized>(
     Ok(meta)
 }
 
+/// The key types of sops that sealant carries through but cannot wrap a data key for.
+const OTHER_KEY_TYPES: [&str; 5] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault"];
+
+/// The key types other than age that hold entries in `meta` (top level or any key group).
+pub fn other_key_types(meta: &Value) -> Vec<&'static str> {
+    let groups = meta.get("key_groups").and_then(Value::as_array).into_iter().flatten();
+    OTHER_KEY_TYPES
+        .into_iter()
+        .filter(|kind| {
+            std::iter::once(meta).chain(groups.clone()).any(|group| {
+                group.get(*kind).is_some_and(|e| !e.is_null() && e.as_array().is_none_or(|a| !a.is_empty()))
+            })
+        })
+        .collect()
+}
+
+/// Refuse to make a new data key or new Shamir shares when other key types hold the old one:
+/// their entries would be dropped or left unable to open the file.
+fn check_only_age(meta: &Value) -> Result<(), SopsError> {
+    let others = other_key_types(meta);
+    if others.is_empty() { Ok(()) } else { Err(SopsError::UnsupportedKeyType(others)) }
+}
+
 /// The recipients of each key group of a file.
 pub fn recipients(meta: &Value) -> Vec<Vec<String>> {
     key_groups(meta).iter().map(|group| group.iter().map(|e| e.recipient.clone()).collect()).collect()
 }
 
-/// The options a file was encrypted with, read back from its metadata (for `rotate`).
-pub fn options_from_metadata(meta: &Value) -> EncryptOptions {
+/// The options a file was encrypted with, read back from its metadata (for `rotate`, which
+/// makes a new data key: refused when other key types hold the old one, as sealant cannot
+/// wrap the new one for them and would otherwise drop them).
+pub fn options_from_metadata(meta: &Value) -> Result<EncryptOptions, SopsError> {
+    check_only_age(meta)?;
+    Ok(rotate_options(meta))
+}
+
+fn rotate_options(meta: &Value) -> EncryptOptions {
     let selection =
         Selection::from_fields(|k| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned))
             .unwrap_or_default();
@@ -971,6 +1012,16 @@ pub fn flatten(meta: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_key_types_are_found_and_kept_or_refused() {
+        let top = serde_json::json!({"age": [{"recipient": "age1x", "enc": "e"}], "pgp": [{"fp": "ABC", "enc": "p"}], "kms": []});
+        assert_eq!(other_key_types(&top), ["pgp"]);
+        assert!(matches!(options_from_metadata(&top), Err(SopsError::UnsupportedKeyType(ref k)) if k == &["pgp"]));
+        let grouped = serde_json::json!({"key_groups": [{"age": [], "hc_vault": [{"vault_address": "v"}]}]});
+        assert_eq!(other_key_types(&grouped), ["hc_vault"]);
+        assert!(check_only_age(&serde_json::json!({"age": [], "pgp": [], "kms": null})).is_ok());
+    }
 
     #[test]
     fn shamir_two_of_two_recombines() {
