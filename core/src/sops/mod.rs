@@ -113,7 +113,12 @@ fn typed(plain: SecretBytes, kind: &str) -> Option<Node> {
         },
         "int" => Node::Int(text?.parse().ok()?),
         "float" => Node::Float(text?.parse().ok()?),
-        "bool" => Node::Bool(matches!(text?, "1" | "t" | "T" | "TRUE" | "true" | "True")),
+        // strconv.ParseBool, as sops: any other spelling is an error, not `false`.
+        "bool" => Node::Bool(match text? {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+            _ => return None,
+        }),
         "time" => Node::Time(text?.to_owned()),
         _ => return None,
     })
@@ -713,7 +718,8 @@ fn encrypt_leaf<R: rand::CryptoRng + ?Sized>(
     let Some((bytes, kind)) = plain_of(node) else { return Ok(()) };
     let aad = aad_of(leaf.path);
     if leaf.is_comment {
-        if encrypted {
+        // sops leaves empty comments (a bare `#`) as they are.
+        if encrypted && !bytes.is_empty() {
             if let Some(r) = &rules.unencrypted_comment_regex
                 && r.is_match(&String::from_utf8_lossy(&bytes))
             {
@@ -1012,6 +1018,28 @@ pub fn flatten(meta: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_comments_stay_as_they_are() {
+        let mut docs = stores::Store::Yaml.read_plain(b"#\n# note\na: 1\n").unwrap();
+        let options = EncryptOptions {
+            key_groups: vec![vec![age::x25519::Identity::generate().to_public().to_string()]],
+            shamir_threshold: None,
+            selection: Selection::default(),
+            mac_only_encrypted: false,
+        };
+        encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::UNIX_EPOCH).unwrap();
+        let written = String::from_utf8(stores::Store::Yaml.write_plain(&docs).unwrap()).unwrap();
+        assert!(written.starts_with("#\n#ENC[AES256_GCM,"), "{written}");
+    }
+
+    #[test]
+    fn booleans_are_read_as_go_reads_them() {
+        let bool_of = |text: &str| typed(SecretBytes::from(text.as_bytes()), "bool");
+        assert_eq!(bool_of("True"), Some(Node::Bool(true)));
+        assert_eq!(bool_of("0"), Some(Node::Bool(false)));
+        assert_eq!(bool_of("yes"), None, "an unknown spelling is an error, not false");
+    }
 
     #[test]
     fn other_key_types_are_found_and_kept_or_refused() {
