@@ -673,7 +673,8 @@ fn other_key_types_are_kept_or_refused_never_dropped() {
     let file = dir.path().join("secrets.yaml");
     let fixture = std::fs::read_to_string(fixtures().join("v3.11.0-generated/basic.enc.yaml")).unwrap();
     let pgp = "    pgp:\n        - created_at: \"2026-11-27T10:56:02Z\"\n          enc: |\n            -----BEGIN PGP MESSAGE-----\n            wcFMA0\n            -----END PGP MESSAGE-----\n          fp: 85D77543B3D624B63CEA9E6DBC17301B491B3F21\n";
-    let with_pgp = fixture.replace("    unencrypted_suffix: _unencrypted\n", &format!("{pgp}    unencrypted_suffix: _unencrypted\n"));
+    let with_pgp = fixture
+        .replace("    unencrypted_suffix: _unencrypted\n", &format!("{pgp}    unencrypted_suffix: _unencrypted\n"));
     assert_ne!(with_pgp, fixture);
     std::fs::write(&file, &with_pgp).unwrap();
     let keys = keys();
@@ -709,10 +710,7 @@ fn the_edit_copy_is_private() {
     std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &file).unwrap();
     let modes = dir.path().join("modes");
     let editor = dir.path().join("editor.sh");
-    executable(
-        &editor,
-        &format!("#!/bin/sh\nstat -c %a \"$(dirname \"$1\")\" \"$1\" > {}\n", modes.display()),
-    );
+    executable(&editor, &format!("#!/bin/sh\nstat -c %a \"$(dirname \"$1\")\" \"$1\" > {}\n", modes.display()));
     let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&modes).unwrap(), "700\n600\n");

@@ -191,7 +191,14 @@ async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: 
     }
     let recipients = sealant_core::backup::parse_recipients(&flags.backup_age_recipients)?;
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
+    let mut keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
+    // The legacy key (named after --key-prefix, perhaps without the label) opens SealedSecrets
+    // too, as the keyring loads it: a backup without it would not restore them.
+    if !keys.items.iter().any(|k| k.metadata.name.as_deref() == Some(flags.key_prefix.as_str()))
+        && let Some(legacy) = api.get_opt(&flags.key_prefix).await?
+    {
+        keys.items.push(legacy);
+    }
     let list = backup_list(&keys.items);
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(&list)?);
     let sealed = sealant_core::backup::encrypt(&recipients, &plain)?;

@@ -641,6 +641,28 @@ async fn reencrypt_a_directory_and_validate_online() {
     let again = run_sealant(&["reencrypt", "--controller-url", &controller.url, "."], dir.path());
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 of 2 file(s) re-encrypted"));
     assert_eq!(std::fs::read_to_string(dir.path().join("a.yaml")).unwrap(), a_after, "idempotent");
+
+    // An item written across lines cannot be replaced in place: refused, the file untouched
+    // (before, the annotation named the new key while the item stayed sealed to the old one).
+    seal("w", "w.yaml", &demo_cert);
+    let sealed = std::fs::read_to_string(dir.path().join("w.yaml")).unwrap();
+    let wrapped: String = sealed
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("k: ") {
+            Some(item) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let (head, tail) = item.split_at(item.len() / 2);
+                format!("{indent}k: \"{head}\\\n{indent}  {tail}\"\n")
+            }
+            None => format!("{line}\n"),
+        })
+        .collect();
+    assert_ne!(wrapped, sealed);
+    std::fs::write(dir.path().join("w.yaml"), &wrapped).unwrap();
+    let refused = run_sealant(&["reencrypt", "--controller-url", &controller.url, "w.yaml"], dir.path());
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not written one per line"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("w.yaml")).unwrap(), wrapped, "left as it was");
 }
 
 #[tokio::test]

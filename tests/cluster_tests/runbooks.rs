@@ -302,3 +302,44 @@ async fn leaked_key_runbook() {
     let listed = ok(&sealant_in(work.path(), n, &["keys", "list"]), "keys list");
     assert!(listed.lines().any(|l| l.starts_with(&leaked) && l.contains("compromised")), "{listed}");
 }
+
+/// The legacy key (named after --key-prefix, without the label), which the controller loads
+/// and unseals with, is in its encrypted backup too.
+#[tokio::test]
+async fn the_backup_holds_the_legacy_key() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "legacy-backup").await;
+    let n = ns.name.as_str();
+    let work = tempfile::tempdir().unwrap();
+    let keygen = Command::new("age-keygen").arg("-o").arg(work.path().join("identity.txt")).output().unwrap();
+    assert!(keygen.status.success());
+    let recipient = String::from_utf8_lossy(&keygen.stderr).trim().trim_start_matches("Public key: ").to_owned();
+    let demo = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap();
+    let mut legacy = sealant_core::yaml::parse_documents(&demo).unwrap().remove(0);
+    legacy["metadata"]["name"] = json!("sealed-secrets-key");
+    legacy["metadata"].as_object_mut().unwrap().remove("labels");
+    install_keys(&client, n, &legacy.to_string()).await;
+
+    let backup_flag = format!("--backup-age-recipients={recipient}");
+    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &backup_flag]);
+    controller.ready().await;
+    let written = eventually(Duration::from_secs(30), || async {
+        (controller.metric("sealant_last_key_backup_timestamp_seconds")? > 0.0).then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "the controller wrote its backup:\n{}", controller.log_text());
+    let own = Api::<Secret>::namespaced(client.clone(), n).get("sealed-secrets-key-backup").await.unwrap();
+    std::fs::write(work.path().join("own.age"), &own.data.unwrap()["keys.age"].0).unwrap();
+    let opened = Command::new("age")
+        .args(["-d", "-i"])
+        .arg(work.path().join("identity.txt"))
+        .arg(work.path().join("own.age"))
+        .output()
+        .unwrap();
+    assert!(opened.status.success());
+    let list: Value = serde_json::from_slice(&opened.stdout).unwrap();
+    let names: Vec<&str> =
+        list["items"].as_array().unwrap().iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+    assert!(names.contains(&"sealed-secrets-key"), "the legacy key is in the backup: {names:?}");
+}

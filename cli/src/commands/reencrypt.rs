@@ -142,6 +142,20 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
                 if let (Some(old_data), Some(new_data)) = (&old.spec.data, &new.spec.data) {
                     replaced = replaced.replacen(old_data.as_str(), new_data, 1);
                 }
+                // Every item must now be the new one: an item written across lines (or quoted
+                // differently) is not found by the text replacement, and the annotation must
+                // never name the new key while an item is still sealed to the old.
+                let rewritten = yaml::parse_documents(&replaced).ok().and_then(|mut d| d.pop());
+                let rewritten: Option<SealedSecret> = rewritten.and_then(|d| serde_json::from_value(d).ok());
+                if rewritten.as_ref().map(|r| (&r.spec.encrypted_data, &r.spec.data))
+                    != Some((&new.spec.encrypted_data, &new.spec.data))
+                {
+                    let name = old.metadata.name.as_deref().unwrap_or("<unnamed>");
+                    return Err(CliError::new(format!(
+                        "cannot re-encrypt {origin} in place: the items of {name} are not written one per line"
+                    ))
+                    .hint("reseal it with `sealant seal` (or write its items as plain one-line values), then run reencrypt again"));
+                }
                 let old_fp = old.metadata.annotations.as_ref().and_then(|a| a.get(SEALING_KEY_ANNOTATION)).cloned();
                 *piece = set_annotation_in_yaml(&replaced, fingerprint, old_fp.as_deref());
             }
