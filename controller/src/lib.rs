@@ -31,9 +31,16 @@ use crate::flags::Flags;
 use crate::keyring::Keyring;
 use crate::metrics::Metrics;
 
+/// SealedSecrets reconciled at once.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
 /// Run until SIGTERM or SIGINT.
 pub fn run(flags: Flags) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Decryption (RSA) and parsing run on the blocking pool: CPU work, for which threads beyond
+    // the cores add memory (a stack and buffers each), not speed. Tokio's default is 512.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads((cores * 2).max(4)).build()?;
     let result = runtime.block_on(run_async(flags));
     // Decryptions still running on the blocking pool must not hold the exit (SIGTERM has a
     // grace period, and their results are no longer wanted).
@@ -155,7 +162,11 @@ async fn lead(
                 }
             })
             .applied_objects();
-        let mut controller = Controller::for_stream(sealed_stream, reader).reconcile_all_on(key_changes);
+        // Reconciles at once: enough to keep the API server and every core busy; more would
+        // only hold more objects, decrypted values and threads in memory.
+        let mut controller = Controller::for_stream(sealed_stream, reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .reconcile_all_on(key_changes);
         if !flags.skip_recreate {
             // Owned Secrets as metadata only: their ownerReferences are all the trigger needs, and
             // other Secrets in the cluster (Helm releases of 100 KB and more) cost next to nothing.
