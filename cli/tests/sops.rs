@@ -23,6 +23,18 @@ fn sealant(args: &[&str], env: &[(&str, &Path)]) -> Output {
     command.output().unwrap()
 }
 
+/// `sealant` in `dir` with the identities of `keys`, no terminal and nothing else from the environment.
+fn run_in(dir: &Path, keys: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sealant"))
+        .current_dir(dir)
+        .env_clear()
+        .env("SOPS_AGE_KEY_FILE", keys)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn keys() -> PathBuf {
     fixtures().join("age-keys.txt")
 }
@@ -509,30 +521,24 @@ fn set_and_unset_change_one_value() {
     assert!(!out.status.success());
 }
 
+/// A directory whose .sops.yaml encrypts `*.yaml` to keys A and B.
+fn rule_for_a_and_b() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {KEY_A},{KEY_B}\n");
+    std::fs::write(dir.path().join(".sops.yaml"), rule).unwrap();
+    dir
+}
+
 /// `updatekeys` wraps the data key for the recipients of the .sops.yaml rule: every value,
 /// `lastmodified` and `mac` stay as they were, and the new recipient alone opens the file.
 #[test]
 fn updatekeys_adds_a_recipient_without_changing_values() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join(".sops.yaml"),
-        format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {KEY_A},{KEY_B}\n"),
-    )
-    .unwrap();
+    let dir = rule_for_a_and_b();
     let file = dir.path().join("secrets.yaml");
     std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &file).unwrap();
     let before = std::fs::read_to_string(&file).unwrap();
     let keys = keys();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sealant"))
-            .current_dir(dir.path())
-            .env_clear()
-            .env("SOPS_AGE_KEY_FILE", &keys)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_in(dir.path(), &keys, args);
     // Not confirmed (no terminal, no --yes): nothing changes.
     let out = run(&["sops", "updatekeys", "secrets.yaml"]);
     assert!(!out.status.success());
@@ -664,12 +670,7 @@ fn interrupted_in_place_decryption_leaves_no_plaintext_behind() {
 /// need to wrap a new data key for them, refuses and names them, leaving the file as it was.
 #[test]
 fn other_key_types_are_kept_or_refused_never_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join(".sops.yaml"),
-        format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {KEY_A},{KEY_B}\n"),
-    )
-    .unwrap();
+    let dir = rule_for_a_and_b();
     let file = dir.path().join("secrets.yaml");
     let fixture = std::fs::read_to_string(fixtures().join("v3.11.0-generated/basic.enc.yaml")).unwrap();
     let pgp = "    pgp:\n        - created_at: \"2026-11-27T10:56:02Z\"\n          enc: |\n            -----BEGIN PGP MESSAGE-----\n            wcFMA0\n            -----END PGP MESSAGE-----\n          fp: 85D77543B3D624B63CEA9E6DBC17301B491B3F21\n";
@@ -678,16 +679,7 @@ fn other_key_types_are_kept_or_refused_never_dropped() {
     assert_ne!(with_pgp, fixture);
     std::fs::write(&file, &with_pgp).unwrap();
     let keys = keys();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sealant"))
-            .current_dir(dir.path())
-            .env_clear()
-            .env("SOPS_AGE_KEY_FILE", &keys)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_in(dir.path(), &keys, args);
     let out = run(&["sops", "rotate", "-i", "secrets.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -31,6 +31,14 @@ fn ok(out: &std::process::Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A new age identity in `dir/identity.txt` (Debian's age-keygen); its recipient.
+fn age_identity(dir: &Path) -> String {
+    let keygen =
+        Command::new("age-keygen").arg("-o").arg(dir.join("identity.txt")).output().expect("age-keygen (Debian's age)");
+    assert!(keygen.status.success());
+    String::from_utf8_lossy(&keygen.stderr).trim().trim_start_matches("Public key: ").to_owned()
+}
+
 fn write_secret(dir: &Path, ns: &str, name: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.secret.json"));
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": {"value": format!("secret-of-{name}")}});
@@ -177,13 +185,7 @@ async fn recover_from_a_lost_cluster_runbook() {
     let ns = TestNamespace::create(&client, "recover").await;
     let n = ns.name.as_str();
     let work = tempfile::tempdir().unwrap();
-    let keygen = Command::new("age-keygen")
-        .arg("-o")
-        .arg(work.path().join("identity.txt"))
-        .output()
-        .expect("age-keygen (Debian's age)");
-    assert!(keygen.status.success());
-    let recipient = String::from_utf8_lossy(&keygen.stderr).trim().trim_start_matches("Public key: ").to_owned();
+    let recipient = age_identity(work.path());
 
     // A controller that also keeps its own encrypted backup.
     let backup_flag = format!("--backup-age-recipients={recipient}");
@@ -312,9 +314,7 @@ async fn the_backup_holds_the_legacy_key() {
     let ns = TestNamespace::create(&client, "legacy-backup").await;
     let n = ns.name.as_str();
     let work = tempfile::tempdir().unwrap();
-    let keygen = Command::new("age-keygen").arg("-o").arg(work.path().join("identity.txt")).output().unwrap();
-    assert!(keygen.status.success());
-    let recipient = String::from_utf8_lossy(&keygen.stderr).trim().trim_start_matches("Public key: ").to_owned();
+    let recipient = age_identity(work.path());
     let demo = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap();
     let mut legacy = sealant_core::yaml::parse_documents(&demo).unwrap().remove(0);
     legacy["metadata"]["name"] = json!("sealed-secrets-key");

@@ -21,6 +21,13 @@ fn argo_health(ss: &SealedSecret) -> (&'static str, String) {
     }
 }
 
+/// The chart's ServiceAccount and RBAC (tests/fixtures/upstream-chart/rbac.yaml) for `namespace`.
+fn apply_chart_rbac(namespace: &str) {
+    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
+    let out = kubectl(&["apply", "-f", "-"], Some(&rbac.replace("NAMESPACE", namespace)));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A kubeconfig with the token of ServiceAccount `name` in `namespace`.
 async fn service_account_kubeconfig(client: &Client, namespace: &str, name: &str) -> std::path::PathBuf {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
@@ -49,9 +56,7 @@ async fn under_the_upstream_charts_rbac_everything_works() {
     install_crd(&client).await;
     let ns = TestNamespace::create(&client, "chart").await;
     let n = ns.name.as_str();
-    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
-    let out = kubectl(&["apply", "-f", "-"], Some(&rbac.replace("NAMESPACE", n)));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    apply_chart_rbac(n);
     install_keys(&client, n, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap()).await;
     let kubeconfig = service_account_kubeconfig(&client, n, "sealed-secrets-controller").await;
 
@@ -129,9 +134,7 @@ async fn replicas_without_a_lease_make_one_key_and_agree() {
     install_crd(&client).await;
     let ns = TestNamespace::create(&client, "chart-ha").await;
     let n = ns.name.as_str();
-    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
-    let out = kubectl(&["apply", "-f", "-"], Some(&rbac.replace("NAMESPACE", n)));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    apply_chart_rbac(n);
     let kubeconfig = service_account_kubeconfig(&client, n, "sealed-secrets-controller").await;
     let replicas =
         [RunningController::start_as(&kubeconfig, n, &[], &[]), RunningController::start_as(&kubeconfig, n, &[], &[])];

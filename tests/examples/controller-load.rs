@@ -21,17 +21,8 @@ use kube::{Api, ResourceExt};
 use sealant_core::Certificate;
 use sealant_crds::{SealOptions, SealedSecret, seal_secret};
 use sealant_tests::cluster::{
-    RunningController, TestNamespace, admin_client, apply_crd, create_demo_key, eventually, repo,
+    RunningController, TestNamespace, admin_client, apply_crd, create_demo_key, eventually, repo, rss_kib,
 };
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

@@ -16,17 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sealant_tests::cluster::{
-    RunningController, TestNamespace, admin_client, apply_crd, built_binary, create_demo_key, http,
+    RunningController, TestNamespace, admin_client, apply_crd, built_binary, create_demo_key, http, rss_kib,
 };
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// A SealedSecret of 512 junk items, about 3.7 MB of JSON. Each item is shaped like a real one
 /// (a 512-byte RSA block, then AES-GCM data), so each costs an RSA private-key operation.

@@ -227,6 +227,16 @@ pub fn built_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Resident memory of process `pid` in KiB (0 when it is gone), for the benchmark scripts.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The SealedSecret CRD, applied with kubectl (server-side) for the benchmark scripts, then a
 /// moment for the API server to serve it.
 pub async fn apply_crd() {
