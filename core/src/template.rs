@@ -151,10 +151,20 @@ fn first_call(source: &str, name: &str) -> Option<String> {
 /// [`describe`], with the position of the failing function where it can be told.
 fn describe_in(error: &TemplateError, source: &str) -> String {
     let reason = describe(error);
+    let calls = |name: &str| first_call(source, name).is_some();
     let function = match error {
-        TemplateError::Exec(message) => message.strip_prefix(OWN).and_then(|m| m.split_once(':')).map(|(f, _)| f),
+        TemplateError::Exec(message) => match message.strip_prefix(OWN) {
+            Some(own) => own.split_once(':').map(|(f, _)| f),
+            None => called_function(message),
+        },
         TemplateError::FuncPanic { name, .. } | TemplateError::ArgCount { name, .. } => Some(name.as_str()),
         TemplateError::UndefinedFunction(name) => Some(name.as_str()),
+        // gotmpl does not say which of Go's two indexing builtins failed: named when only one is used.
+        TemplateError::IndexOutOfRange { .. } => match (calls("index"), calls("slice")) {
+            (true, false) => Some("index"),
+            (false, true) => Some("slice"),
+            _ => None,
+        },
         _ => None,
     };
     match function.and_then(|f| first_call(source, f)) {
@@ -177,7 +187,7 @@ fn describe(error: &TemplateError) -> String {
                 None => "execution failed".to_owned(),
             },
         },
-        TemplateError::IndexOutOfRange { .. } => "index or slice out of range".to_owned(),
+        TemplateError::IndexOutOfRange { .. } => "an index is out of range".to_owned(),
         TemplateError::TypeMismatch { expected, got } => format!("type mismatch: expected {expected}, got {got}"),
         TemplateError::MissingKey { key } => format!("no entry for key {key:?}"),
         TemplateError::RecursionLimit => "nesting is too deep".to_owned(),
@@ -693,6 +703,8 @@ mod tests {
         );
         let error = render_error("{{ .a | b64dec }}", &[("a", "!!")]);
         assert_eq!(error.reason, "b64dec: the input is not valid base64 (at line 1, column 9)");
+        let error = render_error("{{ .a }}{{ index .a 7 }}", &[("a", "v")]);
+        assert_eq!(error.reason, "an index is out of range (at line 1, column 12)");
     }
 
     #[test]
