@@ -1,4 +1,5 @@
-//! The one place that knows which YAML crate we use (serde_yaml_ng): documents in, documents out.
+//! Kubernetes documents in YAML or JSON (serde_yaml_ng, behind this module), with their bounds. SOPS
+//! files, which need comments and key order kept, have their own reader in `sops::yaml`.
 
 use serde_json::Value;
 

@@ -12,7 +12,7 @@ pub enum Node {
     Map(Vec<Entry>),
     List(Vec<Node>),
     Str(Zeroizing<String>),
-    /// Bytes that need not be UTF-8: only the binary store's `data` holds them.
+    /// Bytes that are not UTF-8: a binary file's `data`, or a decrypted value that is not text.
     Bytes(Zeroizing<Vec<u8>>),
     Int(i64),
     Float(f64),
