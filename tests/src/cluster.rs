@@ -227,6 +227,86 @@ pub fn built_binary(name: &str) -> PathBuf {
     path
 }
 
+/// A control plane of one test's own, for faults that must not touch the shared one: its
+/// etcd and API server can be frozen, killed and started again. Stopped when dropped.
+#[derive(Debug)]
+pub struct PrivatePlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+/// The processes of a control plane, in the order tests/cluster/up starts them.
+#[derive(Clone, Copy, Debug)]
+pub enum Component {
+    Etcd = 0,
+    ApiServer = 1,
+}
+
+impl PrivatePlane {
+    pub fn start(name: &str) -> PrivatePlane {
+        let dir = std::env::temp_dir().join(format!("sealant-private-{name}-{}", std::process::id()));
+        let out = Command::new(repo().join("tests/cluster/up"))
+            .env("SEALANT_CLUSTER_DIR", &dir)
+            .env("SEALANT_CLUSTER_WATCH_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/cluster/up");
+        assert!(out.status.success(), "tests/cluster/up failed for the private control plane");
+        PrivatePlane { kubeconfig: dir.join("kubeconfig"), dir }
+    }
+
+    fn pids(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("pids")).expect("the pids file").lines().map(str::to_owned).collect()
+    }
+
+    pub fn pid(&self, component: Component) -> String {
+        self.pids()[component as usize].clone()
+    }
+
+    /// SIGSTOP or SIGCONT.
+    pub fn signal(&self, component: Component, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid(component)).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal}");
+    }
+
+    /// Stop `component` (SIGTERM), wait `down_for`, then start it again with the same command
+    /// line; the pids file names the new process, so that tests/cluster/down stops it.
+    pub async fn restart(&self, component: Component, down_for: Duration) {
+        let pid = self.pid(component);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the process's command line");
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(down_for).await;
+        let log = std::fs::File::create(self.dir.join(format!("restarted-{}.log", component as usize))).expect("log");
+        let child = Command::new("setsid")
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start it again");
+        let mut pids = self.pids();
+        pids[component as usize] = child.id().to_string();
+        std::fs::write(self.dir.join("pids"), pids.join("\n") + "\n").expect("write the pids file");
+    }
+}
+
+impl Drop for PrivatePlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/cluster/down")).env("SEALANT_CLUSTER_DIR", &self.dir).output();
+    }
+}
+
 /// Resident memory of process `pid` in KiB (0 when it is gone), for the benchmark scripts.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
