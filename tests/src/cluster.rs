@@ -233,6 +233,8 @@ pub fn built_binary(name: &str) -> PathBuf {
 pub struct PrivatePlane {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
+    /// Processes started again by [`PrivatePlane::restart`]: reaped when the plane stops.
+    restarted: std::sync::Mutex<Vec<Child>>,
 }
 
 /// The processes of a control plane, in the order tests/cluster/up starts them.
@@ -253,7 +255,7 @@ impl PrivatePlane {
             .output()
             .expect("run tests/cluster/up");
         assert!(out.status.success(), "tests/cluster/up failed for the private control plane");
-        PrivatePlane { kubeconfig: dir.join("kubeconfig"), dir }
+        PrivatePlane { kubeconfig: dir.join("kubeconfig"), dir, restarted: Default::default() }
     }
 
     fn pids(&self) -> Vec<String> {
@@ -298,12 +300,17 @@ impl PrivatePlane {
         let mut pids = self.pids();
         pids[component as usize] = child.id().to_string();
         std::fs::write(self.dir.join("pids"), pids.join("\n") + "\n").expect("write the pids file");
+        self.restarted.lock().expect("the restarted list").push(child);
     }
 }
 
 impl Drop for PrivatePlane {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("tests/cluster/down")).env("SEALANT_CLUSTER_DIR", &self.dir).output();
+        for mut child in self.restarted.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
