@@ -151,6 +151,18 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
         String::from_utf8_lossy(&impersonated.stderr)
     );
 
+    // With upstream's Helm chart RBAC (its service-proxier Role, bound to every authenticated
+    // user), the ordinary user fetches the certificate through the Service, as with kubeseal.
+    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
+    let out = kubectl(&["apply", "-f", "-"], Some(&rbac.replace("NAMESPACE", &n)));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fetched = eventually(Duration::from_secs(30), || async {
+        let user = as_flags(&plane.env["USER_TOKEN"], &[]);
+        user.status.success().then_some(user.stdout)
+    })
+    .await;
+    assert_eq!(fetched.as_deref(), Some(served.as_slice()), "the user fetched the certificate through the proxy");
+
     // And the controller opens it.
     let ss: SealedSecret = serde_json::from_value(doc).unwrap();
     Api::<SealedSecret>::namespaced(client.clone(), &n).create(&PostParams::default(), &ss).await.unwrap();
