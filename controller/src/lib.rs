@@ -114,6 +114,7 @@ async fn lead(
         max_retries: flags.max_unseal_retries,
         retries: Mutex::new(Default::default()),
         writes: Mutex::new(Default::default()),
+        digests: Arc::default(),
     });
     let mut scopes: Vec<Option<String>> = Vec::new();
     let extra = flags.namespaces();
@@ -154,7 +155,21 @@ async fn lead(
         let forget_context = context.clone();
         let sealed_stream = watcher(sealed, config)
             .default_backoff()
-            .modify(|ss| ss.managed_fields_mut().clear())
+            .modify({
+                let digests = context.digests.clone();
+                move |ss| {
+                    ss.managed_fields_mut().clear();
+                    // The items are most of a SealedSecret's size, and only a decryption reads
+                    // them: the reconcile fetches the whole object then. Its digest is kept.
+                    if let Ok(mut digests) = digests.lock() {
+                        digests.insert(reconcile::key(ss), plan::source_digest(ss));
+                    }
+                    ss.spec.encrypted_data.values_mut().for_each(|item| *item = String::new());
+                    if let Some(data) = ss.spec.data.as_mut() {
+                        *data = String::new();
+                    }
+                }
+            })
             .reflect(writer)
             .inspect(move |event| {
                 if let Ok(watcher::Event::Delete(ss)) = event {

@@ -187,6 +187,31 @@ fn shape_matches(existing: &Secret, ss: &SealedSecret) -> bool {
         && existing.type_.as_deref().unwrap_or(DEFAULT_TYPE) == template.type_.as_deref().unwrap_or(DEFAULT_TYPE)
 }
 
+/// Whether the existing Secret already is what `ss` (whose source digest is `digest`) says,
+/// decided without decrypting and without `ss`'s items (the controller's cache drops them).
+pub fn up_to_date(
+    ss: &SealedSecret,
+    digest: &str,
+    existing: Option<&Secret>,
+    keyring: &Keyring,
+) -> Result<bool, PlanError> {
+    if let Some(kind) = ss.spec.template.type_.as_deref().filter(|t| FOREIGN_TYPES.contains(t)) {
+        return Err(PlanError::ForeignType(kind.to_owned()));
+    }
+    let Some(existing) = existing else { return Ok(false) };
+    // Ours: controlled by this SealedSecret, or (without ownerReferences, when the template
+    // asks to skip them) carrying a data MAC only our keys can have made.
+    let owned = controlled_by(existing, ss) || written_by_us(existing, keyring);
+    let patch = is_true(existing, PATCH_ANNOTATION);
+    if !owned && !patch && !is_true(existing, MANAGED_ANNOTATION) {
+        return Err(PlanError::NotManaged(ss.metadata.name.clone().unwrap_or_default()));
+    }
+    let trusted = annotation(existing, SOURCE_DIGEST_ANNOTATION) == Some(digest)
+        && annotation(existing, DATA_MAC_ANNOTATION)
+            .is_some_and(|mac| keyring.verify_mac(mac, &mac_message(digest, existing)));
+    Ok(trusted && (patch || (owned && shape_matches(existing, ss))))
+}
+
 /// Decide what the Secret for `ss` must be.
 pub fn plan(
     ss: &SealedSecret,
@@ -194,26 +219,9 @@ pub fn plan(
     keyring: &Keyring,
     options: UnsealOptions,
 ) -> Result<Plan, PlanError> {
-    if let Some(kind) = ss.spec.template.type_.as_deref().filter(|t| FOREIGN_TYPES.contains(t)) {
-        return Err(PlanError::ForeignType(kind.to_owned()));
-    }
     let digest = source_digest(ss);
-    let name = ss.metadata.name.clone().unwrap_or_default();
-
-    if let Some(existing) = existing {
-        // Ours: controlled by this SealedSecret, or (without ownerReferences, when the template
-        // asks to skip them) carrying a data MAC only our keys can have made.
-        let owned = controlled_by(existing, ss) || written_by_us(existing, keyring);
-        let patch = is_true(existing, PATCH_ANNOTATION);
-        if !owned && !patch && !is_true(existing, MANAGED_ANNOTATION) {
-            return Err(PlanError::NotManaged(name));
-        }
-        let trusted = annotation(existing, SOURCE_DIGEST_ANNOTATION) == Some(digest.as_str())
-            && annotation(existing, DATA_MAC_ANNOTATION)
-                .is_some_and(|mac| keyring.verify_mac(mac, &mac_message(&digest, existing)));
-        if trusted && (patch || (owned && shape_matches(existing, ss))) {
-            return Ok(Plan::UpToDate);
-        }
+    if up_to_date(ss, &digest, existing, keyring)? {
+        return Ok(Plan::UpToDate);
     }
 
     if keyring.is_empty() {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::events::{EventType, Events};
 use crate::keyring::Keyring;
 use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
-use crate::plan::{Plan, PlanError, WriteBudget, plan};
+use crate::plan::{Plan, PlanError, WriteBudget, plan, up_to_date};
 use crate::status::{Outcome, SYNCED, next_status};
 
 /// Deadline of one API call made while reconciling: a hung request must not hold a
@@ -28,6 +28,8 @@ pub enum ReconcileError {
     Plan(#[from] PlanError),
     #[error("cannot read the Secret")]
     Fetch(#[source] kube::Error),
+    #[error("cannot read the SealedSecret")]
+    FetchSealed(#[source] kube::Error),
     #[error("cannot {verb} the Secret: {source}")]
     Write {
         verb: &'static str,
@@ -67,7 +69,7 @@ impl ReconcileError {
     fn category(&self) -> &'static str {
         match self {
             ReconcileError::Plan(e) => e.category(),
-            ReconcileError::Fetch(_) => "FetchFailed",
+            ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) => "FetchFailed",
             ReconcileError::Write { source, .. } if is_immutable(source) => "SecretImmutable",
             ReconcileError::Write { .. } | ReconcileError::Timeout { .. } => "UpdateFailed",
             ReconcileError::Internal => "InternalError",
@@ -84,18 +86,19 @@ impl ReconcileError {
     fn metric_reason(&self) -> &'static str {
         match self {
             ReconcileError::Plan(e) => e.metric_reason(),
-            ReconcileError::Fetch(_) => "fetch",
+            ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) => "fetch",
             _ => "update",
         }
     }
 
     /// The verb, resource and status code of a failed API call, for the log line.
-    fn api_call(&self) -> Option<(&'static str, u16)> {
+    fn api_call(&self) -> Option<(&'static str, &'static str, u16)> {
         let code = |e: &kube::Error| if let kube::Error::Api(s) = e { s.code } else { 0 };
         match self {
-            ReconcileError::Fetch(e) => Some(("get", code(e))),
-            ReconcileError::Write { verb, source } => Some((verb, code(source))),
-            ReconcileError::Timeout { verb } => Some((verb, 0)),
+            ReconcileError::Fetch(e) => Some(("get", "secrets", code(e))),
+            ReconcileError::FetchSealed(e) => Some(("get", "sealedsecrets", code(e))),
+            ReconcileError::Write { verb, source } => Some((verb, "secrets", code(source))),
+            ReconcileError::Timeout { verb } => Some((verb, "secrets", 0)),
             _ => None,
         }
     }
@@ -109,8 +112,12 @@ impl ReconcileError {
             ReconcileError::Plan(PlanError::NoKeys) => Retry::Transient,
             ReconcileError::Plan(_) | ReconcileError::Internal => Retry::Counted,
             ReconcileError::Write { source, .. } if is_immutable(source) => Retry::AwaitChange,
-            ReconcileError::Fetch(e) | ReconcileError::Write { source: e, .. } if is_transient(e) => Retry::Transient,
-            ReconcileError::Fetch(_) | ReconcileError::Write { .. } => Retry::Counted,
+            ReconcileError::Fetch(e) | ReconcileError::FetchSealed(e) | ReconcileError::Write { source: e, .. }
+                if is_transient(e) =>
+            {
+                Retry::Transient
+            }
+            ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) | ReconcileError::Write { .. } => Retry::Counted,
             ReconcileError::Timeout { .. } => Retry::Transient,
         }
     }
@@ -190,6 +197,9 @@ pub struct Context {
     pub retries: Mutex<HashMap<String, RetryState>>,
     /// Bounds the writes of a Secret that something else keeps changing.
     pub writes: Mutex<WriteBudget>,
+    /// The source digest of each cached SealedSecret (`namespace/name`), taken before the
+    /// cache dropped its items.
+    pub digests: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -198,7 +208,7 @@ impl std::fmt::Debug for Context {
     }
 }
 
-fn key(ss: &SealedSecret) -> String {
+pub(crate) fn key(ss: &SealedSecret) -> String {
     format!("{}/{}", ss.namespace().unwrap_or_default(), ss.name_any())
 }
 
@@ -216,9 +226,21 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
     let existing = bounded("get", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
     let keyring = ctx.keyring.borrow().clone();
     let options = ctx.unseal_options;
-    let ss_owned = ss.clone();
+    // The cache holds SealedSecrets without their items, and their digest beside them: an
+    // unchanged one is settled here; only one to decrypt is read whole.
+    let digest = ctx.digests.lock().ok().and_then(|d| d.get(&key(ss)).cloned());
+    if let Some(digest) = &digest
+        && up_to_date(ss, digest, existing.as_ref(), &keyring)?
+    {
+        return Ok(false);
+    }
+    let sealed = Api::<SealedSecret>::namespaced(ctx.client.clone(), &namespace);
+    let Some(whole) = bounded("get", sealed.get_opt(&name)).await?.map_err(ReconcileError::FetchSealed)? else {
+        // Deleted meanwhile: nothing to do.
+        return Ok(false);
+    };
     // RSA decryption is CPU work: keep it off the async workers.
-    let decided = tokio::task::spawn_blocking(move || plan(&ss_owned, existing.as_ref(), &keyring, options))
+    let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options))
         .await
         .map_err(|_| ReconcileError::Internal)?;
     match decided? {
@@ -262,8 +284,8 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Err(e) => {
             let message = describe(e);
             match e.api_call() {
-                Some((verb, code)) => tracing::warn!(
-                    sealedsecret = %key(&ss), reason = e.category(), verb, resource = "secrets", code,
+                Some((verb, resource, code)) => tracing::warn!(
+                    sealedsecret = %key(&ss), reason = e.category(), verb, resource, code,
                     error = %message, "cannot unseal"
                 ),
                 None => {
@@ -323,6 +345,9 @@ pub fn forget(ctx: &Context, ss: &SealedSecret) {
     if let Ok(mut writes) = ctx.writes.lock() {
         writes.forget(&key(ss));
     }
+    if let Ok(mut digests) = ctx.digests.lock() {
+        digests.remove(&key(ss));
+    }
 }
 
 /// Write the status with an update of the status subresource, as upstream does (its Helm chart
@@ -371,7 +396,8 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
 /// `--max-unseal-retries`, then wait for a change of the object or the keys (or the resync).
 pub fn error_policy(ss: Arc<SealedSecret>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let keys: Vec<String> = ctx.keyring.borrow().entries().iter().map(|e| e.fingerprint.clone()).collect();
-    let version = format!("{} {}", crate::plan::source_digest(&ss), keys.join(","));
+    let digest = ctx.digests.lock().ok().and_then(|d| d.get(&key(&ss)).cloned()).unwrap_or_default();
+    let version = format!("{digest} {}", keys.join(","));
     let next = match ctx.retries.lock() {
         Ok(mut retries) => {
             let state = retries.entry(key(&ss)).or_default();
