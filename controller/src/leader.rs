@@ -20,6 +20,35 @@ pub struct Elector {
     pub retry_period: Duration,
     /// The lease record last seen, and when (on this replica's clock) it was first seen.
     observed: Arc<Mutex<Option<(String, tokio::time::Instant)>>>,
+    pub fence: Fence,
+}
+
+/// Whether this replica may still write as the leader: only while its last renewal of the lease
+/// is younger than the renewal deadline (two thirds of the lease duration). A leader that was
+/// frozen (SIGSTOP, a stalled node) finds, when it runs again, that its lease may have passed to
+/// another replica, and writes nothing until it has renewed.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    renewed: Arc<Mutex<Option<tokio::time::Instant>>>,
+    deadline: Duration,
+    /// RBAC forbids the Lease: this replica is the single writer, with nobody to fence off.
+    single_writer: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Fence {
+    pub fn may_write(&self) -> bool {
+        if self.single_writer.load(std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        let renewed = self.renewed.lock().ok().and_then(|r| *r);
+        renewed.is_some_and(|at| at.elapsed() < self.deadline)
+    }
+
+    fn renewed_now(&self) {
+        if let Ok(mut renewed) = self.renewed.lock() {
+            *renewed = Some(tokio::time::Instant::now());
+        }
+    }
 }
 
 /// When `record` was first seen: now if it differs from the one seen before.
@@ -57,6 +86,11 @@ impl Elector {
             lease_duration,
             retry_period,
             observed: Arc::default(),
+            fence: Fence {
+                renewed: Arc::default(),
+                deadline: lease_duration.mul_f64(2.0 / 3.0),
+                single_writer: Arc::default(),
+            },
         }
     }
 
@@ -153,6 +187,7 @@ impl Elector {
                     tracing::info!(lease = %self.name, "the leader Lease may be used now: electing a leader");
                 }
                 forbidden.send_replace(is_forbidden);
+                self.fence.single_writer.store(is_forbidden, std::sync::atomic::Ordering::SeqCst);
             }
             if is_forbidden {
                 leading.send_replace(true);
@@ -162,6 +197,7 @@ impl Elector {
             match attempt {
                 Ok(true) => {
                     last_renewed = Some(tokio::time::Instant::now());
+                    self.fence.renewed_now();
                     if !*leading.borrow() {
                         tracing::info!(identity = %self.identity, lease = %self.name, "became the leader");
                     }

@@ -81,8 +81,8 @@ fn identity() -> String {
     format!("{host}_{:08x}", rand::random::<u32>())
 }
 
-/// Everything the leader does: reconcile SealedSecrets and manage keys.
-async fn lead(
+/// What the leader works with.
+struct Leader {
     client: Client,
     namespace: String,
     flags: Arc<Flags>,
@@ -90,7 +90,13 @@ async fn lead(
     keyring: watch::Receiver<Arc<Keyring>>,
     ready: watch::Receiver<bool>,
     renew_now: Arc<Notify>,
-) -> anyhow::Result<()> {
+    /// With leader election: whether the lease is fresh enough to write.
+    fence: Option<leader::Fence>,
+}
+
+/// Everything the leader does: reconcile SealedSecrets and manage keys.
+async fn lead(leader: Leader) -> anyhow::Result<()> {
+    let Leader { client, namespace, flags, metrics, keyring, ready, renew_now, fence } = leader;
     let mut tasks = JoinSet::new();
     tasks.spawn(keys::manage_keys(
         client.clone(),
@@ -115,6 +121,7 @@ async fn lead(
         retries: Mutex::new(Default::default()),
         writes: Mutex::new(Default::default()),
         digests: Arc::default(),
+        fence,
     });
     let mut scopes: Vec<Option<String>> = Vec::new();
     let extra = flags.namespaces();
@@ -281,15 +288,16 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let mut leading_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     let start_leading = |leading_task: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>| {
         metrics.is_leader.set(1);
-        *leading_task = Some(tokio::spawn(lead(
-            client.clone(),
-            namespace.clone(),
-            flags.clone(),
-            metrics.clone(),
-            keyring_rx.clone(),
-            ready_rx.clone(),
-            renew_now.clone(),
-        )));
+        *leading_task = Some(tokio::spawn(lead(Leader {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            flags: flags.clone(),
+            metrics: metrics.clone(),
+            keyring: keyring_rx.clone(),
+            ready: ready_rx.clone(),
+            renew_now: renew_now.clone(),
+            fence: elector.as_ref().map(|e| e.fence.clone()),
+        })));
     };
     if *leading_rx.borrow() {
         start_leading(&mut leading_task);

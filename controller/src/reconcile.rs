@@ -40,6 +40,8 @@ pub enum ReconcileError {
     Timeout { verb: &'static str },
     #[error("the unsealing task stopped unexpectedly")]
     Internal,
+    #[error("this replica has not renewed its leader lease in time, so it does not write")]
+    NotLeading,
 }
 
 /// What a failure means for retrying it.
@@ -73,6 +75,7 @@ impl ReconcileError {
             ReconcileError::Write { source, .. } if is_immutable(source) => "SecretImmutable",
             ReconcileError::Write { .. } | ReconcileError::Timeout { .. } => "UpdateFailed",
             ReconcileError::Internal => "InternalError",
+            ReconcileError::NotLeading => "NotLeading",
         }
     }
 
@@ -118,7 +121,7 @@ impl ReconcileError {
                 Retry::Transient
             }
             ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) | ReconcileError::Write { .. } => Retry::Counted,
-            ReconcileError::Timeout { .. } => Retry::Transient,
+            ReconcileError::Timeout { .. } | ReconcileError::NotLeading => Retry::Transient,
         }
     }
 }
@@ -200,6 +203,8 @@ pub struct Context {
     /// The source digest of each cached SealedSecret (`namespace/name`), taken before the
     /// cache dropped its items.
     pub digests: Arc<Mutex<HashMap<String, String>>>,
+    /// With leader election: whether this replica's lease is fresh enough to write.
+    pub fence: Option<crate::leader::Fence>,
 }
 
 impl std::fmt::Debug for Context {
@@ -255,6 +260,9 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
             if !allowed {
                 return Err(PlanError::Contested.into());
             }
+            if ctx.fence.as_ref().is_some_and(|f| !f.may_write()) {
+                return Err(ReconcileError::NotLeading);
+            }
             let (verb, result) = if create {
                 ("create", bounded("create", secrets.create(&PostParams::default(), &secret)).await?)
             } else {
@@ -273,6 +281,11 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let result = apply(&ss, &ctx).await;
+    if let Err(ReconcileError::NotLeading) = &result {
+        // Not ours to report either: events and status are writes too.
+        tracing::debug!(sealedsecret = %key(&ss), "not writing: the leader lease is not fresh");
+        return result.map(|_| Action::await_change());
+    }
     let outcome = match &result {
         Ok(wrote) => {
             if *wrote {
@@ -357,6 +370,9 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
     let Some(status) = next_status(ss, outcome, Time(k8s_openapi::jiff::Timestamp::now())) else {
         return;
     };
+    if ctx.fence.as_ref().is_some_and(|f| !f.may_write()) {
+        return;
+    }
     let api = Api::<SealedSecret>::namespaced(ctx.client.clone(), &ss.namespace().unwrap_or_default());
     let name = ss.name_any();
     let put = |mut object: SealedSecret| {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sealant_tests::cluster::http;
 
-use super::controller::{controller_with_demo_key, demo_sealed, secret};
+use super::controller::{apply_sealed, controller_with_demo_key, demo_sealed, secret, synced};
 use super::*;
 
 /// Secret writes fail with 500 (a validating webhook that cannot be reached, failurePolicy
@@ -224,4 +224,48 @@ async fn converges_after_api_server_etcd_and_controller_faults() {
     assert!(made >= 200, "only {made} SealedSecrets were created");
     let (code, _) = http(&format!("{}/healthz", controller.url), "GET", b"").unwrap();
     assert_eq!(code, 200);
+}
+
+/// Two replicas; the leader is frozen (SIGSTOP): the other takes over within the lease
+/// duration, and the frozen one, once resumed, writes nothing (its lease is stale).
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_and_writes_nothing_when_it_wakes() {
+    use sealant_tests::cluster::RunningController;
+    let client = admin_client().await;
+    let lease = ["--leader-elect-lease-duration=4s", "--leader-elect-retry-period=1s"];
+    let (ns, first) = controller_with_demo_key(&client, "frozen", &lease).await;
+    let n = ns.name.clone();
+    let second = RunningController::start(&n, &[], &lease);
+    second.ready().await;
+    let is_leader = |c: &RunningController| c.metric("sealant_leader") == Some(1.0);
+    let elected = eventually(Duration::from_secs(30), || async {
+        (usize::from(is_leader(&first)) + usize::from(is_leader(&second)) == 1).then_some(())
+    })
+    .await;
+    assert!(elected.is_some(), "exactly one leader");
+    let (leader, follower) = if is_leader(&first) { (first, second) } else { (second, first) };
+    let pid = leader.process.child.id().to_string();
+
+    let _ = Command::new("kill").args(["-STOP", &pid]).status();
+    let frozen = Instant::now();
+    let took_over = eventually(Duration::from_secs(30), || async { is_leader(&follower).then_some(()) }).await;
+    assert!(took_over.is_some(), "the follower did not take over");
+    println!("the follower leads {:.1?} after the leader froze (lease 4 s)", frozen.elapsed());
+    apply_sealed(&client, &n, demo_sealed(&n, "during", json!({}))).await;
+    synced(&client, &n, "during", "True").await;
+
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    for i in 0..5 {
+        apply_sealed(&client, &n, demo_sealed(&n, &format!("woken{i}"), json!({}))).await;
+    }
+    for i in 0..5 {
+        synced(&client, &n, &format!("woken{i}"), "True").await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = leader.log_text();
+    for i in 0..5 {
+        let wrote = log.lines().any(|l| l.contains(&format!("{n}/woken{i}")) && l.contains("unsealed"));
+        assert!(!wrote, "the resumed leader wrote woken{i}:\n{log}");
+    }
+    assert!(!is_leader(&leader), "the resumed replica stepped down");
 }
