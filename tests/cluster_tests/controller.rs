@@ -443,26 +443,29 @@ async fn a_restart_decrypts_nothing_unchanged_and_restores_hand_edits() {
     assert_eq!(controller.metric("sealant_decryptions_total"), Some(2.0), "{}", controller.log_text());
 }
 
+/// Two replicas with a 4 s lease in a new namespace, once exactly one leads: (namespace,
+/// leader, follower). They serve the same certificate.
+pub(crate) async fn two_replicas(client: &Client, test: &str) -> (TestNamespace, RunningController, RunningController) {
+    let lease = ["--leader-elect-lease-duration=4s", "--leader-elect-retry-period=1s"];
+    let (ns, first) = controller_with_demo_key(client, test, &lease).await;
+    let second = RunningController::start(&ns.name, &[], &lease);
+    second.ready().await;
+    let is_leader = |c: &RunningController| c.metric("sealant_leader") == Some(1.0);
+    let one_leader = eventually(Duration::from_secs(30), || async {
+        (usize::from(is_leader(&first)) + usize::from(is_leader(&second)) == 1).then_some(())
+    })
+    .await;
+    assert!(one_leader.is_some(), "exactly one leader");
+    let cert = |c: &RunningController| http(&format!("{}/v1/cert.pem", c.url), "GET", b"").unwrap().1;
+    assert_eq!(cert(&first), cert(&second));
+    if is_leader(&first) { (ns, first, second) } else { (ns, second, first) }
+}
+
 #[tokio::test]
 async fn two_replicas_one_leader_and_failover() {
     let client = admin_client().await;
-    let lease = ["--leader-elect-lease-duration=4s", "--leader-elect-retry-period=1s"];
-    let (ns, first) = controller_with_demo_key(&client, "ha", &lease).await;
+    let (ns, leader, follower) = two_replicas(&client, "ha").await;
     let n = ns.name.clone();
-    let second = RunningController::start(&n, &[], &lease);
-    second.ready().await;
-    let leaders = |a: &RunningController, b: &RunningController| {
-        (a.metric("sealant_leader").unwrap_or(0.0) + b.metric("sealant_leader").unwrap_or(0.0)) as u32
-    };
-    let one_leader =
-        eventually(Duration::from_secs(30), || async { (leaders(&first, &second) == 1).then_some(()) }).await;
-    assert!(one_leader.is_some(), "exactly one leader");
-    // Both serve the same certificate.
-    let cert = |c: &RunningController| http(&format!("{}/v1/cert.pem", c.url), "GET", b"").unwrap().1;
-    assert_eq!(cert(&first), cert(&second));
-
-    let (leader, follower) =
-        if first.metric("sealant_leader") == Some(1.0) { (first, second) } else { (second, first) };
     apply_sealed(&client, &n, demo_sealed(&n, "before", json!({}))).await;
     synced(&client, &n, "before", "True").await;
     let mut leader = leader;

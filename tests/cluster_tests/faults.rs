@@ -232,18 +232,9 @@ async fn converges_after_api_server_etcd_and_controller_faults() {
 async fn a_frozen_leader_is_replaced_and_writes_nothing_when_it_wakes() {
     use sealant_tests::cluster::RunningController;
     let client = admin_client().await;
-    let lease = ["--leader-elect-lease-duration=4s", "--leader-elect-retry-period=1s"];
-    let (ns, first) = controller_with_demo_key(&client, "frozen", &lease).await;
+    let (ns, leader, follower) = super::controller::two_replicas(&client, "frozen").await;
     let n = ns.name.clone();
-    let second = RunningController::start(&n, &[], &lease);
-    second.ready().await;
     let is_leader = |c: &RunningController| c.metric("sealant_leader") == Some(1.0);
-    let elected = eventually(Duration::from_secs(30), || async {
-        (usize::from(is_leader(&first)) + usize::from(is_leader(&second)) == 1).then_some(())
-    })
-    .await;
-    assert!(elected.is_some(), "exactly one leader");
-    let (leader, follower) = if is_leader(&first) { (first, second) } else { (second, first) };
     let pid = leader.process.child.id().to_string();
 
     let _ = Command::new("kill").args(["-STOP", &pid]).status();
