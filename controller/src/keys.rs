@@ -127,12 +127,13 @@ fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring
 }
 
 /// The name of the key that follows the newest active one (made at `newest`, or none yet) when
-/// `key_secrets` key Secrets exist (whatever their label's value): the same on every replica
-/// that sees the same keys, so that two of them renewing at once (several replicas without a
-/// Lease) create one key between them, never two. Counting every key Secret makes a new name
-/// after a key is relabelled `compromised`, whose own name would otherwise come back.
-pub fn next_key_name(prefix: &str, newest: Option<OffsetDateTime>, key_secrets: usize) -> String {
-    format!("{prefix}-{:x}-{key_secrets}", newest.map_or(0, |t| t.unix_timestamp().max(0)))
+/// `retired` key Secrets carry the label with another value than `active` (`compromised`, say):
+/// the same on every replica that sees the same keys, so that two of them renewing at once
+/// (several replicas without a Lease) create one key between them, never two. Counting the
+/// retired keys makes a new name after a key is relabelled, whose own name would otherwise come
+/// back; the new key of the other replica is active, so it changes nothing.
+pub fn next_key_name(prefix: &str, newest: Option<OffsetDateTime>, retired: usize) -> String {
+    format!("{prefix}-{:x}-{retired}", newest.map_or(0, |t| t.unix_timestamp().max(0)))
 }
 
 /// Generate and store the key that follows `newest` (leader only). `None` when another replica
@@ -144,8 +145,9 @@ async fn generate_key(
     newest: Option<OffsetDateTime>,
 ) -> anyhow::Result<Option<String>> {
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let key_secrets = api.list_metadata(&kube::api::ListParams::default().labels(KEY_LABEL)).await?.items.len();
-    let name = next_key_name(&flags.key_prefix, newest, key_secrets);
+    let retired = kube::api::ListParams::default().labels(&format!("{KEY_LABEL},{KEY_LABEL}!=active"));
+    let retired = api.list_metadata(&retired).await?.items.len();
+    let name = next_key_name(&flags.key_prefix, newest, retired);
     if api.get_opt(&name).await?.is_some() {
         tracing::info!(secret = %name, "the next key already exists (made by another replica)");
         return Ok(None);
