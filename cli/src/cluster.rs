@@ -95,28 +95,10 @@ pub struct ClientFlags {
 
 /// kubectl's `--request-timeout`: a Go duration (`30s`, `1m`, `1h30m`), or plain seconds.
 fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(seconds));
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => sealant_core::go::parse_duration(text),
     }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 =
-            rest[..digits].parse().map_err(|_| format!("invalid duration {text:?} (examples: 30s, 1m)"))?;
-        rest = &rest[digits..];
-        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        total += number
-            * match &rest[..unit] {
-                "h" => 3600.0,
-                "m" => 60.0,
-                "s" => 1.0,
-                "ms" => 0.001,
-                _ => return Err(format!("invalid duration {text:?} (examples: 30s, 1m)")),
-            };
-        rest = &rest[unit..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 impl ClientFlags {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
+pub use sealant_core::go::parse_duration as parse_go_duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -20,38 +21,6 @@ pub enum KeyOrderPriority {
     CertNotBefore,
     #[value(name = "SecretCreationTimestamp")]
     SecretCreationTimestamp,
-}
-
-/// A Go-style duration such as `720h0m0s`, `2m`, `1h30m`, `500ms` or `0`.
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?} (examples: 720h, 2m0s, 500ms)");
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let (number, tail) = rest.split_at(number_len);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += value * seconds;
-        rest = tail;
-    }
-    Ok(Duration::from_secs_f64(total))
 }
 
 /// The version, with the crypto provider and whether its FIPS module is in use.
@@ -303,18 +272,6 @@ mod tests {
         assert_eq!(flags.key_prefix, "legacy");
         assert!(flags.update_status);
         assert_eq!(flags.verbosity, Some(4));
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("720h0m0s"), Ok(Duration::from_secs(720 * 3600)));
-        assert_eq!(parse_go_duration("2m0s"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_go_duration("10").is_err());
-        assert!(parse_go_duration("1d").is_err());
-        assert!(parse_go_duration("").is_err());
     }
 
     #[test]

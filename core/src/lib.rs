@@ -7,6 +7,7 @@ pub mod age_ssh;
 pub mod backup;
 pub mod cert;
 pub mod error;
+pub mod go;
 pub mod hybrid;
 pub mod keys;
 pub mod provider;
