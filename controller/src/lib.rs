@@ -121,6 +121,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         retries: Mutex::new(Default::default()),
         writes: Mutex::new(Default::default()),
         digests: Arc::default(),
+        verified: Mutex::default(),
         fence,
     });
     let mut scopes: Vec<Option<String>> = Vec::new();

@@ -115,6 +115,10 @@ pub enum Plan {
     UpToDate,
     /// Create or replace the Secret with this one; `decrypted` items were opened to make it.
     Write { secret: Box<Secret>, create: bool, decrypted: usize },
+    /// The Secret already holds exactly what the SealedSecret says, but without our
+    /// bookkeeping annotations: written by upstream's controller (or by hand). It is left as it
+    /// is, byte for byte; the caller remembers it was checked, to not decrypt it again.
+    Matches { decrypted: usize },
 }
 
 fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
@@ -269,7 +273,32 @@ pub fn plan(
     if existing.is_some_and(|e| *e == secret) {
         return Ok(Plan::UpToDate);
     }
+    // Only for a Secret without our annotations: ours with a stale digest is refreshed.
+    if existing.is_some_and(|e| {
+        annotation(e, SOURCE_DIGEST_ANNOTATION).is_none()
+            && annotation(e, DATA_MAC_ANNOTATION).is_none()
+            && comparable(e.clone()) == comparable(secret.clone())
+    }) {
+        return Ok(Plan::Matches { decrypted });
+    }
     Ok(Plan::Write { secret: Box::new(secret), create: existing.is_none(), decrypted })
+}
+
+/// The Secret as compared with one another writer made: without the digest and MAC
+/// annotations (and no empty annotation map, as the API server stores none), and without
+/// `blockOwnerDeletion`, which upstream's controller sets and ours does not.
+fn comparable(mut secret: Secret) -> Secret {
+    if let Some(annotations) = secret.metadata.annotations.as_mut() {
+        annotations.remove(SOURCE_DIGEST_ANNOTATION);
+        annotations.remove(DATA_MAC_ANNOTATION);
+        if annotations.is_empty() {
+            secret.metadata.annotations = None;
+        }
+    }
+    for owner in secret.metadata.owner_references.iter_mut().flatten() {
+        owner.block_owner_deletion = None;
+    }
+    secret
 }
 
 fn merge<V>(into: &mut Option<BTreeMap<String, V>>, from: Option<BTreeMap<String, V>>) {
@@ -321,7 +350,7 @@ mod tests {
     fn written(plan: Plan) -> Secret {
         match plan {
             Plan::Write { secret, .. } => *secret,
-            Plan::UpToDate => panic!("expected a write"),
+            Plan::UpToDate | Plan::Matches { .. } => panic!("expected a write"),
         }
     }
 
@@ -358,6 +387,24 @@ mod tests {
         edited.data.as_mut().unwrap().insert("k".into(), ByteString(b"tampered".to_vec()));
         let restored = written(plan(&ss, Some(&edited), &ring, UnsealOptions::default()).unwrap());
         assert_eq!(restored.data.unwrap()["k"].0, b"v");
+    }
+
+    #[test]
+    fn a_secret_upstream_made_with_the_same_contents_is_left_byte_for_byte() {
+        let (ring, ss) = (keyring(), sealed(&[]));
+        // What upstream's controller writes: the data, owned by the SealedSecret, no annotations
+        // of ours.
+        let mut upstreams = existing(&[], true);
+        upstreams.metadata.annotations = None;
+        upstreams.metadata.owner_references.as_mut().unwrap()[0].block_owner_deletion = Some(true);
+        upstreams.data = Some(BTreeMap::from([("k".into(), ByteString(b"v".to_vec()))]));
+        assert!(matches!(
+            plan(&ss, Some(&upstreams), &ring, UnsealOptions::default()),
+            Ok(Plan::Matches { decrypted: 1 })
+        ));
+        upstreams.data = Some(BTreeMap::from([("k".into(), ByteString(b"stale".to_vec()))]));
+        let replaced = written(plan(&ss, Some(&upstreams), &ring, UnsealOptions::default()).unwrap());
+        assert_eq!(replaced.data.unwrap()["k"].0, b"v", "different data is still corrected");
     }
 
     #[test]

@@ -203,6 +203,11 @@ pub struct Context {
     /// The source digest of each cached SealedSecret (`namespace/name`), taken before the
     /// cache dropped its items.
     pub digests: Arc<Mutex<HashMap<String, String>>>,
+    /// Secrets that another writer (upstream's controller) made and that were found, by
+    /// decrypting, to hold what their SealedSecret says: `namespace/name` to (source digest,
+    /// the Secret's resourceVersion). They are left unchanged and not decrypted again until
+    /// either changes; a restart checks them once more.
+    pub verified: Mutex<HashMap<String, (String, String)>>,
     /// With leader election: whether this replica's lease is fresh enough to write.
     pub fence: Option<crate::leader::Fence>,
 }
@@ -239,17 +244,31 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
     {
         return Ok(false);
     }
+    let version = existing.as_ref().and_then(|e| e.metadata.resource_version.clone());
+    if let (Some(digest), Some(version)) = (&digest, &version)
+        && ctx.verified.lock().is_ok_and(|v| v.get(&key(ss)) == Some(&(digest.clone(), version.clone())))
+    {
+        return Ok(false);
+    }
     let sealed = Api::<SealedSecret>::namespaced(ctx.client.clone(), &namespace);
     let Some(whole) = bounded("get", sealed.get_opt(&name)).await?.map_err(ReconcileError::FetchSealed)? else {
         // Deleted meanwhile: nothing to do.
         return Ok(false);
     };
     // RSA decryption is CPU work: keep it off the async workers.
+    let whole_digest = crate::plan::source_digest(&whole);
     let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options))
         .await
         .map_err(|_| ReconcileError::Internal)?;
     match decided? {
         Plan::UpToDate => Ok(false),
+        Plan::Matches { decrypted } => {
+            ctx.metrics.decryptions.inc_by(decrypted as u64);
+            if let (Some(version), Ok(mut verified)) = (version, ctx.verified.lock()) {
+                verified.insert(key(ss), (whole_digest, version));
+            }
+            Ok(false)
+        }
         Plan::Write { secret, create, decrypted } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
             let allowed = ctx
@@ -360,6 +379,9 @@ pub fn forget(ctx: &Context, ss: &SealedSecret) {
     }
     if let Ok(mut digests) = ctx.digests.lock() {
         digests.remove(&key(ss));
+    }
+    if let Ok(mut verified) = ctx.verified.lock() {
+        verified.remove(&key(ss));
     }
 }
 
