@@ -22,8 +22,15 @@ node_log() { echo "node: $*" >&2; }
 node_network() {
   local dir=$STATE/node
   mkdir -p "$dir"
+  # One node per machine: a previous run's may still be stopping (its watcher runs down).
+  local waited=0
+  while ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ((waited < 60)); do
+    ((waited == 0)) && node_log "waiting for the bridge $NODE_BRIDGE of a previous node to go"
+    sleep 1
+    waited=$((waited + 1))
+  done
   if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
-    node_log "error: a bridge named $NODE_BRIDGE already exists (another node running? try tests/cluster/down)"
+    node_log "error: a bridge named $NODE_BRIDGE already exists: another node is running (stop it with tests/cluster/down and its SEALANT_CLUSTER_DIR)"
     return 1
   fi
   : >"$dir/fixed-paths"
