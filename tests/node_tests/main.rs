@@ -18,6 +18,7 @@ use sealant_tests::cluster::{built_binary, repo};
 use sealant_tests::node::{Node, kubectl_as, node, process_facts};
 use serde_json::{Value, json};
 
+mod image;
 mod install;
 mod upgrade;
 
