@@ -36,6 +36,12 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// A fence for a lease of `lease_duration`: writes are allowed for two thirds of it after
+    /// each renewal, and not before the first.
+    pub fn new(lease_duration: Duration) -> Fence {
+        Fence { renewed: Arc::default(), deadline: lease_duration.mul_f64(2.0 / 3.0), single_writer: Arc::default() }
+    }
+
     pub fn may_write(&self) -> bool {
         if self.single_writer.load(std::sync::atomic::Ordering::SeqCst) {
             return true;
@@ -86,11 +92,7 @@ impl Elector {
             lease_duration,
             retry_period,
             observed: Arc::default(),
-            fence: Fence {
-                renewed: Arc::default(),
-                deadline: lease_duration.mul_f64(2.0 / 3.0),
-                single_writer: Arc::default(),
-            },
+            fence: Fence::new(lease_duration),
         }
     }
 

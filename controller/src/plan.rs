@@ -48,8 +48,19 @@ impl WriteBudget {
     pub const MAX_WRITES: usize = 10;
     pub const WINDOW: Duration = Duration::from_secs(600);
 
-    /// Whether `key` (at `generation`) may be written `now`; counts the write if so.
+    /// Whether `key` (at `generation`) may be written `now`. Only writes that succeeded count
+    /// ([`WriteBudget::record`]): a write the API server refuses (a webhook down, a 5xx) fights
+    /// nobody, and is retried without limit.
     pub fn allow(&mut self, key: &str, generation: Option<i64>, now: Instant) -> bool {
+        self.recent_writes(key, generation, now).len() < Self::MAX_WRITES
+    }
+
+    /// Count a write of `key` that the API server accepted.
+    pub fn record(&mut self, key: &str, generation: Option<i64>, now: Instant) {
+        self.recent_writes(key, generation, now).push_back(now);
+    }
+
+    fn recent_writes(&mut self, key: &str, generation: Option<i64>, now: Instant) -> &mut VecDeque<Instant> {
         let (seen, writes) = self.recent.entry(key.to_owned()).or_insert_with(|| (generation, VecDeque::new()));
         if *seen != generation {
             *seen = generation;
@@ -58,11 +69,7 @@ impl WriteBudget {
         while writes.front().is_some_and(|t| now.duration_since(*t) > Self::WINDOW) {
             writes.pop_front();
         }
-        if writes.len() >= Self::MAX_WRITES {
-            return false;
-        }
-        writes.push_back(now);
-        true
+        writes
     }
 
     pub fn forget(&mut self, key: &str) {
@@ -450,14 +457,25 @@ mod tests {
 
     #[test]
     fn a_contested_secret_is_written_a_bounded_number_of_times() {
+        // A write made when allowed, as reconcile does.
+        let write = |budget: &mut WriteBudget, key: &str, generation: i64, at: Instant| {
+            let allowed = budget.allow(key, Some(generation), at);
+            if allowed {
+                budget.record(key, Some(generation), at);
+            }
+            allowed
+        };
         let mut budget = WriteBudget::default();
         let t0 = Instant::now();
-        let allowed = (0..100).filter(|i| budget.allow("ns/s", Some(1), t0 + Duration::from_secs(*i))).count();
+        let allowed = (0..100).filter(|i| write(&mut budget, "ns/s", 1, t0 + Duration::from_secs(*i))).count();
         assert_eq!(allowed, WriteBudget::MAX_WRITES, "a write war stops");
         assert!(budget.allow("ns/other", Some(1), t0), "objects are counted apart");
         assert!(budget.allow("ns/s", Some(2), t0 + Duration::from_secs(100)), "a new generation starts afresh");
         let mut budget = WriteBudget::default();
-        let spread = (0..100).filter(|i| budget.allow("ns/s", Some(1), t0 + Duration::from_secs(i * 120))).count();
+        let spread = (0..100).filter(|i| write(&mut budget, "ns/s", 1, t0 + Duration::from_secs(i * 120))).count();
+        let mut budget = WriteBudget::default();
+        let refused = (0..100).filter(|i| budget.allow("ns/s", Some(1), t0 + Duration::from_secs(*i))).count();
+        assert_eq!(refused, 100, "writes the API server refused do not count");
         assert_eq!(spread, 100, "occasional repairs (a Secret deleted by hand) are always made");
     }
 

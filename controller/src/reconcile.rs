@@ -287,6 +287,11 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
             } else {
                 ("update", bounded("update", secrets.replace(&name, &PostParams::default(), &secret)).await?)
             };
+            if result.is_ok()
+                && let Ok(mut writes) = ctx.writes.lock()
+            {
+                writes.record(&key(ss), ss.metadata.generation, Instant::now());
+            }
             result.map(|_| true).map_err(|source| ReconcileError::Write { verb, source })
         }
     }
