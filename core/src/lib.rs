@@ -1,4 +1,5 @@
-//! Sealant's core: the sealed-secrets ciphertext format, scopes, keys, certificates and templates.
+//! Sealant's core: the sealed-secrets ciphertext format, scopes, keys, certificates, templates
+//! and age key backups. SOPS files are the `sealant-sops` crate's.
 //!
 //! Everything here works on bytes and values: no files, no network, no Kubernetes client.
 //! Randomness is passed in by the caller so that tests can be deterministic.
@@ -13,7 +14,6 @@ pub mod keys;
 pub mod provider;
 pub mod scope;
 pub mod secret;
-pub mod sops;
 pub mod template;
 pub mod yaml;
 

@@ -434,8 +434,9 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-/// Go's `encoding/json` string encoding, which escapes `<`, `>` and `&` for HTML safety.
-pub(crate) fn go_json_string(s: &str) -> String {
+/// Go's `encoding/json` string encoding, which escapes `<`, `>` and `&` for HTML safety (sops'
+/// JSON store writes strings this way too).
+pub fn go_json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -4,12 +4,12 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use sealant_core::age_ssh::SshEd25519Identity;
-use sealant_core::sops::stores::Store as CoreStore;
-use sealant_core::sops::{
+use sealant_core::yaml;
+use sealant_sops::stores::Store as CoreStore;
+use sealant_sops::{
     EncryptOptions, Node, Opened, Selection, SopsError, decrypt_documents, encrypt_documents, reencrypt_documents,
     take_metadata,
 };
-use sealant_core::yaml;
 use serde_json::Value;
 
 use crate::error::{CliError, CliResult, Hint};
@@ -475,7 +475,7 @@ pub fn filestatus(command: &FileCommand) -> CliResult {
 pub fn rotate(command: &FileCommand) -> CliResult {
     let OpenFile { origin, store, mut docs, meta, .. } =
         open(&command.file, store_for(command.input_type, &command.file), false)?;
-    let options = sealant_core::sops::options_from_metadata(&meta).map_err(|e| {
+    let options = sealant_sops::options_from_metadata(&meta).map_err(|e| {
         CliError::new(format!("cannot rotate the data key of {origin}"))
             .source(e)
             .hint("remove those keys from the file first, or rotate it with the real sops")
@@ -763,7 +763,7 @@ pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
         .filter(|r| r.key_groups.iter().any(|g| !g.is_empty()))
         .ok_or_else(|| CliError::new(format!("no .sops.yaml creation rule with age keys matches {origin}")))
         .hint("add one, or run from the directory that holds .sops.yaml")?;
-    let old = sealant_core::sops::recipients(&meta);
+    let old = sealant_sops::recipients(&meta);
     let wanted: Vec<Vec<String>> = rule.key_groups.iter().filter(|g| !g.is_empty()).cloned().collect();
     if old == wanted
         && rule.shamir_threshold.is_none_or(|t| meta.get("shamir_threshold").and_then(Value::as_u64) == Some(t as u64))
@@ -794,9 +794,8 @@ pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
         }
     }
     let (identities, tried) = gather_identities()?;
-    let new_meta =
-        sealant_core::sops::update_keys(&mut rand::rng(), &meta, &identities, &wanted, rule.shamir_threshold)
-            .map_err(|e| sops_error(&origin, &tried, e))?;
+    let new_meta = sealant_sops::update_keys(&mut rand::rng(), &meta, &identities, &wanted, rule.shamir_threshold)
+        .map_err(|e| sops_error(&origin, &tried, e))?;
     let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
     io::write_atomic(&command.file, &text, Privacy::Public)?;
     eprintln!("{origin} updated");

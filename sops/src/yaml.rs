@@ -273,10 +273,10 @@ fn excessive_aliasing(decoded: usize, aliased: usize) -> bool {
 
 pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     let bad = |at: &Span, what: &str| SopsError::Parse(format!("line {}: {what}", at.start.line()));
-    if crate::yaml::flow_depth(text) > crate::yaml::MAX_NESTING {
+    if sealant_core::yaml::flow_depth(text) > sealant_core::yaml::MAX_NESTING {
         return Err(SopsError::Parse(format!(
             "the document is nested deeper than {} levels",
-            crate::yaml::MAX_NESTING
+            sealant_core::yaml::MAX_NESTING
         )));
     }
     let events: Vec<(Event<'_>, Span)> = Parser::new_from_str(text)

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test loudly
 
 use proptest::prelude::*;
-use sealant_core::sops::stores::Store;
-use sealant_core::sops::{EncryptOptions, Entry, Node, Selection, decrypt_documents, encrypt_documents, take_metadata};
+use sealant_sops::stores::Store;
+use sealant_sops::{EncryptOptions, Entry, Node, Selection, decrypt_documents, encrypt_documents, take_metadata};
 
 fn scalar() -> impl Strategy<Value = Node> {
     prop_oneof![

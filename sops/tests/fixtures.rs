@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sealant_core::sops::stores::Store;
-use sealant_core::sops::{Node, decrypt_documents, take_metadata};
+use sealant_sops::stores::Store;
+use sealant_sops::{Node, decrypt_documents, take_metadata};
 
 fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sops").join(path)
@@ -26,7 +26,7 @@ fn store_of(file: &str) -> Store {
     if file.contains(".bin.") || file.contains(".txt.") { Store::Binary } else { Store::from_path(Path::new(file)) }
 }
 
-fn open(file: &str, keys: &str) -> Result<Vec<Node>, sealant_core::sops::SopsError> {
+fn open(file: &str, keys: &str) -> Result<Vec<Node>, sealant_sops::SopsError> {
     let bytes = std::fs::read(fixture(file)).unwrap();
     let mut docs = store_of(file).read_encrypted(&bytes)?;
     let meta = take_metadata(&mut docs)?;

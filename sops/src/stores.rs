@@ -140,7 +140,7 @@ fn write_json_with(docs: &[Node], exact: bool) -> Vec<u8> {
 }
 
 fn json_string(text: &str, out: &mut String) {
-    out.push_str(&crate::template::go_json_string(text));
+    out.push_str(&sealant_core::template::go_json_string(text));
 }
 
 /// Go's encoding/json float: `'f'` form from 1e-6 to 1e21, else `'e'` with a short exponent.

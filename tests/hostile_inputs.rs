@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use sealant_core::sops::stores::Store;
 use sealant_core::template::{MAX_OUTPUT_BYTES, render_all};
 use sealant_core::{Certificate, SecretBytes, hybrid_decrypt, keys, yaml};
+use sealant_sops::stores::Store;
 
 const PASSWORD: &str = "Zq7#Xv9kWm";
 

@@ -1,0 +1,122 @@
+//! The `sops` metadata block: taking it out of the documents, the MAC's AAD, `lastmodified`,
+//! the 3.13 layout, the options a file was encrypted with, and dotenv's flattened form.
+
+use super::*;
+
+pub(crate) fn mac_aad(meta: &Value) -> Result<String, SopsError> {
+    let raw = meta.get("lastmodified").and_then(Value::as_str).ok_or(SopsError::Metadata("no lastmodified".into()))?;
+    let parsed = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| SopsError::Metadata(format!("lastmodified {raw:?} is not RFC 3339")))?;
+    lastmodified(parsed)
+}
+
+/// A time as sops writes `lastmodified`: RFC 3339 in UTC, whole seconds.
+pub(crate) fn lastmodified(time: time::OffsetDateTime) -> Result<String, SopsError> {
+    time.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .map_err(|_| SopsError::Metadata("lastmodified".into()))
+}
+
+/// Take the `sops` block out of every document; the first one's is the file's.
+pub fn take_metadata(docs: &mut [Node]) -> Result<Value, SopsError> {
+    let mut meta = None;
+    for doc in docs.iter_mut() {
+        if let Some(m) = doc.remove("sops")
+            && meta.is_none()
+        {
+            meta = Some(m.to_json());
+        }
+    }
+    meta.filter(Value::is_object).ok_or(SopsError::NoMetadata)
+}
+
+/// Undo the dotenv flattening of metadata (`sops_age__list_0__map_enc` and the like).
+pub fn unflatten(pairs: &[(String, String)]) -> Value {
+    let mut root = Value::Object(Map::new());
+    for (key, value) in pairs {
+        let mut node = &mut root;
+        let mut segments = key.split("__").peekable();
+        while let Some(segment) = segments.next() {
+            let last = segments.peek().is_none();
+            let (is_list, name) = match (segment.strip_prefix("list_"), segment.strip_prefix("map_")) {
+                (Some(i), _) => (true, i.to_owned()),
+                (_, Some(k)) => (false, k.to_owned()),
+                _ => (false, segment.to_owned()),
+            };
+            if is_list {
+                let index: usize = name.parse().unwrap_or(0);
+                if !node.is_array() {
+                    *node = Value::Array(Vec::new());
+                }
+                let Value::Array(items) = node else { break };
+                while items.len() <= index {
+                    items.push(Value::Null);
+                }
+                node = &mut items[index];
+            } else {
+                if !node.is_object() {
+                    *node = Value::Object(Map::new());
+                }
+                let Value::Object(map) = node else { break };
+                node = map.entry(name).or_insert(Value::Null);
+            }
+            if last {
+                *node = match value.as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    v => v.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(v.to_owned())),
+                };
+            }
+        }
+    }
+    root
+}
+
+/// The sops metadata layout we write (3.13's: keys sorted at every level).
+pub const LAYOUT_VERSION: &str = "3.13.2";
+
+/// Metadata fields in the 3.13 layout: keys sorted.
+pub(crate) fn sorted(fields: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let sorted: std::collections::BTreeMap<String, Value> = fields.into_iter().collect();
+    Value::Object(sorted.into_iter().collect())
+}
+
+/// The options a file was encrypted with, read back from its metadata (for `rotate`, which
+/// makes a new data key: refused when other key types hold the old one, as sealant cannot
+/// wrap the new one for them and would otherwise drop them).
+pub fn options_from_metadata(meta: &Value) -> Result<EncryptOptions, SopsError> {
+    check_only_age(meta)?;
+    Ok(rotate_options(meta))
+}
+
+pub(crate) fn rotate_options(meta: &Value) -> EncryptOptions {
+    let selection =
+        Selection::from_fields(|k| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned))
+            .unwrap_or_default();
+    EncryptOptions {
+        key_groups: recipients(meta),
+        shamir_threshold: meta.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),
+        selection,
+        mac_only_encrypted: meta.get("mac_only_encrypted").is_some_and(|v| v == true || v == "true"),
+    }
+}
+
+/// Flatten metadata for dotenv (`sops_` prefix): lists as `__list_<i>`, maps as `__map_<key>`.
+pub fn flatten(meta: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match meta {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}__map_{k}") };
+                flatten(v, &key, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(v, &format!("{prefix}__list_{i}"), out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        Value::Null => {}
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}

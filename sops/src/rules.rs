@@ -1,0 +1,204 @@
+//! Which values sops encrypts: the selection rules of the metadata (`encrypted_regex`,
+//! `unencrypted_suffix`, ... and the comment rules), and the depth-first walk over the tree that
+//! applies them.
+
+use super::*;
+
+/// Which values sops encrypts: the selection rules of the metadata.
+#[derive(Debug)]
+pub(crate) struct Rules {
+    pub(crate) unencrypted_suffix: Option<String>,
+    pub(crate) encrypted_suffix: Option<String>,
+    pub(crate) unencrypted_regex: Option<Regex>,
+    pub(crate) encrypted_regex: Option<Regex>,
+    pub(crate) unencrypted_comment_regex: Option<Regex>,
+    pub(crate) encrypted_comment_regex: Option<Regex>,
+    pub(crate) mac_only_encrypted: bool,
+}
+
+/// Where a leaf is: its path of mapping keys, the comments in force at each level, and
+/// whether it is itself a comment.
+pub(crate) struct Leaf<'a> {
+    pub(crate) path: &'a [String],
+    pub(crate) comments: &'a [Vec<String>],
+    pub(crate) is_comment: bool,
+}
+
+impl Rules {
+    pub(crate) fn from(meta: &Value) -> Result<Rules, SopsError> {
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let regex =
+            |k: &str| text(k).map(|r| Regex::new(&r).map_err(|e| SopsError::Metadata(format!("{k}: {e}")))).transpose();
+        let mut rules = Rules {
+            unencrypted_suffix: text("unencrypted_suffix"),
+            encrypted_suffix: text("encrypted_suffix"),
+            unencrypted_regex: regex("unencrypted_regex")?,
+            encrypted_regex: regex("encrypted_regex")?,
+            unencrypted_comment_regex: regex("unencrypted_comment_regex")?,
+            encrypted_comment_regex: regex("encrypted_comment_regex")?,
+            mac_only_encrypted: meta.get("mac_only_encrypted").is_some_and(|v| v == true || v == "true"),
+        };
+        let none_set = rules.unencrypted_suffix.is_none()
+            && rules.encrypted_suffix.is_none()
+            && rules.unencrypted_regex.is_none()
+            && rules.encrypted_regex.is_none()
+            && !rules.by_comment();
+        if none_set {
+            rules.unencrypted_suffix = Some("_unencrypted".to_owned());
+        }
+        Ok(rules)
+    }
+
+    pub(crate) fn by_comment(&self) -> bool {
+        self.unencrypted_comment_regex.is_some() || self.encrypted_comment_regex.is_some()
+    }
+
+    /// Whether sops encrypts this leaf (`sops.go` `shouldBeEncrypted`, in its order).
+    pub(crate) fn encrypts(&self, leaf: &Leaf<'_>) -> bool {
+        let path = leaf.path;
+        let mut encrypted = true;
+        if let Some(s) = &self.unencrypted_suffix
+            && path.iter().any(|k| k.ends_with(s.as_str()))
+        {
+            encrypted = false;
+        }
+        if let Some(s) = &self.encrypted_suffix {
+            encrypted = path.iter().any(|k| k.ends_with(s.as_str()));
+        }
+        if let Some(r) = &self.unencrypted_regex
+            && path.iter().any(|k| r.is_match(k))
+        {
+            encrypted = false;
+        }
+        if let Some(r) = &self.encrypted_regex {
+            encrypted = path.iter().any(|k| r.is_match(k));
+        }
+        if let Some(r) = &self.unencrypted_comment_regex
+            && leaf.comments.iter().flatten().any(|c| r.is_match(c))
+        {
+            encrypted = false;
+        }
+        if let Some(r) = &self.encrypted_comment_regex {
+            // A marker comment does not encrypt itself.
+            let last = leaf.comments.len().saturating_sub(1);
+            encrypted = leaf.comments.iter().enumerate().any(|(level, comments)| {
+                let upto =
+                    if leaf.is_comment && level == last { comments.len().saturating_sub(1) } else { comments.len() };
+                comments[..upto].iter().any(|c| r.is_match(c))
+            });
+        }
+        encrypted
+    }
+
+    /// On decryption: with comment rules the choice depends on comments that may themselves be
+    /// encrypted, so go by the value's form, as the result is the same.
+    pub(crate) fn encrypted_on_decrypt(&self, leaf: &Leaf<'_>, node: &Node) -> bool {
+        if self.by_comment() || leaf.is_comment {
+            return matches!(node, Node::Str(s) if is_encrypted_value(s))
+                || matches!(node, Node::Comment(c) if is_encrypted_value(c));
+        }
+        self.encrypts(leaf)
+    }
+}
+
+/// What is done at each leaf.
+pub(crate) type LeafVisitor<'a> = dyn FnMut(&Leaf<'_>, &mut Node) -> Result<(), SopsError> + 'a;
+
+/// Visit every non-null leaf and comment depth-first in document order, with its path of
+/// mapping keys (list indices are not part of a sops path) and the comments in force.
+pub(crate) fn walk(
+    node: &mut Node,
+    path: &mut Vec<String>,
+    comments: &mut Vec<Vec<String>>,
+    visit: &mut LeafVisitor<'_>,
+) -> Result<(), SopsError> {
+    // A comment is visited with the path of the map or list it is in.
+    let visit_comment =
+        |text: &mut String, path: &[String], comments: &mut Vec<Vec<String>>, visit: &mut LeafVisitor<'_>| {
+            if let Some(level) = comments.last_mut() {
+                level.push(text.clone());
+            }
+            let mut leaf = Node::Comment(std::mem::take(text));
+            let result = visit(&Leaf { path, comments, is_comment: true }, &mut leaf);
+            if let Node::Comment(new) = leaf {
+                *text = new;
+            }
+            result
+        };
+    match node {
+        Node::Map(entries) => {
+            comments.push(Vec::new());
+            for entry in entries.iter_mut() {
+                match entry {
+                    Entry::Comment(text) => visit_comment(text, path, comments, visit)?,
+                    Entry::Pair(k, v) => {
+                        path.push(k.clone());
+                        walk(v, path, comments, visit)?;
+                        path.pop();
+                        if let Some(level) = comments.last_mut() {
+                            level.clear();
+                        }
+                    }
+                }
+            }
+            comments.pop();
+        }
+        Node::List(items) => {
+            comments.push(Vec::new());
+            for item in items.iter_mut() {
+                if let Node::Comment(text) = item {
+                    visit_comment(text, path, comments, visit)?;
+                } else {
+                    walk(item, path, comments, visit)?;
+                    if let Some(level) = comments.last_mut() {
+                        level.clear();
+                    }
+                }
+            }
+            comments.pop();
+        }
+        Node::Null => {}
+        leaf => visit(&Leaf { path, comments, is_comment: false }, leaf)?,
+    }
+    Ok(())
+}
+
+/// Which values to encrypt; at most one rule, as in sops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// The default: everything except keys ending in `_unencrypted`.
+    #[default]
+    Default,
+    UnencryptedSuffix(String),
+    EncryptedSuffix(String),
+    UnencryptedRegex(String),
+    EncryptedRegex(String),
+    UnencryptedCommentRegex(String),
+    EncryptedCommentRegex(String),
+}
+
+impl Selection {
+    /// The rule set among the fields sops uses for them (metadata, `.sops.yaml`, flags), where
+    /// `field` gives a field's non-empty value.
+    pub fn from_fields(field: impl Fn(&str) -> Option<String>) -> Option<Selection> {
+        field("encrypted_regex")
+            .map(Selection::EncryptedRegex)
+            .or_else(|| field("unencrypted_regex").map(Selection::UnencryptedRegex))
+            .or_else(|| field("encrypted_suffix").map(Selection::EncryptedSuffix))
+            .or_else(|| field("unencrypted_suffix").map(Selection::UnencryptedSuffix))
+            .or_else(|| field("encrypted_comment_regex").map(Selection::EncryptedCommentRegex))
+            .or_else(|| field("unencrypted_comment_regex").map(Selection::UnencryptedCommentRegex))
+    }
+
+    pub(crate) fn metadata(&self) -> (&'static str, String) {
+        match self {
+            Selection::Default => ("unencrypted_suffix", "_unencrypted".to_owned()),
+            Selection::UnencryptedSuffix(s) => ("unencrypted_suffix", s.clone()),
+            Selection::EncryptedSuffix(s) => ("encrypted_suffix", s.clone()),
+            Selection::UnencryptedRegex(r) => ("unencrypted_regex", r.clone()),
+            Selection::EncryptedRegex(r) => ("encrypted_regex", r.clone()),
+            Selection::UnencryptedCommentRegex(r) => ("unencrypted_comment_regex", r.clone()),
+            Selection::EncryptedCommentRegex(r) => ("encrypted_comment_regex", r.clone()),
+        }
+    }
+}
