@@ -1,6 +1,7 @@
 //! Reaching the controller: through the API server's service proxy (as kubeseal does) or
 //! directly at a URL, and reading the kubeconfig's namespace.
 
+use sealant_core::error::quoted;
 use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -295,10 +296,12 @@ pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
 
 /// GET an `http(s)://` URL.
 pub async fn fetch_url(url: &str) -> CliResult<String> {
-    let uri: http::Uri = url.parse().map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+    let uri: http::Uri =
+        url.parse().map_err(|e| CliError::usage(format!("{} is not a valid URL", quoted(url))).source(e))?;
     let base =
         format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or_default());
-    let base: http::Uri = base.parse().map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+    let base: http::Uri =
+        base.parse().map_err(|e| CliError::usage(format!("{} is not a valid URL", quoted(url))).source(e))?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
     let mut config = Config::new(base);
     config.default_namespace = String::new();
@@ -332,7 +335,7 @@ impl ControllerApi {
     pub async fn connect(controller_url: Option<&str>, args: &ClusterArgs) -> CliResult<ControllerApi> {
         if let Some(url) = controller_url {
             let uri: http::Uri =
-                url.parse().map_err(|e| CliError::usage(format!("{url:?} is not a valid URL")).source(e))?;
+                url.parse().map_err(|e| CliError::usage(format!("{} is not a valid URL", quoted(url))).source(e))?;
             let client = Client::try_from(Config::new(uri)).context("cannot create an HTTP client")?;
             return Ok(ControllerApi { client, base: String::new() });
         }

@@ -13,13 +13,15 @@ pub struct CliError {
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
     hint: Option<String>,
     usage: bool,
+    /// An exit status of its own (sops' codes for sops failures).
+    exit: Option<u8>,
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
 impl CliError {
     pub fn new(what: impl Into<String>) -> Self {
-        Self { what: what.into(), source: None, hint: None, usage: false }
+        Self { what: what.into(), source: None, hint: None, usage: false, exit: None }
     }
 
     /// A mistake in how the command was called: exit status 2.
@@ -37,12 +39,18 @@ impl CliError {
         self
     }
 
+    /// Exit with `code` instead of 1 (or 2 for usage).
+    pub fn exit(mut self, code: u8) -> Self {
+        self.exit = Some(code);
+        self
+    }
+
     pub fn has_hint(&self) -> bool {
         self.hint.is_some()
     }
 
     pub fn exit_code(&self) -> u8 {
-        if self.usage { EXIT_USAGE } else { EXIT_FAILURE }
+        self.exit.unwrap_or(if self.usage { EXIT_USAGE } else { EXIT_FAILURE })
     }
 }
 

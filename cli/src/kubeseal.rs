@@ -1,5 +1,6 @@
 //! The `kubeseal` command line: the same flags, defaults and modes, mapped onto our commands.
 
+use sealant_core::error::quoted;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -84,7 +85,7 @@ fn go_bool(text: &str) -> Result<bool, String> {
     match text {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {text:?} (true or false)")),
+        _ => Err(format!("invalid boolean {} (true or false)", quoted(text))),
     }
 }
 
@@ -92,7 +93,7 @@ fn go_bool(text: &str) -> Result<bool, String> {
 fn parse_namespace(text: &str) -> Result<String, String> {
     let name = ["ns/", "namespace/", "namespaces/"].iter().find_map(|p| text.strip_prefix(p)).unwrap_or(text);
     if name.is_empty() || name.contains('/') {
-        return Err(format!("invalid namespace {text:?}"));
+        return Err(format!("invalid namespace {}", quoted(text)));
     }
     Ok(name.to_owned())
 }

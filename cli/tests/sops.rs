@@ -140,7 +140,7 @@ fn tampering_and_missing_keys_fail_clearly() {
     let tampered = dir.path().join("tampered.yaml");
     std::fs::write(&tampered, swapped.join("\n") + "\n").unwrap();
     let out = sealant(&["sops", "decrypt", tampered.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys())]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(51), "sops' MacMismatch");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("MAC mismatch") && stderr.contains("hint:"), "{stderr}");
     let out =
@@ -148,7 +148,7 @@ fn tampering_and_missing_keys_fail_clearly() {
     assert!(out.status.success());
 
     let out = sealant(&["sops", "decrypt", fixtures().join("v3.11.0-generated/basic.enc.yaml").to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(128), "sops' CouldNotRetrieveKey");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("age1yt3tfqlfrwdwx0z0ynwplcr6qxcxfaqycuprpmy89nr83ltx74tqdpszlw"), "{stderr}");
     assert!(!stderr.contains("AGE-SECRET-KEY"), "never print a private key");
@@ -706,4 +706,46 @@ fn the_edit_copy_is_private() {
     let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&modes).unwrap(), "700\n600\n");
+}
+
+#[test]
+fn failures_exit_with_the_real_sops_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let encrypted = dir.path().join("basic.enc.yaml");
+    std::fs::copy(fixtures().join("v3.11.0-generated/basic.enc.yaml"), &encrypted).unwrap();
+    let original = std::fs::read_to_string(&encrypted).unwrap();
+    let mut lines: Vec<&str> = original.lines().collect();
+    let first = lines.iter().position(|l| l.trim_start().starts_with("- ENC[")).unwrap();
+    lines.swap(first, first + 1);
+    let tampered = dir.path().join("tampered.yaml");
+    std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "a: b\n").unwrap();
+    let (enc, tam, pla) = (encrypted.to_str().unwrap(), tampered.to_str().unwrap(), plain.to_str().unwrap());
+    let key = keys();
+    let with_key: &[(&str, &Path)] = &[("SOPS_AGE_KEY_FILE", &key)];
+    let recipient = "age1yt3tfqlfrwdwx0z0ynwplcr6qxcxfaqycuprpmy89nr83ltx74tqdpszlw";
+    // (what, arguments, identity given, sops' code)
+    let cases: &[(&str, Vec<&str>, bool, i32)] = &[
+        ("MAC mismatch", vec!["decrypt", tam], true, 51),
+        ("no identity", vec!["decrypt", enc], false, 128),
+        ("not a sops file", vec!["decrypt", pla], false, 1),
+        ("bad --extract path", vec!["decrypt", "--extract", "nested", enc], true, 91),
+        ("bad set path", vec!["set", enc, "nested.inner", "\"x\""], true, 7),
+        ("already encrypted", vec!["encrypt", "--age", recipient, enc], false, 203),
+    ];
+    for (what, args, identity, code) in cases {
+        let env = if *identity { with_key } else { &[] };
+        let theirs = real_sops(args, dir.path(), env);
+        assert_eq!(theirs.status.code(), Some(*code), "{what}: the real sops");
+        let mut ours = vec!["sops"];
+        ours.extend(args.iter().copied());
+        let out = sealant(&ours, env);
+        assert_eq!(out.status.code(), Some(*code), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A recipient that is not one is a usage error here (sops says 1, ErrorGeneric).
+    let out = sealant(&["sops", "encrypt", "--age", "notakey", pla], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#""notakey" is not an age recipient"#) && stderr.contains("hint:"), "{stderr}");
 }

@@ -15,6 +15,26 @@ pub fn one_line(head: String, mut cause: Option<&(dyn std::error::Error + 'stati
     line
 }
 
+/// `text` in double quotes for a message, with quotes, backslashes and control characters
+/// escaped, so that a name from a file or the network cannot break the line or drive the
+/// terminal. (What `{:?}` does to a string, said on purpose, and never Rust's type names.)
+pub fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(Debug, thiserror::Error)]
@@ -24,6 +44,12 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("inner failed")]
     struct Inner;
+
+    #[test]
+    fn quoted_text_cannot_break_the_line() {
+        assert_eq!(super::quoted("plain"), r#""plain""#);
+        assert_eq!(super::quoted("a\"b\\c\nd\u{1b}[2J"), r#""a\"b\\c\nd\u{1b}[2J""#);
+    }
 
     #[test]
     fn repeated_causes_are_shown_once() {

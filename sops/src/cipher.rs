@@ -138,11 +138,11 @@ pub(crate) fn encrypt_value<R: rand::CryptoRng + ?Sized>(
             iv
         }
     };
-    let cipher = SopsGcm::new_from_slice(key).map_err(|_| SopsError::Metadata("data key".into()))?;
+    let cipher = SopsGcm::new_from_slice(key).map_err(|_| SopsError::Encrypt("the data key is not 32 bytes"))?;
     let nonce = Nonce::<U32>::from(iv);
     let mut sealed = cipher
         .encrypt(&nonce, Payload { msg: plain, aad: aad.as_bytes() })
-        .map_err(|_| SopsError::Metadata("cannot encrypt a value".into()))?;
+        .map_err(|_| SopsError::Encrypt("AES-GCM refused a value"))?;
     let tag = sealed.split_off(sealed.len().saturating_sub(16));
     Ok(format!(
         "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",

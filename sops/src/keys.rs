@@ -51,7 +51,7 @@ pub(crate) fn data_key(
 ) -> Result<Zeroizing<[u8; 32]>, SopsError> {
     let groups = key_groups(meta);
     if groups.is_empty() {
-        return Err(SopsError::Metadata("no age keys found in the file".into()));
+        return Err(SopsError::NoAgeKeys);
     }
     let parts: Vec<Zeroizing<Vec<u8>>> =
         groups.iter().filter_map(|group| group.iter().find_map(|e| unwrap_part(e, identities))).collect();
@@ -70,11 +70,11 @@ pub(crate) fn data_key(
     let key = if groups.len() == 1 {
         parts.into_iter().next().unwrap_or_default()
     } else {
-        shamir_combine(&parts).ok_or(SopsError::Metadata("the key group shares do not combine".into()))?
+        shamir_combine(&parts).ok_or(SopsError::InvalidMetadata("the key group shares do not combine".into()))?
     };
     let mut out = Zeroizing::new([0u8; 32]);
     if key.len() != 32 {
-        return Err(SopsError::Metadata(format!("the data key has {} bytes, not 32", key.len())));
+        return Err(SopsError::InvalidMetadata(format!("the data key has {} bytes, not 32", key.len())));
     }
     out.copy_from_slice(&key);
     Ok(out)
@@ -83,17 +83,16 @@ pub(crate) fn data_key(
 /// `lastmodified` re-formatted as RFC 3339 in UTC with seconds (the MAC's AAD).
 pub(crate) fn armored_age(recipient: &str, part: &[u8]) -> Result<String, SopsError> {
     use std::io::Write;
-    let recipients = sealant_core::backup::parse_recipients(&[recipient.to_owned()]).map_err(|_| {
-        SopsError::Metadata(format!("{recipient:?} is not an age recipient (age1... or ssh-ed25519 ...)"))
-    })?;
+    let recipients = sealant_core::backup::parse_recipients(&[recipient.to_owned()])
+        .map_err(|_| SopsError::InvalidRecipient(recipient.to_owned()))?;
     let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-        .map_err(|e| SopsError::Metadata(e.to_string()))?;
-    let io = |e: std::io::Error| SopsError::Metadata(e.to_string());
+        .map_err(|_| SopsError::Encrypt("age refused the recipients"))?;
+    let io = |_: std::io::Error| SopsError::Encrypt("cannot wrap the data key with age");
     let armor = age::armor::ArmoredWriter::wrap_output(Vec::new(), age::armor::Format::AsciiArmor).map_err(io)?;
     let mut writer = encryptor.wrap_output(armor).map_err(io)?;
     writer.write_all(part).map_err(io)?;
     let out = writer.finish().map_err(io)?.finish().map_err(io)?;
-    String::from_utf8(out).map_err(|_| SopsError::Metadata("armor".into()))
+    String::from_utf8(out).map_err(|_| SopsError::Encrypt("age armor is not text"))
 }
 
 /// The age entries of the metadata for `key`: `age` for one group, else `key_groups` with
@@ -108,7 +107,7 @@ pub(crate) fn key_entries<R: rand::CryptoRng + ?Sized>(
 ) -> Result<Vec<(String, Value)>, SopsError> {
     let groups: Vec<&Vec<String>> = groups.iter().filter(|g| !g.is_empty()).collect();
     if groups.is_empty() {
-        return Err(SopsError::Metadata("no age recipients were given".into()));
+        return Err(SopsError::NoRecipients);
     }
     let recipient_first =
         keep.first().and_then(Value::as_object).and_then(|o| o.keys().next()).is_some_and(|k| k == "recipient");

@@ -33,6 +33,7 @@ pub use keys::{other_key_types, recipients};
 pub use metadata::{LAYOUT_VERSION, flatten, options_from_metadata, take_metadata, unflatten};
 pub use rules::Selection;
 use sealant_core::SecretBytes;
+use sealant_core::error::quoted;
 use tree::go_float;
 pub use tree::{Entry, Node};
 #[allow(unused_imports)] // the modules below use these through `use super::*`
@@ -40,19 +41,33 @@ use {cipher::*, keys::*, metadata::*, rules::*, shamir::*};
 
 pub(crate) type SopsGcm = AesGcm<Aes256, U32>;
 
+/// What can go wrong with a SOPS file. Each variant has its own message and
+/// [`SopsError::exit_code`], the code sops documents for the same failure (`cmd/sops/codes`).
 #[derive(Debug, thiserror::Error)]
 pub enum SopsError {
     #[error("the file has no sops metadata")]
     NoMetadata,
+    #[error("the file is already encrypted (it has a sops key)")]
+    AlreadyEncrypted,
+    #[error("{} is not an age recipient (age1... or ssh-ed25519 ...)", quoted(.0))]
+    InvalidRecipient(String),
+    #[error("no age recipients were given")]
+    NoRecipients,
+    #[error("the file has no age keys")]
+    NoAgeKeys,
     #[error("the sops metadata is invalid: {0}")]
-    Metadata(String),
+    InvalidMetadata(String),
+    #[error("the sops metadata is invalid: {key}: {message}")]
+    InvalidRegex { key: String, message: String },
+    #[error("an encrypted comment would match unencrypted_comment_regex")]
+    CommentMatchesUnencrypted,
     #[error("no age identity could decrypt the data key; the file is encrypted to: {recipients}")]
     NoIdentity { recipients: String },
     #[error("the key groups gave {got} of the {needed} parts needed for the data key")]
     NotEnoughParts { got: usize, needed: usize },
-    #[error("cannot decrypt the value at {path:?}")]
+    #[error("cannot decrypt the value at {}", quoted(.path))]
     Value { path: String },
-    #[error("the value at {path:?} is not in ENC[...] form")]
+    #[error("the value at {} is not in ENC[...] form", quoted(.path))]
     NotEncrypted { path: String },
     #[error("MAC mismatch: the file was changed without its key, or is corrupt")]
     MacMismatch,
@@ -63,8 +78,53 @@ pub enum SopsError {
         .0.join(", ")
     )]
     UnsupportedKeyType(Vec<&'static str>),
+    #[error("cannot encrypt: {0}")]
+    Encrypt(&'static str),
     #[error("{0}")]
     Parse(String),
+}
+
+impl SopsError {
+    /// The exit status sops uses for this failure (its `cmd/sops/codes`); 2 for a recipient
+    /// given wrong on the command line, which is a usage error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SopsError::InvalidRecipient(_) => 2,
+            SopsError::Parse(_) => 2, // CouldNotReadInputFile
+            SopsError::Encrypt(_) | SopsError::CommentMatchesUnencrypted => 23, // ErrorEncryptingTree
+            SopsError::MacUndecryptable => 24, // ErrorDecryptingMac
+            SopsError::Value { .. } | SopsError::NotEncrypted { .. } => 25, // ErrorDecryptingTree
+            SopsError::MacMismatch => 51, // MacMismatch
+            SopsError::NoRecipients => 111, // NoEncryptionKeyFound
+            SopsError::NoIdentity { .. } | SopsError::NotEnoughParts { .. } | SopsError::NoAgeKeys => 128, // CouldNotRetrieveKey
+            SopsError::AlreadyEncrypted => 203, // FileAlreadyEncrypted
+            SopsError::NoMetadata
+            | SopsError::InvalidMetadata(_)
+            | SopsError::InvalidRegex { .. }
+            | SopsError::UnsupportedKeyType(_) => 1, // ErrorGeneric
+        }
+    }
+
+    /// What to do about it, where there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SopsError::InvalidRecipient(_) => {
+                Some("an age recipient starts with age1, or is an ssh-ed25519 public key line")
+            }
+            SopsError::NoRecipients => Some("give --age RECIPIENT, or a .sops.yaml creation rule with age keys"),
+            SopsError::AlreadyEncrypted => {
+                Some("to change its recipients use `sealant sops updatekeys`; to edit it, `sealant sops edit`")
+            }
+            SopsError::NoIdentity { .. } | SopsError::NotEnoughParts { .. } => {
+                Some("set SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or SOPS_AGE_KEY_CMD to an identity the file is encrypted to")
+            }
+            SopsError::MacMismatch => Some("the file was edited by hand or damaged; restore it from Git"),
+            SopsError::UnsupportedKeyType(_) => {
+                Some("remove those keys from the file's metadata with sops, or run this with sops itself")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Decrypt one leaf if it is in an encrypted position, and hash it for the MAC.
@@ -185,9 +245,7 @@ pub(crate) fn encrypt_leaf<R: rand::CryptoRng + ?Sized>(
             if let Some(r) = &rules.unencrypted_comment_regex
                 && r.is_match(&String::from_utf8_lossy(&bytes))
             {
-                return Err(SopsError::Metadata(
-                    "an encrypted comment would match unencrypted_comment_regex".to_owned(),
-                ));
+                return Err(SopsError::CommentMatchesUnencrypted);
             }
             *node = Node::Comment(encrypt_value(rng, key, &bytes, kind, &aad, stash)?);
         }
@@ -235,7 +293,7 @@ pub fn encrypt_documents<R: rand::CryptoRng + ?Sized>(
     now: time::OffsetDateTime,
 ) -> Result<Value, SopsError> {
     if docs.iter().any(|d| d.get("sops").is_some()) {
-        return Err(SopsError::Metadata("the file is already encrypted (it has a sops key)".into()));
+        return Err(SopsError::AlreadyEncrypted);
     }
     let mut key = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(key.as_mut());

@@ -4,9 +4,10 @@
 use super::*;
 
 pub(crate) fn mac_aad(meta: &Value) -> Result<String, SopsError> {
-    let raw = meta.get("lastmodified").and_then(Value::as_str).ok_or(SopsError::Metadata("no lastmodified".into()))?;
+    let raw =
+        meta.get("lastmodified").and_then(Value::as_str).ok_or(SopsError::InvalidMetadata("no lastmodified".into()))?;
     let parsed = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| SopsError::Metadata(format!("lastmodified {raw:?} is not RFC 3339")))?;
+        .map_err(|_| SopsError::InvalidMetadata(format!("lastmodified {} is not RFC 3339", quoted(raw))))?;
     lastmodified(parsed)
 }
 
@@ -14,7 +15,7 @@ pub(crate) fn mac_aad(meta: &Value) -> Result<String, SopsError> {
 pub(crate) fn lastmodified(time: time::OffsetDateTime) -> Result<String, SopsError> {
     time.to_offset(time::UtcOffset::UTC)
         .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .map_err(|_| SopsError::Metadata("lastmodified".into()))
+        .map_err(|_| SopsError::InvalidMetadata("lastmodified cannot be written".into()))
 }
 
 /// Take the `sops` block out of every document; the first one's is the file's.

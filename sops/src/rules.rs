@@ -27,8 +27,13 @@ pub(crate) struct Leaf<'a> {
 impl Rules {
     pub(crate) fn from(meta: &Value) -> Result<Rules, SopsError> {
         let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-        let regex =
-            |k: &str| text(k).map(|r| Regex::new(&r).map_err(|e| SopsError::Metadata(format!("{k}: {e}")))).transpose();
+        let regex = |k: &str| {
+            text(k)
+                .map(|r| {
+                    Regex::new(&r).map_err(|e| SopsError::InvalidRegex { key: k.to_owned(), message: e.to_string() })
+                })
+                .transpose()
+        };
         let mut rules = Rules {
             unencrypted_suffix: text("unencrypted_suffix"),
             encrypted_suffix: text("encrypted_suffix"),

@@ -18,6 +18,18 @@ pub enum Store {
     Binary,
 }
 
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Store::Yaml => "YAML",
+            Store::Json => "JSON",
+            Store::Dotenv => "dotenv",
+            Store::Ini => "INI",
+            Store::Binary => "binary",
+        })
+    }
+}
+
 impl Store {
     /// The format sops picks by a file name: `.yaml`/`.yml`, `.json`, `.env`, `.ini`, else binary.
     pub fn from_path(path: &std::path::Path) -> Store {

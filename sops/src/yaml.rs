@@ -371,7 +371,10 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     before(&mut stack, line, col, &|_| true);
                     if let Some(Frame::Map { keys, key, .. }) = stack.last_mut() {
                         if !keys.insert(key_text.clone()) {
-                            return Err(bad(span, &format!("duplicate key {key_text:?}")));
+                            return Err(bad(
+                                span,
+                                &format!("duplicate key {}", sealant_core::error::quoted(&key_text)),
+                            ));
                         }
                         *key = Some(key_text);
                     }

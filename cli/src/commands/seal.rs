@@ -1,5 +1,6 @@
 //! `sealant seal`: Secrets in, SealedSecrets out; `--raw` for one value; `--merge-into`.
 
+use sealant_core::error::quoted;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -180,7 +181,7 @@ pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
     for secret in &secrets {
         let sealed = seal_secret(&mut rng, &cert, secret, &options).map_err(|e| {
             let hint = seal_hint(&e);
-            CliError::new(format!("cannot seal Secret {:?}", secret.metadata.name.as_deref().unwrap_or_default()))
+            CliError::new(format!("cannot seal Secret {}", quoted(secret.metadata.name.as_deref().unwrap_or_default())))
                 .source(e)
                 .hint(hint)
         })?;
@@ -209,13 +210,18 @@ fn secret_from_items(req: &SealRequest) -> CliResult<Secret> {
     })?;
     let split = |spec: &str, flag: &str| -> CliResult<(String, String)> {
         spec.split_once('=').filter(|(k, _)| !k.is_empty()).map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(
-            || CliError::usage(format!("{flag} expects KEY=..., got {:?}", spec.split('=').next().unwrap_or_default())),
+            || {
+                CliError::usage(format!(
+                    "{flag} expects KEY=..., got {}",
+                    quoted(spec.split('=').next().unwrap_or_default())
+                ))
+            },
         )
     };
     let mut data: std::collections::BTreeMap<String, k8s_openapi::ByteString> = Default::default();
     let mut add = |key: String, value: Vec<u8>| -> CliResult {
         if data.insert(key.clone(), k8s_openapi::ByteString(value)).is_some() {
-            return Err(CliError::usage(format!("the key {key:?} is given twice")));
+            return Err(CliError::usage(format!("the key {} is given twice", quoted(&key))));
         }
         Ok(())
     };

@@ -1,5 +1,6 @@
 //! `sealant sops`: SOPS files encrypted to age keys, read and written as the real `sops` does.
 
+use sealant_core::error::quoted;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
@@ -244,9 +245,9 @@ fn gather_identities() -> CliResult<(Identities, Vec<String>)> {
         let out = std::process::Command::new(program)
             .args(words)
             .output()
-            .map_err(|e| CliError::new(format!("cannot run SOPS_AGE_KEY_CMD {program:?}")).source(e))?;
+            .map_err(|e| CliError::new(format!("cannot run SOPS_AGE_KEY_CMD {}", quoted(program))).source(e))?;
         if !out.status.success() {
-            return Err(CliError::new(format!("SOPS_AGE_KEY_CMD {program:?} failed ({})", out.status)));
+            return Err(CliError::new(format!("SOPS_AGE_KEY_CMD {} failed ({})", quoted(program), out.status)));
         }
         let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
         add_keys_text(&text, "SOPS_AGE_KEY_CMD", &mut identities, &mut tried)?;
@@ -261,6 +262,16 @@ fn gather_identities() -> CliResult<(Identities, Vec<String>)> {
     Ok((identities, tried))
 }
 
+/// `what` failed because of `e`: sops' exit code for it, and its hint.
+fn failed(what: String, e: SopsError) -> CliError {
+    let (code, hint) = (e.exit_code(), e.hint());
+    let error = CliError::new(what).exit(code).source(e);
+    match hint {
+        Some(hint) => error.hint(hint),
+        None => error,
+    }
+}
+
 /// An error about the file at `origin` from the core, with the hint that helps.
 fn sops_error(origin: &str, tried: &[String], e: SopsError) -> CliError {
     match e {
@@ -268,14 +279,17 @@ fn sops_error(origin: &str, tried: &[String], e: SopsError) -> CliError {
             "no age identity could decrypt {origin}: it is encrypted to {recipients}; tried {}",
             if tried.is_empty() { "none".to_owned() } else { tried.join(", ") }
         ))
+        .exit(128)
         .hint("set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE) to a matching key"),
         SopsError::MacMismatch => CliError::new(format!("cannot decrypt {origin}"))
+            .exit(e.exit_code())
             .source(e)
             .hint("restore the file from version control; --ignore-mac decrypts it anyway"),
-        SopsError::Parse(_) => {
-            CliError::new(format!("cannot read {origin}")).source(e).hint("check the file, or set --input-type")
-        }
-        e => CliError::new(format!("cannot decrypt {origin}")).source(e),
+        SopsError::Parse(_) => CliError::new(format!("cannot read {origin}"))
+            .exit(e.exit_code())
+            .source(e)
+            .hint("check the file, or set --input-type"),
+        e => failed(format!("cannot decrypt {origin}"), e),
     }
 }
 
@@ -318,7 +332,7 @@ impl OpenFile {
             &self.opened,
             time::OffsetDateTime::now_utc(),
         )
-        .map_err(|e| CliError::new(format!("cannot encrypt {} again", self.origin)).source(e))?;
+        .map_err(|e| failed(format!("cannot encrypt {} again", self.origin), e))?;
         let text = self.store.write_encrypted(&self.docs, &meta).map_err(|e| sops_error(&self.origin, &[], e))?;
         io::write_atomic(file, &text, Privacy::Public)
     }
@@ -361,7 +375,7 @@ fn creation_rule(file: &Path, config: Option<&Path>) -> CliResult<Option<Rule>> 
     };
     let text = io::read_file(&config)?;
     let docs = yaml::parse_documents(&text)
-        .map_err(|e| CliError::new(format!("cannot parse {}", config.display())).source(e))?;
+        .map_err(|e| CliError::new(format!("cannot parse {}", config.display())).exit(5).source(e))?;
     let base = config.parent().map(Path::to_path_buf).unwrap_or_default();
     let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let relative = absolute.strip_prefix(&base).unwrap_or(&absolute).to_string_lossy().into_owned();
@@ -370,7 +384,7 @@ fn creation_rule(file: &Path, config: Option<&Path>) -> CliResult<Option<Rule>> 
     for rule in rules {
         if let Some(pattern) = rule.get("path_regex").and_then(Value::as_str) {
             let regex = regex::Regex::new(pattern)
-                .map_err(|e| CliError::new(format!("invalid path_regex in {}", config.display())).source(e))?;
+                .map_err(|e| CliError::new(format!("invalid path_regex in {}", config.display())).exit(5).source(e))?;
             if !regex.is_match(&relative) {
                 continue;
             }
@@ -400,9 +414,9 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
     let origin = command.file.display().to_string();
     let input = io::read_bytes(&command.file)?;
     let store = store_for(command.input_type, &command.file);
-    let mut docs = store
-        .read_plain(&input)
-        .map_err(|e| CliError::new(format!("cannot read {origin} as {store:?}")).source(e).hint("set --input-type"))?;
+    let mut docs = store.read_plain(&input).map_err(|e| {
+        CliError::new(format!("cannot read {origin} as {store}")).exit(2).source(e).hint("set --input-type")
+    })?;
     if docs.is_empty() {
         return Err(CliError::new(format!("{origin} is empty: there is nothing to encrypt")));
     }
@@ -438,7 +452,7 @@ pub fn encrypt(command: &EncryptCommand) -> CliResult {
         mac_only_encrypted: command.mac_only_encrypted || rule.mac_only_encrypted,
     };
     let meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
-        .map_err(|e| CliError::new(format!("cannot encrypt {origin}")).source(e))?;
+        .map_err(|e| failed(format!("cannot encrypt {origin}"), e))?;
     let output = command.output_type.map_or(store, CoreStore::from);
     let text = output.write_encrypted(&docs, &meta).map_err(|e| sops_error(&origin, &[], e))?;
     if command.in_place {
@@ -475,13 +489,10 @@ pub fn filestatus(command: &FileCommand) -> CliResult {
 pub fn rotate(command: &FileCommand) -> CliResult {
     let OpenFile { origin, store, mut docs, meta, .. } =
         open(&command.file, store_for(command.input_type, &command.file), false)?;
-    let options = sealant_sops::options_from_metadata(&meta).map_err(|e| {
-        CliError::new(format!("cannot rotate the data key of {origin}"))
-            .source(e)
-            .hint("remove those keys from the file first, or rotate it with the real sops")
-    })?;
+    let options = sealant_sops::options_from_metadata(&meta)
+        .map_err(|e| failed(format!("cannot rotate the data key of {origin}"), e))?;
     let new_meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
-        .map_err(|e| CliError::new(format!("cannot encrypt {origin} again")).source(e))?;
+        .map_err(|e| failed(format!("cannot encrypt {origin} again"), e))?;
     let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
@@ -496,9 +507,25 @@ enum Step {
     Index(usize),
 }
 
+impl std::fmt::Display for Step {
+    /// As the path spells it: `["key"]` or `[0]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Key(key) => write!(f, "[{}]", quoted(key)),
+            Step::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
 /// Parse `["a"]["b"][0]`.
-fn parse_path(path: &str) -> CliResult<Vec<Step>> {
-    let bad = || CliError::usage(format!("invalid path {path:?}")).hint(r#"use the form '["key"]["inner"][0]'"#);
+/// `exit` is sops' code for a bad path where it is used: 7 (ErrorInvalidSetFormat) for `set`
+/// and `unset`, 91 (InvalidTreePathFormat) for `--extract`.
+fn parse_path(path: &str, exit: u8) -> CliResult<Vec<Step>> {
+    let bad = || {
+        CliError::usage(format!("invalid path {}", quoted(path)))
+            .exit(exit)
+            .hint(r#"use the form '["key"]["inner"][0]'"#)
+    };
     let mut steps = Vec::new();
     let mut rest = path.trim();
     while !rest.is_empty() {
@@ -553,7 +580,7 @@ fn set_path(node: &mut Node, steps: &[Step], value: Node) -> Result<(), String> 
     }
     match step_into(node, step) {
         Some(next) => set_path(next, rest, value),
-        None => Err(format!("{step:?} does not fit the value there")),
+        None => Err(format!("{step} does not fit the value there")),
     }
 }
 
@@ -584,7 +611,7 @@ fn check_binary_path(store: CoreStore, steps: &[Step], unset: bool) -> CliResult
 }
 
 pub fn set(command: &SetCommand) -> CliResult {
-    let steps = parse_path(&command.path)?;
+    let steps = parse_path(&command.path, 7)?;
     check_binary_path(store_for(command.input_type, &command.file), &steps, false)?;
     let raw = match &command.value {
         Some(v) => zeroize::Zeroizing::new(v.clone()),
@@ -601,7 +628,7 @@ pub fn set(command: &SetCommand) -> CliResult {
 }
 
 pub fn unset(command: &UnsetCommand) -> CliResult {
-    let steps = parse_path(&command.path)?;
+    let steps = parse_path(&command.path, 7)?;
     check_binary_path(store_for(command.input_type, &command.file), &steps, true)?;
     let mut file = open(&command.file, store_for(command.input_type, &command.file), false)?;
     let found = file.docs.first_mut().is_some_and(|doc| unset_path(doc, &steps));
@@ -673,7 +700,7 @@ fn run_editor(program: &str, args: &[String], path: &Path) -> CliResult<std::pro
         .args(args)
         .arg(path)
         .status()
-        .map_err(|e| CliError::new(format!("cannot start the editor {program:?}")).source(e))
+        .map_err(|e| CliError::new(format!("cannot start the editor {}", quoted(program))).source(e))
 }
 
 /// An edit stopped by a signal: nothing is saved, and the signal ends the process once the
@@ -724,7 +751,8 @@ pub fn edit(command: &EditCommand) -> CliResult {
         }
         if !status.success() {
             return Err(CliError::new(format!(
-                "the editor {program:?} failed ({status}); {} is unchanged",
+                "the editor {} failed ({status}); {} is unchanged",
+                quoted(program),
                 file.origin
             )));
         }
@@ -805,7 +833,7 @@ pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
 /// What `--extract` points at.
 fn extract<'a>(doc: &'a mut Node, path: &str) -> CliResult<&'a Node> {
     let mut node = doc;
-    for step in parse_path(path)? {
+    for step in parse_path(path, 91)? {
         node = step_into(node, &step).ok_or_else(|| CliError::new(format!("{path} is not in the file")))?;
     }
     Ok(node)

@@ -1,5 +1,6 @@
 //! `sealant validate`: offline checks of SealedSecret files, with no private key.
 
+use sealant_core::error::quoted;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -130,10 +131,10 @@ fn annotations(doc: &Value, pointer: &str) -> Option<std::collections::BTreeMap<
 fn check_document(doc: &Value, kind: &str, api_version: &str, cert: Option<&Certificate>) -> Vec<String> {
     let mut problems = Vec::new();
     if kind != "SealedSecret" {
-        problems.push(format!("kind: {kind:?} is not SealedSecret"));
+        problems.push(format!("kind: {} is not SealedSecret", quoted(kind)));
     }
     if api_version != API_VERSION {
-        problems.push(format!("apiVersion: {api_version:?} is not {API_VERSION}"));
+        problems.push(format!("apiVersion: {} is not {API_VERSION}", quoted(api_version)));
     }
     let scope = Scope::from_annotations(annotations(doc, "/metadata/annotations").as_ref());
     let template_scope = Scope::from_annotations(annotations(doc, "/spec/template/metadata/annotations").as_ref());
