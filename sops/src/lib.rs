@@ -7,6 +7,7 @@
 //! The metadata block is handled as JSON.
 
 pub mod cipher;
+pub mod config;
 pub mod keys;
 pub mod metadata;
 pub mod rules;

@@ -155,6 +155,99 @@ pub fn go_float_g(f: f64) -> String {
     format!("{mantissa}e{sign}{digits:0>2}")
 }
 
+// Paths into a tree, as `sops set`, `unset` and `decrypt --extract` take them.
+
+/// One step of a `["key"][0]` path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl std::fmt::Display for Step {
+    /// As the path spells it: `["key"]` or `[0]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Key(key) => write!(f, "[{}]", sealant_core::error::quoted(key)),
+            Step::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+/// Parse a path as sops spells it, `["a"]["b"][0]`; `None` when it is not one.
+pub fn parse_path(path: &str) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let end = match inner.strip_prefix('"') {
+            Some(quoted) => quoted.find('"').map(|i| i + 2),
+            None => inner.find(']'),
+        }?;
+        let (segment, after) = inner.split_at(end);
+        rest = after.strip_prefix(']')?;
+        steps.push(match segment.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(key) => Step::Key(key.to_owned()),
+            None => Step::Index(segment.trim().parse().ok()?),
+        });
+    }
+    (!steps.is_empty()).then_some(steps)
+}
+
+/// The items of a list without its comments, as indices count them.
+fn list_item(items: &mut [Node], index: usize) -> Option<&mut Node> {
+    items.iter_mut().filter(|n| !matches!(n, Node::Comment(_))).nth(index)
+}
+
+/// The node one step below `node`, if it has one there.
+pub fn step_into<'a>(node: &'a mut Node, step: &Step) -> Option<&'a mut Node> {
+    match (node, step) {
+        (node @ Node::Map(_), Step::Key(key)) => node.get_mut(key),
+        (Node::List(items), Step::Index(i)) => list_item(items, *i),
+        _ => None,
+    }
+}
+
+/// Put `value` at `steps`, creating maps on the way (and appending to a list at its end).
+pub fn set_path(node: &mut Node, steps: &[Step], value: Node) -> Result<(), String> {
+    let Some((step, rest)) = steps.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    if let Node::Map(_) = node
+        && let Step::Key(key) = step
+        && node.get(key).is_none()
+    {
+        node.insert(key, Node::Map(Vec::new()));
+    }
+    if let (Node::List(items), Step::Index(i)) = (&mut *node, step)
+        && items.iter().filter(|n| !matches!(n, Node::Comment(_))).count() == *i
+    {
+        items.push(Node::Null);
+    }
+    match step_into(node, step) {
+        Some(next) => set_path(next, rest, value),
+        None => Err(format!("{step} does not fit the value there")),
+    }
+}
+
+/// Remove what `steps` point at; whether it was there.
+pub fn unset_path(node: &mut Node, steps: &[Step]) -> bool {
+    match steps {
+        [] => false,
+        [Step::Key(key)] => node.remove(key).is_some(),
+        [Step::Index(i)] => match node {
+            Node::List(items) => {
+                let at =
+                    items.iter().enumerate().filter(|(_, n)| !matches!(n, Node::Comment(_))).nth(*i).map(|(at, _)| at);
+                at.map(|at| items.remove(at)).is_some()
+            }
+            _ => false,
+        },
+        [step, rest @ ..] => step_into(node, step).is_some_and(|next| unset_path(next, rest)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +274,27 @@ mod tests {
         let json = tree.to_json();
         assert_eq!(json, serde_json::json!({"a": [1, 2.5]}));
         assert_eq!(Node::from_json(&json).to_json(), json);
+    }
+
+    #[test]
+    fn paths_parse_as_sops_spells_them() {
+        assert_eq!(
+            parse_path(r#"["a"]["b c"][2]"#),
+            Some(vec![Step::Key("a".into()), Step::Key("b c".into()), Step::Index(2)])
+        );
+        for bad in ["", "a.b", r#"["a""#, "[x]", r#"["a"]b"#] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_creates_maps_and_unset_removes() {
+        let mut doc = Node::Map(Vec::new());
+        let path = parse_path(r#"["a"]["b"]"#).unwrap();
+        set_path(&mut doc, &path, Node::Null).unwrap();
+        assert!(doc.get("a").and_then(|a| a.get("b")).is_some());
+        assert!(unset_path(&mut doc, &path));
+        assert!(!unset_path(&mut doc, &path), "gone");
+        assert_eq!(set_path(&mut doc, &[Step::Index(0)], Node::Null).unwrap_err(), "[0] does not fit the value there");
     }
 }

@@ -1,12 +1,13 @@
 //! `sealant sops`: SOPS files encrypted to age keys, read and written as the real `sops` does.
 
-use sealant_core::error::quoted;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use sealant_core::age_ssh::SshEd25519Identity;
-use sealant_core::yaml;
+use sealant_core::error::quoted;
+use sealant_sops::config::{self, Rule, split_keys};
 use sealant_sops::stores::Store as CoreStore;
+use sealant_sops::tree::{self, Step, set_path, step_into, unset_path};
 use sealant_sops::{
     EncryptOptions, Node, Opened, Selection, SopsError, decrypt_documents, encrypt_documents, reencrypt_documents,
     take_metadata,
@@ -338,23 +339,6 @@ impl OpenFile {
     }
 }
 
-/// A `.sops.yaml` creation rule's settings for one file.
-#[derive(Debug, Default)]
-struct Rule {
-    key_groups: Vec<Vec<String>>,
-    shamir_threshold: Option<usize>,
-    selection: Option<Selection>,
-    mac_only_encrypted: bool,
-}
-
-fn split_keys(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(|s| s.trim().to_owned()).collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// The first `.sops.yaml` creation rule whose `path_regex` matches `file`: from `config`, else
 /// from the `.sops.yaml` found from the working directory upwards, as sops does.
 fn creation_rule(file: &Path, config: Option<&Path>) -> CliResult<Option<Rule>> {
@@ -374,40 +358,12 @@ fn creation_rule(file: &Path, config: Option<&Path>) -> CliResult<Option<Rule>> 
         }
     };
     let text = io::read_file(&config)?;
-    let docs = yaml::parse_documents(&text)
-        .map_err(|e| CliError::new(format!("cannot parse {}", config.display())).exit(5).source(e))?;
     let base = config.parent().map(Path::to_path_buf).unwrap_or_default();
     let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let relative = absolute.strip_prefix(&base).unwrap_or(&absolute).to_string_lossy().into_owned();
-    let rules =
-        docs.first().and_then(|d| d.get("creation_rules")).and_then(Value::as_array).cloned().unwrap_or_default();
-    for rule in rules {
-        if let Some(pattern) = rule.get("path_regex").and_then(Value::as_str) {
-            let regex = regex::Regex::new(pattern)
-                .map_err(|e| CliError::new(format!("invalid path_regex in {}", config.display())).exit(5).source(e))?;
-            if !regex.is_match(&relative) {
-                continue;
-            }
-        }
-        let mut key_groups: Vec<Vec<String>> = rule
-            .get("key_groups")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|g| split_keys(g.get("age")))
-            .collect();
-        if key_groups.is_empty() {
-            key_groups.push(split_keys(rule.get("age")));
-        }
-        let selection = Selection::from_fields(|k| rule.get(k).and_then(Value::as_str).map(str::to_owned));
-        return Ok(Some(Rule {
-            key_groups,
-            shamir_threshold: rule.get("shamir_threshold").and_then(Value::as_u64).map(|n| n as usize),
-            selection,
-            mac_only_encrypted: rule.get("mac_only_encrypted").and_then(Value::as_bool).unwrap_or(false),
-        }));
-    }
-    Ok(None)
+    // sops' ErrorReadingConfig
+    config::creation_rule(&text, &relative)
+        .map_err(|e| CliError::new(format!("cannot use {}", config.display())).exit(5).source(e))
 }
 
 pub fn encrypt(command: &EncryptCommand) -> CliResult {
@@ -500,105 +456,14 @@ pub fn rotate(command: &FileCommand) -> CliResult {
     io::print_bytes(&text)
 }
 
-/// One step of a `["key"][0]` path.
-#[derive(Debug, PartialEq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-impl std::fmt::Display for Step {
-    /// As the path spells it: `["key"]` or `[0]`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::Key(key) => write!(f, "[{}]", quoted(key)),
-            Step::Index(i) => write!(f, "[{i}]"),
-        }
-    }
-}
-
-/// Parse `["a"]["b"][0]`.
-/// `exit` is sops' code for a bad path where it is used: 7 (ErrorInvalidSetFormat) for `set`
-/// and `unset`, 91 (InvalidTreePathFormat) for `--extract`.
+/// Parse a `["key"][0]` path; `exit` is sops' code for a bad one where it is used: 7
+/// (ErrorInvalidSetFormat) for `set` and `unset`, 91 (InvalidTreePathFormat) for `--extract`.
 fn parse_path(path: &str, exit: u8) -> CliResult<Vec<Step>> {
-    let bad = || {
+    tree::parse_path(path).ok_or_else(|| {
         CliError::usage(format!("invalid path {}", quoted(path)))
             .exit(exit)
             .hint(r#"use the form '["key"]["inner"][0]'"#)
-    };
-    let mut steps = Vec::new();
-    let mut rest = path.trim();
-    while !rest.is_empty() {
-        let inner = rest.strip_prefix('[').ok_or_else(bad)?;
-        let end = match inner.strip_prefix('"') {
-            Some(quoted) => quoted.find('"').map(|i| i + 2),
-            None => inner.find(']'),
-        }
-        .ok_or_else(bad)?;
-        let (segment, after) = inner.split_at(end);
-        rest = after.strip_prefix(']').ok_or_else(bad)?;
-        steps.push(match segment.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-            Some(key) => Step::Key(key.to_owned()),
-            None => Step::Index(segment.trim().parse().map_err(|_| bad())?),
-        });
-    }
-    if steps.is_empty() {
-        return Err(bad());
-    }
-    Ok(steps)
-}
-
-/// The items of a list without its comments, as indices count them.
-fn list_item(items: &mut [Node], index: usize) -> Option<&mut Node> {
-    items.iter_mut().filter(|n| !matches!(n, Node::Comment(_))).nth(index)
-}
-
-fn step_into<'a>(node: &'a mut Node, step: &Step) -> Option<&'a mut Node> {
-    match (node, step) {
-        (node @ Node::Map(_), Step::Key(key)) => node.get_mut(key),
-        (Node::List(items), Step::Index(i)) => list_item(items, *i),
-        _ => None,
-    }
-}
-
-/// Put `value` at `steps`, creating maps on the way (and appending to a list at its end).
-fn set_path(node: &mut Node, steps: &[Step], value: Node) -> Result<(), String> {
-    let Some((step, rest)) = steps.split_first() else {
-        *node = value;
-        return Ok(());
-    };
-    if let Node::Map(_) = node
-        && let Step::Key(key) = step
-        && node.get(key).is_none()
-    {
-        node.insert(key, Node::Map(Vec::new()));
-    }
-    if let (Node::List(items), Step::Index(i)) = (&mut *node, step)
-        && items.iter().filter(|n| !matches!(n, Node::Comment(_))).count() == *i
-    {
-        items.push(Node::Null);
-    }
-    match step_into(node, step) {
-        Some(next) => set_path(next, rest, value),
-        None => Err(format!("{step} does not fit the value there")),
-    }
-}
-
-/// Remove what `steps` point at; whether it was there.
-fn unset_path(node: &mut Node, steps: &[Step]) -> bool {
-    match steps {
-        [] => false,
-        [Step::Key(key)] => node.remove(key).is_some(),
-        [Step::Index(i)] => match node {
-            Node::List(items) => {
-                let at =
-                    items.iter().enumerate().filter(|(_, n)| !matches!(n, Node::Comment(_))).nth(*i).map(|(at, _)| at);
-                at.map(|at| items.remove(at)).is_some()
-            }
-            _ => false,
-        },
-        [step, rest @ ..] => step_into(node, step).is_some_and(|next| unset_path(next, rest)),
-    }
+    })
 }
 
 /// A binary file holds one value, `data`: nothing else can be set or removed there.
