@@ -82,12 +82,12 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Sops(commands::sops::SopsCommand::Filestatus(c)) => commands::sops::filestatus(&c),
         Command::Reencrypt(c) => commands::reencrypt::run(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Generate(c)) => commands::keys::generate(&c),
-        Command::Keys(KeysCommand::List) => commands::lifecycle::list(&cli.cluster).await,
-        Command::Keys(KeysCommand::Rotate(c)) => commands::lifecycle::rotate(&c, &cli.cluster).await,
-        Command::Keys(KeysCommand::Backup(c)) => commands::lifecycle::backup(&c, &cli.cluster).await,
-        Command::Keys(KeysCommand::Restore(c)) => commands::lifecycle::restore(&c, &cli.cluster).await,
-        Command::Keys(KeysCommand::Usage(c)) => commands::lifecycle::usage(&c, &cli.cluster).await,
-        Command::Keys(KeysCommand::Retire(c)) => commands::lifecycle::retire(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::List) => commands::keys::list(&cli.cluster).await,
+        Command::Keys(KeysCommand::Rotate(c)) => commands::keys::rotate(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Backup(c)) => commands::keys::backup(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Restore(c)) => commands::keys::restore(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Usage(c)) => commands::keys::usage(&c, &cli.cluster).await,
+        Command::Keys(KeysCommand::Retire(c)) => commands::keys::retire(&c, &cli.cluster).await,
     }
 }
 

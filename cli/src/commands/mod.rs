@@ -2,7 +2,6 @@
 
 pub mod cert;
 pub mod keys;
-pub mod lifecycle;
 pub mod lint;
 pub mod reencrypt;
 pub mod seal;

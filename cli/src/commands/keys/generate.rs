@@ -1,38 +1,6 @@
 //! `sealant keys generate`: a controller-format key Secret for bring-your-own-key.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use std::collections::BTreeMap;
-
-use rand::RngExt;
-use sealant_core::cert::{self, DEFAULT_KEY_BITS};
-use sealant_crds::keys::{KeyName, key_secret};
-use time::OffsetDateTime;
-
-use crate::error::{CliError, CliResult};
-use crate::io::{self, Format, Privacy};
-use crate::render;
-
-pub use sealant_crds::keys::KEY_LABEL;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum KeysCommand {
-    /// Generate a key Secret (and its certificate) shaped like the controller's own.
-    Generate(GenerateCommand),
-    /// List the controller's keys: fingerprint, created, NotAfter, state, which one seals.
-    List,
-    /// Make a new sealing key now (the controller picks it up without a restart).
-    Rotate(crate::commands::lifecycle::RotateCommand),
-    /// Back up every key Secret, encrypted to age recipients.
-    Backup(crate::commands::lifecycle::BackupCommand),
-    /// Put backed-up keys back into the cluster.
-    Restore(crate::commands::lifecycle::RestoreCommand),
-    /// Which files and in-cluster SealedSecrets depend on each key.
-    Usage(crate::commands::lifecycle::UsageArgs),
-    /// Stop the controller from using a key (refused while something depends on it).
-    Retire(crate::commands::lifecycle::RetireCommand),
-}
+use super::*;
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateCommand {
