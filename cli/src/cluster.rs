@@ -273,25 +273,37 @@ fn get(path: &str) -> CliResult<http::Request<Vec<u8>>> {
         .map_err(|e| CliError::new("cannot build the request").source(e))
 }
 
-/// The PEM the controller serves at `/v1/cert.pem`, through the API server's service proxy.
-pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
-    let client = cluster_client(args).await?;
-    let (ns, name) = (&args.controller_namespace, &args.controller_name);
-    let not_found_hint = format!(
+/// What to check when the controller's Service cannot be reached.
+fn service_hint(ns: &str, name: &str) -> String {
+    format!(
         "check that the controller runs as Service {ns}/{name}; set --controller-name and --controller-namespace \
          (a Helm install is usually named sealed-secrets), or seal offline with --cert"
-    );
+    )
+}
+
+/// The API server's service-proxy path to the controller (`.../services/http:NAME:PORT/proxy`),
+/// with the port named as the Service's first port is, as kubeseal does.
+async fn controller_proxy_base(client: &Client, args: &ClusterArgs) -> CliResult<String> {
+    let (ns, name) = (&args.controller_namespace, &args.controller_name);
     let service: serde_json::Value = client
         .request(get(&format!("/api/v1/namespaces/{ns}/services/{name}"))?)
         .await
         .context(format!("cannot find the controller Service {ns}/{name}"))
-        .hint(not_found_hint.clone())?;
-    let port = service.pointer("/spec/ports/0/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        .hint(service_hint(ns, name))?;
+    let port = service.pointer("/spec/ports/0/name").and_then(serde_json::Value::as_str).unwrap_or_default();
+    Ok(format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy"))
+}
+
+/// The PEM the controller serves at `/v1/cert.pem`, through the API server's service proxy.
+pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
+    let client = cluster_client(args).await?;
+    let base = controller_proxy_base(&client, args).await?;
+    let (ns, name) = (&args.controller_namespace, &args.controller_name);
     client
-        .request_text(get(&format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy/v1/cert.pem"))?)
+        .request_text(get(&format!("{base}/v1/cert.pem"))?)
         .await
         .context(format!("cannot fetch the certificate from {ns}/{name}"))
-        .hint(not_found_hint)
+        .hint(service_hint(ns, name))
 }
 
 /// GET an `http(s)://` URL.
@@ -340,16 +352,8 @@ impl ControllerApi {
             return Ok(ControllerApi { client, base: String::new() });
         }
         let client = cluster_client(args).await?;
-        let (ns, name) = (&args.controller_namespace, &args.controller_name);
-        let service: serde_json::Value = client
-            .request(get(&format!("/api/v1/namespaces/{ns}/services/{name}"))?)
-            .await
-            .context(format!("cannot find the controller Service {ns}/{name}"))
-            .hint(
-                "check --controller-name and --controller-namespace (a Helm install is usually named sealed-secrets)",
-            )?;
-        let port = service.pointer("/spec/ports/0/name").and_then(serde_json::Value::as_str).unwrap_or_default();
-        Ok(ControllerApi { client, base: format!("/api/v1/namespaces/{ns}/services/http:{name}:{port}/proxy") })
+        let base = controller_proxy_base(&client, args).await?;
+        Ok(ControllerApi { client, base })
     }
 
     /// POST `body` to `path` (e.g. `/v1/verify`): the status code and the body.

@@ -13,6 +13,7 @@ pub mod io;
 pub mod kubeseal;
 pub mod render;
 pub mod signals;
+pub mod walk;
 
 use cluster::ClusterArgs;
 use commands::cert::CertCommand;

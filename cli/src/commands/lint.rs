@@ -24,8 +24,6 @@ pub struct Finding {
     pub what: String,
 }
 
-const SKIPPED_DIRS: [&str; 4] = [".git", "target", "node_modules", "vendor"];
-
 fn lintable(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") || is_leftover(path)
@@ -91,23 +89,6 @@ fn without_templates(text: &str) -> String {
 fn may_hold_a_secret(text: &str) -> bool {
     Regex::new(r#"(?m)^\s*-?\s*"?kind"?\s*:\s*"?Secret"?\s*,?\s*$|"kind"\s*:\s*"Secret""#)
         .is_ok_and(|r| r.is_match(text))
-}
-
-fn walk(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if path.is_dir() {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !explicit && (SKIPPED_DIRS.contains(&name.as_str()) || name.starts_with('.')) {
-            return Ok(());
-        }
-        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            walk(&entry.path(), false, out)?;
-        }
-    } else if explicit || lintable(path) {
-        out.push(path.to_path_buf());
-    }
-    Ok(())
 }
 
 /// The text of each document with the line it starts on (1-based).
@@ -300,10 +281,7 @@ pub fn lint_text(file_name: &str, text: &str) -> Result<Vec<Finding>, String> {
 
 pub fn run(command: &LintCommand) -> CliResult {
     let paths = if command.paths.is_empty() { vec![PathBuf::from(".")] } else { command.paths.clone() };
-    let mut files = Vec::new();
-    for path in &paths {
-        walk(path, true, &mut files).map_err(|e| CliError::new(format!("cannot read {}", path.display())).source(e))?;
-    }
+    let files: Vec<PathBuf> = crate::walk::files(&paths, lintable)?.into_iter().map(|(file, _)| file).collect();
     let mut report = String::new();
     let mut count = 0;
     for file in &files {

@@ -1,7 +1,7 @@
 //! `sealant validate`: offline checks of SealedSecret files, with no private key.
 
 use sealant_core::error::quoted;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -31,15 +31,7 @@ pub struct ValidateCommand {
 
 /// Every file under `paths` to check: (path, given explicitly).
 pub fn sealed_secret_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, bool)>> {
-    let mut files = Vec::new();
-    for path in paths {
-        files_under(path, true, &mut files).map_err(|e| {
-            CliError::new(format!("cannot read {}", path.display()))
-                .source(e)
-                .hint("check that the path exists and is readable")
-        })?;
-    }
-    Ok(files)
+    crate::walk::files(paths, crate::walk::manifests)
 }
 
 /// Ask the controller about every SealedSecret in `text`.
@@ -73,23 +65,6 @@ pub struct Problem {
 const API_VERSION: &str = "bitnami.com/v1alpha1";
 /// RSA ciphertext (u16 prefix) + GCM tag: the least an item can be.
 const GCM_TAG_LEN: usize = 16;
-
-fn files_under(path: &Path, explicit: bool, out: &mut Vec<(PathBuf, bool)>) -> std::io::Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            files_under(&entry.path(), false, out)?;
-        }
-    } else if explicit || matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-        out.push((path.to_path_buf(), explicit));
-    }
-    Ok(())
-}
 
 /// Check every SealedSecret in `text`. `explicit` files must hold at least one.
 pub fn check_text(file: &str, text: &str, explicit: bool, cert: Option<&Certificate>) -> Vec<Problem> {

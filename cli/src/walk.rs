@@ -1,0 +1,71 @@
+//! The one directory walk of `lint`, `validate`, `reencrypt` and `keys usage`: the same files
+//! in the same order whichever command asks.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{CliError, CliResult};
+
+/// Directories never entered unless named on the command line: version control, build output and
+/// vendored dependencies. Hidden directories are skipped too; hidden files are not (a leftover
+/// temporary file of ours is one).
+const SKIPPED_DIRS: [&str; 3] = ["target", "node_modules", "vendor"];
+
+/// Every file under `paths` that `wanted` accepts, in name order, each with whether it was named
+/// on the command line (a named file is always taken).
+pub fn files(paths: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> CliResult<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        walk(path, true, &wanted, &mut out).map_err(|e| {
+            CliError::new(format!("cannot read {}", path.display()))
+                .source(e)
+                .hint("check that the path exists and is readable")
+        })?;
+    }
+    Ok(out)
+}
+
+fn walk(
+    path: &Path,
+    explicit: bool,
+    wanted: &impl Fn(&Path) -> bool,
+    out: &mut Vec<(PathBuf, bool)>,
+) -> std::io::Result<()> {
+    if path.is_dir() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !explicit && (SKIPPED_DIRS.contains(&name.as_str()) || name.starts_with('.')) {
+            return Ok(());
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            walk(&entry.path(), false, wanted, out)?;
+        }
+    } else if explicit || wanted(path) {
+        out.push((path.to_path_buf(), explicit));
+    }
+    Ok(())
+}
+
+/// YAML and JSON files, by extension.
+pub fn manifests(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_hidden_and_vendored_directories_but_not_named_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["a.yaml", "b.txt", ".git/c.yaml", "vendor/d.yaml", "sub/e.json", ".hidden.yaml"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "x").unwrap();
+        }
+        let found = files(&[dir.path().to_path_buf(), dir.path().join("vendor")], manifests).unwrap();
+        let names: Vec<String> =
+            found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+        assert_eq!(names, [".hidden.yaml", "a.yaml", "sub/e.json", "vendor/d.yaml"]);
+    }
+}
