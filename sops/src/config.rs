@@ -21,8 +21,8 @@ pub struct Rule {
 pub enum ConfigError {
     #[error("it is not YAML")]
     Parse(#[source] sealant_core::yaml::YamlError),
-    #[error("invalid path_regex {}", sealant_core::error::quoted(.0))]
-    PathRegex(String, #[source] regex::Error),
+    #[error("invalid path_regex {}: {}", sealant_core::error::quoted(.0), .1)]
+    PathRegex(String, String),
 }
 
 /// Recipients written as `a,b` or as a list.
@@ -42,7 +42,8 @@ pub fn creation_rule(config: &str, relative: &str) -> Result<Option<Rule>, Confi
         docs.first().and_then(|d| d.get("creation_rules")).and_then(Value::as_array).cloned().unwrap_or_default();
     for rule in rules {
         if let Some(pattern) = rule.get("path_regex").and_then(Value::as_str) {
-            let regex = Regex::new(pattern).map_err(|e| ConfigError::PathRegex(pattern.to_owned(), e))?;
+            let regex = Regex::new(pattern)
+                .map_err(|e| ConfigError::PathRegex(pattern.to_owned(), crate::rules::regex_problem(&e)))?;
             if !regex.is_match(relative) {
                 continue;
             }

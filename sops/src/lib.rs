@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 pub use cipher::{Stash, is_encrypted_value};
 pub use keys::{other_key_types, recipients};
 pub use metadata::{LAYOUT_VERSION, flatten, options_from_metadata, take_metadata, unflatten};
-pub use rules::Selection;
+pub use rules::{Selection, unencrypted_values};
 use sealant_core::SecretBytes;
 use sealant_core::error::quoted;
 use tree::go_float;

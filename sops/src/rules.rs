@@ -24,13 +24,20 @@ pub(crate) struct Leaf<'a> {
     pub(crate) is_comment: bool,
 }
 
+/// A regex error on one line (the crate's own message draws the pattern with a caret below it).
+pub(crate) fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&text).trim().trim_start_matches("error: ").to_owned()
+}
+
 impl Rules {
     pub(crate) fn from(meta: &Value) -> Result<Rules, SopsError> {
         let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
         let regex = |k: &str| {
             text(k)
                 .map(|r| {
-                    Regex::new(&r).map_err(|e| SopsError::InvalidRegex { key: k.to_owned(), message: e.to_string() })
+                    Regex::new(&r)
+                        .map_err(|e| SopsError::InvalidRegex { key: k.to_owned(), message: regex_problem(&e) })
                 })
                 .transpose()
         };
@@ -166,6 +173,28 @@ pub(crate) fn walk(
         leaf => visit(&Leaf { path, comments, is_comment: false }, leaf)?,
     }
     Ok(())
+}
+
+/// The values of `doc` that the selection rules of `meta` (comment rules included) say sops
+/// encrypts but that are not `ENC[...]` strings: plaintext left in a SOPS file, by their key
+/// paths (`a.b`; list indices are not part of a sops path). Empty strings and comments are left
+/// as sops leaves them. An invalid rule (a bad regex) is an error, not a silent pass.
+pub fn unencrypted_values(doc: &Node, meta: &Value) -> Result<Vec<String>, SopsError> {
+    let rules = Rules::from(meta)?;
+    let mut doc = doc.clone();
+    let mut found = Vec::new();
+    walk(&mut doc, &mut Vec::new(), &mut Vec::new(), &mut |leaf, node| {
+        let sealed = match node {
+            Node::Str(s) => s.is_empty() || is_encrypted_value(s),
+            Node::Comment(_) => true,
+            _ => false,
+        };
+        if !sealed && rules.encrypts(leaf) {
+            found.push(leaf.path.join("."));
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Which values to encrypt; at most one rule, as in sops.

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use sealant_core::yaml;
+use sealant_sops::stores::Store;
+use sealant_sops::{take_metadata, unencrypted_values};
 use serde_json::Value;
 
 use crate::error::{CliError, CliResult};
@@ -127,96 +129,34 @@ fn has_literal(v: Option<&Value>) -> bool {
     })
 }
 
-/// Whether a SOPS-managed value is encrypted (sops leaves empty strings as they are).
-fn is_encrypted(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.is_empty() || s.starts_with("ENC[AES256_GCM,"))
-}
-
-/// SOPS selection rules from the metadata: should the key `key` be encrypted?
-struct SopsRules {
-    encrypted_regex: Option<Regex>,
-    unencrypted_regex: Option<Regex>,
-    encrypted_suffix: Option<String>,
-    unencrypted_suffix: String,
-}
-
-impl SopsRules {
-    fn from_metadata(sops: &Value) -> SopsRules {
-        let text = |k: &str| sops.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-        SopsRules {
-            encrypted_regex: text("encrypted_regex").and_then(|r| Regex::new(&r).ok()),
-            unencrypted_regex: text("unencrypted_regex").and_then(|r| Regex::new(&r).ok()),
-            encrypted_suffix: text("encrypted_suffix"),
-            unencrypted_suffix: text("unencrypted_suffix").unwrap_or_else(|| "_unencrypted".to_owned()),
-        }
-    }
-
-    /// Whether values under `key` are to be encrypted (the rules apply to every key on the path).
-    fn encrypts(&self, key: &str) -> Option<bool> {
-        if let Some(r) = &self.encrypted_regex {
-            return r.is_match(key).then_some(true);
-        }
-        if let Some(suffix) = &self.encrypted_suffix {
-            return key.ends_with(suffix.as_str()).then_some(true);
-        }
-        if self.unencrypted_regex.as_ref().is_some_and(|r| r.is_match(key)) || key.ends_with(&self.unencrypted_suffix) {
-            return Some(false);
-        }
-        None
-    }
-
-    /// Whether no key on the way is needed to choose (the default is to encrypt).
-    fn default_encrypts(&self) -> bool {
-        self.encrypted_regex.is_none() && self.encrypted_suffix.is_none()
-    }
-}
-
-/// Leaves that should be encrypted but are not: their paths.
-fn sops_plaintext(value: &Value, path: &str, rules: &SopsRules, selected: bool, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                if path.is_empty() && k == "sops" {
-                    continue;
-                }
-                let child = match rules.encrypts(k) {
-                    Some(decided) => decided,
-                    None => selected,
-                };
-                sops_plaintext(v, &format!("{path}.{k}"), rules, child, out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                sops_plaintext(v, &format!("{path}[{i}]"), rules, selected, out);
-            }
-        }
-        Value::Null => {}
-        // sops encrypts every selected leaf (numbers and booleans too) into an ENC[...] string.
-        leaf if selected && !is_encrypted(leaf) => out.push(path.trim_start_matches('.').to_owned()),
-        _ => {}
-    }
+/// Plaintext left in a SOPS document (`text`, YAML or JSON), by the selection rules of its
+/// metadata as sops applies them (sealant_sops::unencrypted_values): the key paths, or why the
+/// document cannot be checked.
+fn sops_plaintext(text: &str) -> Result<Vec<String>, String> {
+    let store = if yaml::looks_like_json(text) { Store::Json } else { Store::Yaml };
+    let mut docs = store.read_encrypted(text.as_bytes()).map_err(|e| e.to_string())?;
+    let meta = take_metadata(&mut docs).map_err(|e| e.to_string())?;
+    let doc = docs.into_iter().next().ok_or("no document")?;
+    unencrypted_values(&doc, &meta).map_err(|e| e.to_string())
 }
 
 fn check_document(doc: &Value, text: &str, file_name: &str, findings: &mut Vec<(usize, String)>) {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     let kind_line = |k: &str| line_of(text, &format!(r#"^\s*-?\s*"?kind"?\s*:\s*"?{k}"?"#));
     if let Some(sops) = doc.get("sops").filter(|s| s.is_object()) {
-        let rules = SopsRules::from_metadata(sops);
-        let mut plain = Vec::new();
-        // With comment regexes, what is encrypted depends on comments the parsed tree does not
-        // keep: only the MAC can be checked.
-        let by_comment = ["encrypted_comment_regex", "unencrypted_comment_regex"]
-            .iter()
-            .any(|k| sops.get(*k).and_then(Value::as_str).is_some_and(|r| !r.is_empty()));
-        if !by_comment {
-            sops_plaintext(doc, "", &rules, rules.default_encrypts(), &mut plain);
-        }
+        let plain = match sops_plaintext(text) {
+            Ok(plain) => plain,
+            Err(e) => {
+                findings
+                    .push((line_of(text, r#"^\s*sops\s*:|"sops""#), format!("cannot check this SOPS document: {e}")));
+                Vec::new()
+            }
+        };
         if sops.get("mac").and_then(Value::as_str).is_none_or(|m| !m.starts_with("ENC[")) {
             findings.push((line_of(text, r#"^\s*sops\s*:|"sops""#), "SOPS file without an encrypted MAC".to_owned()));
         }
         for path in plain {
-            let key = path.rsplit(['.', '[']).next().unwrap_or(&path).trim_end_matches(']');
+            let key = path.rsplit('.').next().unwrap_or(&path);
             let pattern = format!(r#"^\s*-?\s*"?{}"?\s*:"#, regex::escape(key));
             findings.push((line_of(text, &pattern), format!("SOPS value {path} is not encrypted")));
         }
