@@ -4,9 +4,12 @@
 use super::*;
 
 /// An age recipient entry of the metadata.
-pub(crate) struct AgeEntry {
-    pub(crate) recipient: String,
-    pub(crate) enc: String,
+#[derive(Debug, Clone)]
+pub struct AgeEntry {
+    /// `age1...` or an `ssh-ed25519` public key line.
+    pub recipient: String,
+    /// The data key (or this group's Shamir part), age-encrypted and armored.
+    pub enc: String,
 }
 
 pub(crate) fn age_entries(group: &Value) -> Vec<AgeEntry> {
@@ -46,20 +49,16 @@ pub(crate) fn unwrap_part(
 
 /// The data key, from any identity that opens enough key groups.
 pub(crate) fn data_key(
-    meta: &Value,
+    meta: &Metadata,
     identities: &[Box<dyn age::Identity + Send + Sync>],
 ) -> Result<Zeroizing<[u8; 32]>, SopsError> {
-    let groups = key_groups(meta);
+    let groups = &meta.key_groups;
     if groups.is_empty() {
         return Err(SopsError::NoAgeKeys);
     }
     let parts: Vec<Zeroizing<Vec<u8>>> =
         groups.iter().filter_map(|group| group.iter().find_map(|e| unwrap_part(e, identities))).collect();
-    let needed = if groups.len() == 1 {
-        1
-    } else {
-        meta.get("shamir_threshold").and_then(Value::as_u64).map_or(groups.len(), |t| t as usize).max(1)
-    };
+    let needed = meta.threshold;
     if parts.is_empty() {
         let recipients: Vec<String> = groups.iter().flatten().map(|e| e.recipient.clone()).collect();
         return Err(SopsError::NoIdentity { recipients: recipients.join(", ") });

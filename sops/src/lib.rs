@@ -30,8 +30,9 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 pub use cipher::{Stash, is_encrypted_value};
+pub use keys::AgeEntry;
 pub use keys::{other_key_types, recipients};
-pub use metadata::{LAYOUT_VERSION, flatten, options_from_metadata, take_metadata, unflatten};
+pub use metadata::{LAYOUT_VERSION, Metadata, flatten, options_from_metadata, take_metadata, unflatten};
 pub use rules::{Selection, unencrypted_values};
 use sealant_core::SecretBytes;
 use sealant_core::error::quoted;
@@ -186,8 +187,9 @@ pub fn decrypt_documents(
     identities: &[Box<dyn age::Identity + Send + Sync>],
     ignore_mac: bool,
 ) -> Result<Opened, SopsError> {
-    let key = data_key(meta, identities)?;
-    let rules = Rules::from(meta)?;
+    let meta = Metadata::parse(meta)?;
+    let key = data_key(&meta, identities)?;
+    let rules = &meta.rules;
     let mut mac = Sha512::new();
     if rules.mac_only_encrypted {
         mac.update(mac_only_prefix());
@@ -195,7 +197,7 @@ pub fn decrypt_documents(
     let mut stash = Stash::default();
     for doc in docs.iter_mut() {
         walk(doc, &mut Vec::new(), &mut Vec::new(), &mut |leaf, node| {
-            decrypt_leaf(leaf, node, &key, &rules, &mut mac, &mut stash)
+            decrypt_leaf(leaf, node, &key, rules, &mut mac, &mut stash)
         })?;
     }
     let opened = Opened { key, stash };
@@ -203,8 +205,8 @@ pub fn decrypt_documents(
         return Ok(opened);
     }
     let expected: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
-    let stored = meta.get("mac").and_then(Value::as_str).ok_or(SopsError::MacUndecryptable)?;
-    let stored = decrypt_value(&opened.key, stored, &mac_aad(meta)?).ok_or(SopsError::MacUndecryptable)?;
+    let stored = meta.mac.as_deref().ok_or(SopsError::MacUndecryptable)?;
+    let stored = decrypt_value(&opened.key, stored, &meta.lastmodified).ok_or(SopsError::MacUndecryptable)?;
     if stored.plain.expose() != expected.as_bytes() {
         return Err(SopsError::MacMismatch);
     }
@@ -343,7 +345,7 @@ pub fn update_keys<R: rand::CryptoRng + ?Sized>(
     groups: &[Vec<String>],
     shamir_threshold: Option<usize>,
 ) -> Result<Value, SopsError> {
-    let key = data_key(meta, identities)?;
+    let key = data_key(&Metadata::parse(meta)?, identities)?;
     // One group to one group keeps the data key, so other key types' entries (kept as they
     // are) still open it; Shamir shares are made anew, which would leave theirs useless.
     let groups_after = groups.iter().filter(|g| !g.is_empty()).count();

@@ -3,6 +3,78 @@
 
 use super::*;
 
+/// The `sops` block as sealant uses it, read and checked once (sops' `ToInternal`): the
+/// modification time the MAC is bound to, the MAC, the age key groups, the Shamir threshold,
+/// the selection rules and the key types sealant carries but cannot wrap for. The raw block stays
+/// the source for writing, so that what is not modelled here is written back as it was.
+#[derive(Debug)]
+pub struct Metadata {
+    /// `lastmodified` as sops formats it for the MAC's AAD.
+    pub lastmodified: String,
+    pub mac: Option<String>,
+    /// Age recipients and their wrapped data-key parts, per key group.
+    pub key_groups: Vec<Vec<AgeEntry>>,
+    /// Parts needed for the data key: 1 for one group, else `shamir_threshold` (default: all).
+    pub threshold: usize,
+    pub(crate) rules: Rules,
+    /// Key types other than age that hold entries (pgp, kms, ...).
+    pub other_key_types: Vec<&'static str>,
+}
+
+impl Metadata {
+    /// Read and check `meta`: every field sealant uses has the type sops gives it (numbers and
+    /// booleans may be strings, as the dotenv and INI stores keep them), regexes compile, and
+    /// `lastmodified` is a time.
+    pub fn parse(meta: &Value) -> Result<Metadata, SopsError> {
+        if !meta.is_object() {
+            return Err(SopsError::NoMetadata);
+        }
+        let invalid = |what: String| SopsError::InvalidMetadata(what);
+        let mac = match meta.get("mac") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(m)) => Some(m.clone()),
+            Some(_) => return Err(invalid("mac is not a string".into())),
+        };
+        for group in std::iter::once(meta).chain(meta.get("key_groups").and_then(Value::as_array).into_iter().flatten())
+        {
+            match group.get("age") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(entries)) => {
+                    if entries.iter().any(|e| {
+                        !e.get("recipient").is_some_and(Value::is_string) || !e.get("enc").is_some_and(Value::is_string)
+                    }) {
+                        return Err(invalid("an age entry needs a recipient and an enc string".into()));
+                    }
+                }
+                Some(_) => return Err(invalid("age is not a list".into())),
+            }
+        }
+        if meta.get("key_groups").is_some_and(|g| !g.is_array() && !g.is_null()) {
+            return Err(invalid("key_groups is not a list".into()));
+        }
+        let key_groups = key_groups(meta);
+        let threshold = match meta.get("shamir_threshold") {
+            None | Some(Value::Null) => key_groups.len(),
+            Some(Value::Number(n)) => {
+                n.as_u64().map(|n| n as usize).ok_or_else(|| invalid("shamir_threshold is not a count".into()))?
+            }
+            Some(Value::String(n)) => {
+                n.parse().map_err(|_| invalid(format!("shamir_threshold {} is not a count", quoted(n))))?
+            }
+            Some(_) => return Err(invalid("shamir_threshold is not a count".into())),
+        };
+        let threshold = if key_groups.len() <= 1 { 1 } else { threshold.max(1) };
+        Ok(Metadata {
+            lastmodified: mac_aad(meta)?,
+            mac,
+            key_groups,
+            threshold,
+            rules: Rules::from(meta)?,
+            other_key_types: other_key_types(meta),
+        })
+    }
+}
+
 pub(crate) fn mac_aad(meta: &Value) -> Result<String, SopsError> {
     let raw =
         meta.get("lastmodified").and_then(Value::as_str).ok_or(SopsError::InvalidMetadata("no lastmodified".into()))?;
@@ -119,5 +191,52 @@ pub fn flatten(meta: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
         Value::String(s) => out.push((prefix.to_owned(), s.clone())),
         Value::Null => {}
         other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(extra: Value) -> Value {
+        let mut m = serde_json::json!({
+            "lastmodified": "2025-01-02T03:04:05Z",
+            "mac": "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]",
+            "key_groups": [
+                {"age": [{"recipient": "age1a", "enc": "A"}]},
+                {"age": [{"recipient": "age1b", "enc": "B"}]},
+                {"age": [{"recipient": "age1c", "enc": "C"}]},
+            ],
+            "version": "3.11.0",
+        });
+        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        m
+    }
+
+    #[test]
+    fn read_once_with_the_types_sops_gives() {
+        let parsed = Metadata::parse(&meta(serde_json::json!({"shamir_threshold": 2}))).unwrap();
+        assert_eq!(parsed.threshold, 2);
+        assert_eq!(parsed.key_groups.len(), 3);
+        assert_eq!(parsed.lastmodified, "2025-01-02T03:04:05Z");
+        // The dotenv and INI stores keep numbers as strings.
+        let dotenv = Metadata::parse(&meta(serde_json::json!({"shamir_threshold": "2"}))).unwrap();
+        assert_eq!(dotenv.threshold, 2);
+        assert_eq!(Metadata::parse(&meta(serde_json::json!({}))).unwrap().threshold, 3, "default: every group");
+    }
+
+    #[test]
+    fn wrong_types_are_refused_with_what_is_wrong() {
+        for (extra, says) in [
+            (serde_json::json!({"shamir_threshold": "two"}), "shamir_threshold"),
+            (serde_json::json!({"mac": 5}), "mac is not a string"),
+            (serde_json::json!({"key_groups": "x"}), "key_groups is not a list"),
+            (serde_json::json!({"key_groups": [{"age": [{"recipient": "age1a"}]}]}), "needs a recipient and an enc"),
+            (serde_json::json!({"lastmodified": "yesterday"}), "lastmodified"),
+            (serde_json::json!({"encrypted_regex": "("}), "encrypted_regex"),
+        ] {
+            let err = Metadata::parse(&meta(extra.clone())).unwrap_err().to_string();
+            assert!(err.contains(says), "{extra}: {err}");
+        }
     }
 }
