@@ -1,6 +1,7 @@
 //! Command-line flags: upstream's names and defaults, each also read from
 //! `SEALED_SECRETS_<FLAG>` (the command line wins), plus ours for leader election.
 
+use sealant_core::error::quoted;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,7 +73,7 @@ pub fn go_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<
 /// Go's `:8080` means every interface.
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
-    full.parse().map_err(|_| format!("invalid listen address {text:?} (examples: :8080, 127.0.0.1:8080)"))
+    full.parse().map_err(|_| format!("invalid listen address {} (examples: :8080, 127.0.0.1:8080)", quoted(text)))
 }
 
 #[derive(Clone, Debug, Parser)]
@@ -228,9 +229,9 @@ impl Flags {
         let format = time::macros::format_description!(
             "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
         );
-        time::OffsetDateTime::parse(&self.key_cutoff_time, format)
-            .map(Some)
-            .map_err(|e| format!("invalid --key-cutoff-time {:?} (use `date -R` format): {e}", self.key_cutoff_time))
+        time::OffsetDateTime::parse(&self.key_cutoff_time, format).map(Some).map_err(|e| {
+            format!("invalid --key-cutoff-time {} (use `date -R` format): {e}", quoted(&self.key_cutoff_time))
+        })
     }
 
     /// `k=v,k2=v2` into pairs.

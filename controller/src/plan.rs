@@ -1,6 +1,7 @@
 //! What the Secret of a SealedSecret should be, decided without any I/O: from the SealedSecret,
 //! the Secret that exists (if any) and the keyring.
 
+use sealant_core::error::quoted;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -19,13 +20,13 @@ pub const DATA_MAC_ANNOTATION: &str = "sealant.dev/data-mac";
 pub enum PlanError {
     #[error(transparent)]
     Unseal(#[from] UnsealError),
-    #[error("Resource {0:?} already exists and is not managed by SealedSecret")]
+    #[error("Resource {} already exists and is not managed by SealedSecret", quoted(.0))]
     NotManaged(String),
     #[error("the target Secret is immutable: it cannot be changed, only deleted and recreated")]
     Immutable,
     #[error("no keys are loaded yet")]
     NoKeys,
-    #[error("Secrets of type {0:?} are filled in by another controller; a SealedSecret cannot own one")]
+    #[error("Secrets of type {} are filled in by another controller; a SealedSecret cannot own one", quoted(.0))]
     ForeignType(String),
     #[error(
         "the Secret was rewritten {} times in {} minutes: something else keeps changing it; \

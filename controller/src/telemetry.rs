@@ -6,11 +6,9 @@ use tracing_subscriber::fmt::writer::MakeWriterExt;
 use crate::flags::{Flags, LogFormat};
 
 pub fn init(flags: &Flags) -> Result<(), String> {
-    let level: Level = flags
-        .log_level
-        .to_ascii_lowercase()
-        .parse()
-        .map_err(|_| format!("invalid --log-level {:?}: use DEBUG, INFO, WARN or ERROR", flags.log_level))?;
+    let level: Level = flags.log_level.to_ascii_lowercase().parse().map_err(|_| {
+        format!("invalid --log-level {}: use DEBUG, INFO, WARN or ERROR", sealant_core::error::quoted(&flags.log_level))
+    })?;
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(Level::WARN)
         .with_target("sealant_controller", level)

@@ -1,5 +1,6 @@
 //! Key backups encrypted to age recipients, so that a backup file is safe to store anywhere.
 
+use crate::error::quoted;
 use std::io::{Read, Write};
 use std::str::FromStr;
 
@@ -8,7 +9,7 @@ use crate::secret::SecretBytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{0:?} is not an age recipient (age1... or ssh-ed25519 ...)")]
+    #[error("{} is not an age recipient (age1... or ssh-ed25519 ...)", quoted(.0))]
     Recipient(String),
     #[error("no recipients were given")]
     NoRecipients,

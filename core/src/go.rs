@@ -1,10 +1,11 @@
 //! Go's textual forms that upstream's flags and kubectl use.
 
+use crate::error::quoted;
 use std::time::Duration;
 
 /// A Go-style duration such as `720h0m0s`, `2m`, `1h30m`, `500ms` or `0`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?} (examples: 720h, 2m0s, 500ms)");
+    let bad = || format!("invalid duration {} (examples: 720h, 2m0s, 500ms)", quoted(text));
     if text == "0" {
         return Ok(Duration::ZERO);
     }

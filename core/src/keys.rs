@@ -1,5 +1,6 @@
 //! RSA keys: parsing PEM and key Secrets, and the SSH-style fingerprint used as the key id.
 
+use crate::error::quoted;
 use std::fmt;
 
 use base64::Engine as _;
@@ -19,15 +20,15 @@ use crate::yaml;
 pub enum KeyError {
     #[error("no PEM private key or key Secret found")]
     NoKey,
-    #[error("the private key is not an RSA key (PEM type {0:?})")]
+    #[error("the private key is not an RSA key (PEM type {})", quoted(.0))]
     NotRsa(String),
     #[error("cannot parse the {0} private key")]
     Pem(&'static str, #[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot parse the key document")]
     Document(#[source] yaml::YamlError),
-    #[error("the key Secret {0:?} has no data \"tls.key\"")]
+    #[error("the key Secret {} has no data \"tls.key\"", quoted(.0))]
     MissingTlsKey(String),
-    #[error("the key Secret {0:?} has data \"tls.key\" that is not valid base64")]
+    #[error("the key Secret {} has data \"tls.key\" that is not valid base64", quoted(.0))]
     Base64(String),
     #[error("cannot encode the private key")]
     Encode,

@@ -1,5 +1,6 @@
 //! Sealing scopes and the OAEP label each one binds a ciphertext to.
 
+use crate::error::quoted;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -88,7 +89,7 @@ impl fmt::Display for Scope {
 
 /// A scope name that is none of `strict`, `namespace-wide`, `cluster-wide`.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scope {0:?}: expected strict, namespace-wide or cluster-wide")]
+#[error("unknown scope {}: expected strict, namespace-wide or cluster-wide", quoted(.0))]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {

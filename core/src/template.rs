@@ -5,6 +5,7 @@
 //! `getHostByName`; we register the string and encoding functions that such templates use,
 //! listed in [`FUNCTIONS`], and nothing that reads the environment or the network.
 
+use crate::error::quoted;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,7 +70,7 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(2);
 /// never a value, a byte of one, its length or an index into it: whoever may edit a
 /// SealedSecret must not learn its plaintext from a status, an event or a log line.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot render template for key {key:?}: {reason}")]
+#[error("cannot render template for key {}: {reason}", quoted(.key))]
 pub struct RenderError {
     pub key: String,
     pub reason: String,
@@ -189,12 +190,12 @@ fn describe(error: &TemplateError) -> String {
         },
         TemplateError::IndexOutOfRange { .. } => "an index is out of range".to_owned(),
         TemplateError::TypeMismatch { expected, got } => format!("type mismatch: expected {expected}, got {got}"),
-        TemplateError::MissingKey { key } => format!("no entry for key {key:?}"),
+        TemplateError::MissingKey { key } => format!("no entry for key {}", quoted(key)),
         TemplateError::RecursionLimit => "nesting is too deep".to_owned(),
         TemplateError::RangeIterLimit => "range ran more iterations than allowed".to_owned(),
         TemplateError::FuncPanic { name, .. } => format!("function {name} failed"),
-        TemplateError::UndefinedTemplate(name) => format!("undefined template {name:?}"),
-        TemplateError::UndefinedFunction(name) => format!("undefined function {name:?}"),
+        TemplateError::UndefinedTemplate(name) => format!("undefined template {}", quoted(name)),
+        TemplateError::UndefinedFunction(name) => format!("undefined function {}", quoted(name)),
         TemplateError::UndefinedVariable(name) => format!("undefined variable {name}"),
         TemplateError::ArgCount { name, expected, got } => {
             format!("wrong number of arguments: {name} expects {expected}, got {got}")

@@ -1,5 +1,6 @@
 //! Secret → SealedSecret, as kubeseal builds it, plus our sealing-key annotation.
 
+use sealant_core::error::quoted;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -32,15 +33,15 @@ pub struct SealOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("the Secret {0:?} has no data and no stringData")]
+    #[error("the Secret {} has no data and no stringData", quoted(.0))]
     EmptyData(String),
     #[error("missing metadata.name in input Secret")]
     MissingName,
-    #[error("namespace mismatch: input secret is in namespace {secret:?} but {flag:?} was specified")]
+    #[error("namespace mismatch: input secret is in namespace {} but {} was specified", quoted(.secret), quoted(.flag))]
     NamespaceMismatch { secret: String, flag: String },
-    #[error("the Secret {0:?} must declare a namespace for scope {1}")]
+    #[error("the Secret {} must declare a namespace for scope {}", quoted(.0), .1)]
     MissingNamespace(String, Scope),
-    #[error("cannot seal item {key:?}")]
+    #[error("cannot seal item {}", quoted(.key))]
     Encrypt {
         key: String,
         #[source]
