@@ -172,9 +172,19 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
                     if let Ok(mut digests) = digests.lock() {
                         digests.insert(reconcile::key(ss), plan::source_digest(ss));
                     }
-                    ss.spec.encrypted_data.values_mut().for_each(|item| *item = String::new());
-                    if let Some(data) = ss.spec.data.as_mut() {
-                        *data = String::new();
+                    // Nor do they read the rest of this: the annotations (kubectl's
+                    // last-applied-configuration holds a second copy of the whole object, items
+                    // included), owner references, the template's own data templates, and labels
+                    // other than the one the metrics carry.
+                    ss.spec.encrypted_data = Default::default();
+                    ss.spec.data = None;
+                    ss.spec.template.data = None;
+                    let template = &mut ss.spec.template.metadata;
+                    (template.name, template.namespace, template.creation_timestamp) = (None, None, None);
+                    ss.metadata.annotations = None;
+                    ss.metadata.owner_references = None;
+                    if let Some(labels) = ss.metadata.labels.as_mut() {
+                        labels.retain(|k, _| k == reconcile::INSTANCE_LABEL);
                     }
                 }
             })

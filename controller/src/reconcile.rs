@@ -362,13 +362,16 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
+/// The one label of a SealedSecret that its metrics carry (and the cache keeps).
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
 /// The labels of a SealedSecret's condition metric.
 fn condition_labels(ss: &SealedSecret) -> ConditionLabels {
     ConditionLabels {
         namespace: ss.namespace().unwrap_or_default(),
         name: ss.name_any(),
         condition: SYNCED.into(),
-        ss_app_kubernetes_io_instance: ss.labels().get("app.kubernetes.io/instance").cloned().unwrap_or_default(),
+        ss_app_kubernetes_io_instance: ss.labels().get(INSTANCE_LABEL).cloned().unwrap_or_default(),
     }
 }
 
