@@ -126,7 +126,7 @@ pub enum Plan {
     /// The Secret already holds exactly what the SealedSecret says, but without our
     /// bookkeeping annotations: written by upstream's controller (or by hand). It is left as it
     /// is, byte for byte; the caller remembers it was checked, to not decrypt it again.
-    Matches { decrypted: usize },
+    Matches { decrypted: usize, digest: String },
 }
 
 fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
@@ -275,7 +275,7 @@ pub fn plan(
     secret.type_.get_or_insert_with(|| DEFAULT_TYPE.to_owned());
     let mac = keyring.mac(&mac_message(&digest, &secret)).unwrap_or_default();
     let annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    annotations.insert(SOURCE_DIGEST_ANNOTATION.to_owned(), digest);
+    annotations.insert(SOURCE_DIGEST_ANNOTATION.to_owned(), digest.clone());
     annotations.insert(DATA_MAC_ANNOTATION.to_owned(), mac);
 
     if existing.is_some_and(|e| *e == secret) {
@@ -287,7 +287,7 @@ pub fn plan(
             && annotation(e, DATA_MAC_ANNOTATION).is_none()
             && comparable(e.clone()) == comparable(secret.clone())
     }) {
-        return Ok(Plan::Matches { decrypted });
+        return Ok(Plan::Matches { decrypted, digest });
     }
     Ok(Plan::Write { secret: Box::new(secret), create: existing.is_none(), decrypted })
 }
@@ -408,7 +408,7 @@ mod tests {
         upstreams.data = Some(BTreeMap::from([("k".into(), ByteString(b"v".to_vec()))]));
         assert!(matches!(
             plan(&ss, Some(&upstreams), &ring, UnsealOptions::default()),
-            Ok(Plan::Matches { decrypted: 1 })
+            Ok(Plan::Matches { decrypted: 1, .. })
         ));
         upstreams.data = Some(BTreeMap::from([("k".into(), ByteString(b"stale".to_vec()))]));
         let replaced = written(plan(&ss, Some(&upstreams), &ring, UnsealOptions::default()).unwrap());

@@ -256,16 +256,15 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
         return Ok(false);
     };
     // RSA decryption is CPU work: keep it off the async workers.
-    let whole_digest = crate::plan::source_digest(&whole);
     let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options))
         .await
         .map_err(|_| ReconcileError::Internal)?;
     match decided? {
         Plan::UpToDate => Ok(false),
-        Plan::Matches { decrypted } => {
+        Plan::Matches { decrypted, digest } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
             if let (Some(version), Ok(mut verified)) = (version, ctx.verified.lock()) {
-                verified.insert(key(ss), (whole_digest, version));
+                verified.insert(key(ss), (digest, version));
             }
             Ok(false)
         }

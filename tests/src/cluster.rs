@@ -69,27 +69,41 @@ fn start() -> ControlPlane {
         "etcd is missing: install it with `tests/cluster/up` (or `tests/setup`)"
     );
     let run = std::os::unix::process::parent_id();
+    let dir = up_for_run("cluster", &[], &[("SEALANT_CLUSTER_EXTRA_IP", netns_host_ip(run))]);
+    let env = read_env(&dir.join("env"));
+    ControlPlane { kubeconfig: dir.join("kubeconfig"), user_kubeconfig: dir.join("user.kubeconfig"), dir, env }
+}
+
+/// Run `tests/cluster/up ARGS` once per test run (nextest's pid) under a file lock, in
+/// `$TMPDIR/sealant-test-NAME-<run>`, stopping by itself when the run ends; its directory.
+pub(crate) fn up_for_run(name: &str, args: &[&str], env: &[(&str, String)]) -> PathBuf {
+    let run = std::os::unix::process::parent_id();
     let tmp = std::env::temp_dir();
-    let dir = tmp.join(format!("sealant-test-cluster-{run}"));
-    let lock_path = tmp.join(format!("sealant-test-cluster-{run}.lock"));
-    let lock = std::fs::File::create(&lock_path).expect("create the control plane lock file");
-    lock.lock().expect("lock the control plane lock file");
+    let dir = tmp.join(format!("sealant-test-{name}-{run}"));
+    let lock =
+        std::fs::File::create(tmp.join(format!("sealant-test-{name}-{run}.lock"))).expect("create the lock file");
+    lock.lock().expect("lock the lock file");
     let out = Command::new(repo().join("tests/cluster/up"))
+        .args(args)
         .env("SEALANT_CLUSTER_DIR", &dir)
-        .env("SEALANT_CLUSTER_EXTRA_IP", netns_host_ip(run))
         .env("SEALANT_CLUSTER_WATCH_PID", run.to_string())
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .expect("run tests/cluster/up");
     drop(lock);
-    assert!(out.status.success(), "tests/cluster/up failed; see its messages above");
-    let env = std::fs::read_to_string(dir.join("env"))
-        .expect("read the control plane's env file")
+    assert!(out.status.success(), "tests/cluster/up {} failed; see its messages above", args.join(" "));
+    dir
+}
+
+/// A `KEY=value` file as tests/cluster/up writes them.
+pub(crate) fn read_env(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
-    ControlPlane { kubeconfig: dir.join("kubeconfig"), user_kubeconfig: dir.join("user.kubeconfig"), dir, env }
+        .collect()
 }
 
 /// The host end of the veth pair that tests put a network namespace behind: 10.201.x.y/30,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use crate::cluster::repo;
+use crate::cluster::{read_env, repo, up_for_run};
 
 /// A running control plane with a node.
 #[derive(Debug)]
@@ -39,27 +39,10 @@ fn is_root() -> bool {
 
 fn start() -> Node {
     assert!(is_root(), "the node tests run containerd, kubelet and iptables and need root: run them as root");
-    let run = std::os::unix::process::parent_id();
-    let tmp = std::env::temp_dir();
-    let dir = tmp.join(format!("sealant-test-node-{run}"));
-    let lock = std::fs::File::create(tmp.join(format!("sealant-test-node-{run}.lock"))).expect("create the node lock");
-    lock.lock().expect("lock the node lock file");
-    let out = Command::new(repo().join("tests/cluster/up"))
-        .arg("--node")
-        .env("SEALANT_CLUSTER_DIR", &dir)
-        .env("SEALANT_CLUSTER_WATCH_PID", run.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run tests/cluster/up --node");
-    drop(lock);
-    assert!(out.status.success(), "tests/cluster/up --node failed: the node did not start (its messages are above)");
-    let env = std::fs::read_to_string(dir.join("node/env")).expect("the node's env file");
-    let containerd = env
-        .lines()
-        .find_map(|l| l.strip_prefix("CONTAINERD_ADDRESS="))
-        .expect("CONTAINERD_ADDRESS in the node's env file")
-        .to_owned();
+    let dir = up_for_run("node", &["--node"], &[]);
+    let containerd = read_env(&dir.join("node/env"))
+        .remove("CONTAINERD_ADDRESS")
+        .expect("CONTAINERD_ADDRESS in the node's env file");
     Node { kubeconfig: dir.join("kubeconfig"), user_kubeconfig: dir.join("user.kubeconfig"), dir, containerd }
 }
 

@@ -208,19 +208,20 @@ fn failed(what: String, e: SopsError) -> CliError {
 
 /// An error about the file at `origin` from the core, with the hint that helps.
 fn sops_error(origin: &str, tried: &[String], e: SopsError) -> CliError {
+    let code = e.exit_code();
     match e {
         SopsError::NoIdentity { recipients, .. } => CliError::new(format!(
             "no age identity could decrypt {origin}: it is encrypted to {recipients}; tried {}",
             if tried.is_empty() { "none".to_owned() } else { tried.join(", ") }
         ))
-        .exit(128)
+        .exit(code)
         .hint("set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE) to a matching key"),
         SopsError::MacMismatch => CliError::new(format!("cannot decrypt {origin}"))
-            .exit(e.exit_code())
+            .exit(code)
             .source(e)
             .hint("restore the file from version control; --ignore-mac decrypts it anyway"),
         SopsError::Parse(_) => CliError::new(format!("cannot read {origin}"))
-            .exit(e.exit_code())
+            .exit(code)
             .source(e)
             .hint("check the file, or set --input-type"),
         e => failed(format!("cannot decrypt {origin}"), e),
