@@ -20,7 +20,7 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
     // Install and wait for both replicas.
     let applied = Instant::now();
     node.kubectl_ok(&["apply", "-k", overlay.path().to_str().unwrap()], None);
-    wait_for(Duration::from_secs(180), "both replicas Ready", || rolled_out(node, 2).then_some(()));
+    wait_rolled_out(node, 2, Duration::from_secs(180), "both replicas Ready", || true);
     let ready_after = applied.elapsed();
     let pods = controller_pods(node, selector);
     assert_eq!(pods.len(), 2, "two replicas");
@@ -63,9 +63,7 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
     assert_eq!(unsealed_password(node, "apps", "during-failover", Duration::from_secs(60)), during);
     let after = seal_and_apply(node, "apps", "after-failover");
     assert_eq!(unsealed_password(node, "apps", "after-failover", Duration::from_secs(60)), after);
-    wait_for(Duration::from_secs(120), "the Deployment to replace the deleted Pod", || {
-        rolled_out(node, 2).then_some(())
-    });
+    wait_rolled_out(node, 2, Duration::from_secs(120), "the Deployment to replace the deleted Pod", || true);
 
     // A rolling update to a new tag: the certificate answers through the Service throughout.
     let poller = CertPoller::start(node, cert.clone());
@@ -75,12 +73,9 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
         &["set", "image", "-n", NS, &format!("deployment/{DEPLOYMENT}"), &format!("{DEPLOYMENT}={next_image}")],
         None,
     );
-    wait_for(Duration::from_secs(240), "the rolling update", || {
+    wait_rolled_out(node, 2, Duration::from_secs(240), "the rolling update", || {
         let pods = controller_pods(node, selector);
-        (rolled_out(node, 2)
-            && pods.len() == 2
-            && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == next_image.as_str()))
-        .then_some(())
+        pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == next_image.as_str())
     });
     let roll_time = rolled.elapsed();
     std::thread::sleep(Duration::from_secs(2));

@@ -53,6 +53,31 @@ fn rolled_out(node: &Node, replicas: i64) -> bool {
         && n("replicas") == replicas
 }
 
+/// Wait until the Deployment has rolled out with `replicas` (see [`rolled_out`]) and `extra`
+/// holds; on a timeout, print what the cluster says of the controller's Pods before failing.
+fn wait_rolled_out(node: &Node, replicas: i64, timeout: Duration, what: &str, extra: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !(rolled_out(node, replicas) && extra()) {
+        if Instant::now() > deadline {
+            for args in [
+                &["get", "deployment,replicaset,pods,events", "-n", NS, "-o", "wide"][..],
+                &["describe", "pods", "-n", NS],
+                &["logs", "-n", NS, &format!("deployment/{DEPLOYMENT}"), "--all-containers", "--tail", "50"],
+            ] {
+                let out = node.kubectl(args, None);
+                eprintln!(
+                    "$ kubectl {}\n{}{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The controller's Pods that are Running and not being deleted.
 fn controller_pods(node: &Node, selector: &str) -> Vec<Value> {
     let pods = node.get_json(&["pods", "-n", NS, "-l", selector]);

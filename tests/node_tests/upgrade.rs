@@ -77,7 +77,7 @@ fn switching_upstreams_deployment_to_our_image_keeps_every_secret_and_unseals_ne
         &["set", "image", "-n", NS, &format!("deployment/{DEPLOYMENT}"), &format!("controller={image}")],
         None,
     );
-    wait_for(Duration::from_secs(180), "our controller to roll out", || rolled_out(node, 1).then_some(()));
+    wait_rolled_out(node, 1, Duration::from_secs(180), "our controller to roll out", || true);
 
     // It took over: the existing SealedSecret is reported synced, with the same Secret.
     wait_for(Duration::from_secs(60), "the existing SealedSecret to be Synced", || {
