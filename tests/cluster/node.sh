@@ -198,6 +198,11 @@ node_smoke_pod() {
     -X POST --data "$pod" "$APISERVER_URL/api/v1/namespaces/default/pods" >/dev/null 2>&1
   local ok=0
   node_wait "the smoke Pod to run" 60 sh -c "curl -fsS --max-time 5 --cacert '$STATE/ca.crt' -H 'Authorization: Bearer $ADMIN_TOKEN' '$APISERVER_URL/api/v1/namespaces/default/pods/node-smoke' | jq -e '.status.phase == \"Running\"'" && ok=1
+  if ((!ok)); then
+    node_log "the smoke Pod as the API server has it:"
+    curl -fsS --max-time 5 --cacert "$STATE/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
+      "$APISERVER_URL/api/v1/namespaces/default/pods/node-smoke" 2>/dev/null | jq -c '.status' >&2
+  fi
   curl -fsS --max-time 5 --cacert "$STATE/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" -X DELETE \
     "$APISERVER_URL/api/v1/namespaces/default/pods/node-smoke?gracePeriodSeconds=0" >/dev/null 2>&1
   ((ok))
