@@ -1,4 +1,5 @@
 //! The `sealant` command line: argument parsing and dispatch. Commands live in `commands`.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsString;
 use std::path::Path;

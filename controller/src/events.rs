@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use sealant_crds::SealedSecret;
 
 /// What upstream's controller names itself in events.
@@ -36,22 +36,22 @@ impl Events {
         Events { client, instance }
     }
 
-    /// The event for `ss`: what it says, about which object, from whom.
-    pub fn event(&self, ss: &SealedSecret, type_: EventType, reason: &str, note: String) -> Event {
+    /// The event about the SealedSecret `ss` (its metadata): what it says, from whom.
+    pub fn event(&self, ss: &ObjectMeta, type_: EventType, reason: &str, note: String) -> Event {
         let now = Timestamp::now();
         Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", ss.name_any())),
-                namespace: ss.namespace(),
+                generate_name: Some(format!("{}.", ss.name.as_deref().unwrap_or_default())),
+                namespace: ss.namespace.clone(),
                 ..Default::default()
             },
             involved_object: ObjectReference {
                 api_version: Some(SealedSecret::api_version(&()).into_owned()),
                 kind: Some(SealedSecret::kind(&()).into_owned()),
-                name: ss.metadata.name.clone(),
-                namespace: ss.namespace(),
-                uid: ss.metadata.uid.clone(),
-                resource_version: ss.metadata.resource_version.clone(),
+                name: ss.name.clone(),
+                namespace: ss.namespace.clone(),
+                uid: ss.uid.clone(),
+                resource_version: ss.resource_version.clone(),
                 ..Default::default()
             },
             reason: Some(reason.to_owned()),
@@ -72,8 +72,8 @@ impl Events {
         }
     }
 
-    pub async fn publish(&self, ss: &SealedSecret, type_: EventType, reason: &str, note: String) -> kube::Result<()> {
-        let api = Api::<Event>::namespaced(self.client.clone(), &ss.namespace().unwrap_or_default());
+    pub async fn publish(&self, ss: &ObjectMeta, type_: EventType, reason: &str, note: String) -> kube::Result<()> {
+        let api = Api::<Event>::namespaced(self.client.clone(), ss.namespace.as_deref().unwrap_or_default());
         api.create(&PostParams::default(), &self.event(ss, type_, reason, note)).await.map(|_| ())
     }
 }

@@ -1,12 +1,14 @@
 //! The Sealant controller: a drop-in replacement for the sealed-secrets controller with leader
 //! election, live key reloads and restarts that do not decrypt again.
 
+pub mod cache;
 pub mod events;
 pub mod flags;
 pub mod http;
 pub mod keyring;
 pub mod keys;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;
@@ -16,17 +18,18 @@ pub mod telemetry;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, Client, Config};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::cache::Cached;
 use crate::flags::Flags;
 use crate::keyring::Keyring;
 use crate::metrics::Metrics;
@@ -34,8 +37,20 @@ use crate::metrics::Metrics;
 /// SealedSecrets reconciled at once.
 const RECONCILE_CONCURRENCY: u16 = 32;
 
+/// A watch event of SealedSecrets as the cache keeps them.
+fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
+    match event {
+        watcher::Event::Apply(ss) => watcher::Event::Apply(ss.into()),
+        watcher::Event::Delete(ss) => watcher::Event::Delete(ss.into()),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(ss) => watcher::Event::InitApply(ss.into()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 /// Run until SIGTERM or SIGINT.
 pub fn run(flags: Flags) -> anyhow::Result<()> {
+    memory::configure();
     // Decryption (RSA) and parsing run on the blocking pool: CPU work, for which threads beyond
     // the cores add memory (a stack and buffers each), not speed. Tokio's default is 512.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -120,7 +135,6 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         max_retries: flags.max_unseal_retries,
         retries: Mutex::new(Default::default()),
         writes: Mutex::new(Default::default()),
-        digests: Arc::default(),
         verified: Mutex::default(),
         fence,
     });
@@ -156,38 +170,14 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
             Some(((), ()))
         });
         let key_changes = futures::stream::select(key_changes, resyncs);
-        // One list-and-watch of SealedSecrets serves the controller's cache (without
-        // managedFields, which decisions never read) and the deletions, which are not
-        // reconciled: they only take a SealedSecret's metric and counters away.
-        let (reader, writer) = reflector::store::<SealedSecret>();
+        // One list-and-watch of SealedSecrets serves the controller's cache (what `Cached`
+        // keeps of each) and the deletions, which are not reconciled: they only take a
+        // SealedSecret's metric and counters away.
+        let (reader, writer) = reflector::store::<Cached>();
         let forget_context = context.clone();
         let sealed_stream = watcher(sealed, config)
             .default_backoff()
-            .modify({
-                let digests = context.digests.clone();
-                move |ss| {
-                    ss.managed_fields_mut().clear();
-                    // The items are most of a SealedSecret's size, and only a decryption reads
-                    // them: the reconcile fetches the whole object then. Its digest is kept.
-                    if let Ok(mut digests) = digests.lock() {
-                        digests.insert(reconcile::key(ss), plan::source_digest(ss));
-                    }
-                    // Nor do they read the rest of this: the annotations (kubectl's
-                    // last-applied-configuration holds a second copy of the whole object, items
-                    // included), owner references, the template's own data templates, and labels
-                    // other than the one the metrics carry.
-                    ss.spec.encrypted_data = Default::default();
-                    ss.spec.data = None;
-                    ss.spec.template.data = None;
-                    let template = &mut ss.spec.template.metadata;
-                    (template.name, template.namespace, template.creation_timestamp) = (None, None, None);
-                    ss.metadata.annotations = None;
-                    ss.metadata.owner_references = None;
-                    if let Some(labels) = ss.metadata.labels.as_mut() {
-                        labels.retain(|k, _| k == reconcile::INSTANCE_LABEL);
-                    }
-                }
-            })
+            .map_ok(cached)
             .reflect(writer)
             .inspect(move |event| {
                 if let Ok(watcher::Event::Delete(ss)) = event {
@@ -266,6 +256,11 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let timeouts = http::Timeouts { read: flags.read_timeout, write: flags.write_timeout };
     background.spawn(http::serve(flags.listen_addr, http::api_router(api_state), timeouts));
     background.spawn(http::serve(flags.listen_metrics_addr, http::metrics_router(metrics.clone()), timeouts));
+    let work = metrics.unseal_requests.clone();
+    background.spawn(async move {
+        memory::release_when_idle(work).await;
+        Ok(())
+    });
 
     let (leading_tx, mut leading_rx) = watch::channel(!flags.leader_elect);
     let elector = flags.leader_elect.then(|| {

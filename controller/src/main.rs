@@ -1,4 +1,5 @@
 //! The `sealant-controller` binary: parse flags, start logging, run.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use sealant_controller::flags::{Flags, go_style_args};

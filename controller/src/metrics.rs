@@ -164,8 +164,10 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry).is_err() {
             return String::new();
         }
-        let mut out = to_prometheus_text(&open_metrics);
-        out.push_str(&process_metrics());
+        let process = process_metrics();
+        let mut out = to_prometheus_text(&open_metrics, process.len());
+        drop(open_metrics);
+        out.push_str(&process);
         out
     }
 }
@@ -173,7 +175,8 @@ impl Metrics {
 /// OpenMetrics text (what prometheus-client writes) as Prometheus text 0.0.4: a counter's
 /// family is named with its `_total`, there is no `# EOF` or `# UNIT`, OpenMetrics-only types
 /// become gauges or untyped, and bucket bounds are written as Go writes floats (`le="1"`).
-pub fn to_prometheus_text(open_metrics: &str) -> String {
+/// `spare` is room left at the end for what the caller appends.
+pub fn to_prometheus_text(open_metrics: &str, spare: usize) -> String {
     let counters: std::collections::HashSet<&str> = open_metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -182,7 +185,7 @@ pub fn to_prometheus_text(open_metrics: &str) -> String {
         .map(|(name, _)| name)
         .collect();
     let family = |name: &str| if counters.contains(name) { format!("{name}_total") } else { name.to_owned() };
-    let mut out = String::with_capacity(open_metrics.len());
+    let mut out = String::with_capacity(open_metrics.len() + spare);
     for line in open_metrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;

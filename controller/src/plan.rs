@@ -2,11 +2,14 @@
 //! the Secret that exists (if any) and the keyring.
 
 use sealant_core::error::quoted;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use sealant_crds::{MANAGED_ANNOTATION, PATCH_ANNOTATION, SealedSecret, UnsealError, UnsealOptions, unseal};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sealant_crds::{
+    MANAGED_ANNOTATION, PATCH_ANNOTATION, SealedSecret, SecretTemplateSpec, UnsealError, UnsealOptions, unseal,
+};
 use sha2::{Digest, Sha256};
 
 use crate::keyring::Keyring;
@@ -39,42 +42,65 @@ pub enum PlanError {
 
 /// How often one SealedSecret's Secret may be written before the controller concludes that
 /// another writer (a controller, a person, a webhook) keeps changing it, and stops rather than
-/// fight: per object and generation, at most [`WriteBudget::MAX_WRITES`] in [`WriteBudget::WINDOW`].
+/// fight: per object and generation, at most [`WriteBudget::MAX_WRITES`] in a window of
+/// [`WriteBudget::WINDOW`] that opens at the first write. One entry per SealedSecret written in
+/// the last window, of 48 bytes: objects are told apart by a keyed hash of `namespace/name`
+/// (two sharing one would only share a budget), and entries whose window closed are dropped as
+/// the map grows.
 #[derive(Debug, Default)]
 pub struct WriteBudget {
-    recent: HashMap<String, (Option<i64>, VecDeque<Instant>)>,
+    recent: HashMap<u64, Writes>,
+    hasher: std::hash::RandomState,
+    /// Entries after the last sweep of closed windows.
+    swept: usize,
+}
+
+#[derive(Debug)]
+struct Writes {
+    generation: Option<i64>,
+    since: Instant,
+    count: u32,
 }
 
 impl WriteBudget {
-    pub const MAX_WRITES: usize = 10;
+    pub const MAX_WRITES: u32 = 10;
     pub const WINDOW: Duration = Duration::from_secs(600);
 
     /// Whether `key` (at `generation`) may be written `now`. Only writes that succeeded count
     /// ([`WriteBudget::record`]): a write the API server refuses (a webhook down, a 5xx) fights
     /// nobody, and is retried without limit.
-    pub fn allow(&mut self, key: &str, generation: Option<i64>, now: Instant) -> bool {
-        self.recent_writes(key, generation, now).len() < Self::MAX_WRITES
+    pub fn allow(&self, key: &str, generation: Option<i64>, now: Instant) -> bool {
+        self.recent.get(&self.hash(key)).is_none_or(|w| !w.current(generation, now) || w.count < Self::MAX_WRITES)
     }
 
     /// Count a write of `key` that the API server accepted.
     pub fn record(&mut self, key: &str, generation: Option<i64>, now: Instant) {
-        self.recent_writes(key, generation, now).push_back(now);
-    }
-
-    fn recent_writes(&mut self, key: &str, generation: Option<i64>, now: Instant) -> &mut VecDeque<Instant> {
-        let (seen, writes) = self.recent.entry(key.to_owned()).or_insert_with(|| (generation, VecDeque::new()));
-        if *seen != generation {
-            *seen = generation;
-            writes.clear();
+        if self.recent.len() >= (2 * self.swept).max(1024) {
+            self.recent.retain(|_, w| now.saturating_duration_since(w.since) <= Self::WINDOW);
+            self.recent.shrink_to_fit();
+            self.swept = self.recent.len();
         }
-        while writes.front().is_some_and(|t| now.duration_since(*t) > Self::WINDOW) {
-            writes.pop_front();
+        let hash = self.hash(key);
+        let writes = self.recent.entry(hash).or_insert(Writes { generation, since: now, count: 0 });
+        if !writes.current(generation, now) {
+            *writes = Writes { generation, since: now, count: 0 };
         }
-        writes
+        writes.count += 1;
     }
 
     pub fn forget(&mut self, key: &str) {
-        self.recent.remove(key);
+        self.recent.remove(&self.hash(key));
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, key)
+    }
+}
+
+impl Writes {
+    /// Whether these writes still count: same generation, window still open.
+    fn current(&self, generation: Option<i64>, now: Instant) -> bool {
+        self.generation == generation && now.saturating_duration_since(self.since) <= WriteBudget::WINDOW
     }
 }
 
@@ -126,7 +152,41 @@ pub enum Plan {
     /// The Secret already holds exactly what the SealedSecret says, but without our
     /// bookkeeping annotations: written by upstream's controller (or by hand). It is left as it
     /// is, byte for byte; the caller remembers it was checked, to not decrypt it again.
-    Matches { decrypted: usize, digest: String },
+    Matches { decrypted: usize, digest: SourceDigest },
+}
+
+/// SHA-256 of everything in a SealedSecret that shapes its Secret ([`source_digest`]); on the
+/// Secret it is written `sha256:<hex>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceDigest([u8; 32]);
+
+impl std::fmt::Display for SourceDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sha256:")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// What of a SealedSecret's template the Secret's labels, annotations and type must match: all
+/// the controller's cache keeps of its spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub type_: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Shape {
+    /// The shape of a template without labels, annotations or type: most SealedSecrets'.
+    pub const PLAIN: Shape = Shape { type_: None, labels: None, annotations: None };
+
+    pub fn of(template: &SecretTemplateSpec) -> Shape {
+        Shape {
+            type_: template.type_.clone(),
+            labels: template.metadata.labels.clone().filter(|l| !l.is_empty()),
+            annotations: template.metadata.annotations.clone().filter(|a| !a.is_empty()),
+        }
+    }
 }
 
 fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
@@ -138,7 +198,7 @@ fn is_true(secret: &Secret, key: &str) -> bool {
 }
 
 /// Digest of everything in a SealedSecret that shapes its Secret.
-pub fn source_digest(ss: &SealedSecret) -> String {
+pub fn source_digest(ss: &SealedSecret) -> SourceDigest {
     let source = serde_json::json!({
         "namespace": ss.metadata.namespace,
         "name": ss.metadata.name,
@@ -147,8 +207,7 @@ pub fn source_digest(ss: &SealedSecret) -> String {
         "spec": ss.spec,
     });
     let bytes = serde_json::to_vec(&source).unwrap_or_default();
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    SourceDigest(Sha256::digest(bytes).into())
 }
 
 /// The bytes the data MAC covers: the source digest, the type and every data item.
@@ -167,8 +226,8 @@ fn mac_message(digest: &str, secret: &Secret) -> Vec<u8> {
     out
 }
 
-fn controlled_by(secret: &Secret, ss: &SealedSecret) -> bool {
-    let uid = ss.metadata.uid.as_deref();
+fn controlled_by(secret: &Secret, owner: &ObjectMeta) -> bool {
+    let uid = owner.uid.as_deref();
     secret
         .metadata
         .owner_references
@@ -186,42 +245,43 @@ fn written_by_us(secret: &Secret, keyring: &Keyring) -> bool {
 
 /// Whether the existing Secret's labels, annotations (except ours) and type are the
 /// template's: then only the data could differ, which the MAC covers.
-fn shape_matches(existing: &Secret, ss: &SealedSecret) -> bool {
-    let template = &ss.spec.template;
+fn shape_matches(existing: &Secret, shape: &Shape) -> bool {
     let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
     annotations.remove(SOURCE_DIGEST_ANNOTATION);
     annotations.remove(DATA_MAC_ANNOTATION);
-    let want_annotations = template.metadata.annotations.clone().unwrap_or_default();
+    let want_annotations = shape.annotations.clone().unwrap_or_default();
     let labels = existing.metadata.labels.clone().unwrap_or_default();
-    let want_labels = template.metadata.labels.clone().unwrap_or_default();
+    let want_labels = shape.labels.clone().unwrap_or_default();
     annotations == want_annotations
         && labels == want_labels
-        && existing.type_.as_deref().unwrap_or(DEFAULT_TYPE) == template.type_.as_deref().unwrap_or(DEFAULT_TYPE)
+        && existing.type_.as_deref().unwrap_or(DEFAULT_TYPE) == shape.type_.as_deref().unwrap_or(DEFAULT_TYPE)
 }
 
-/// Whether the existing Secret already is what `ss` (whose source digest is `digest`) says,
-/// decided without decrypting and without `ss`'s items (the controller's cache drops them).
+/// Whether the existing Secret already is what a SealedSecret says, decided without decrypting,
+/// from what the controller's cache keeps of it: its metadata, template shape and source digest.
 pub fn up_to_date(
-    ss: &SealedSecret,
-    digest: &str,
+    meta: &ObjectMeta,
+    shape: &Shape,
+    digest: &SourceDigest,
     existing: Option<&Secret>,
     keyring: &Keyring,
 ) -> Result<bool, PlanError> {
-    if let Some(kind) = ss.spec.template.type_.as_deref().filter(|t| FOREIGN_TYPES.contains(t)) {
+    if let Some(kind) = shape.type_.as_deref().filter(|t| FOREIGN_TYPES.contains(t)) {
         return Err(PlanError::ForeignType(kind.to_owned()));
     }
     let Some(existing) = existing else { return Ok(false) };
     // Ours: controlled by this SealedSecret, or (without ownerReferences, when the template
     // asks to skip them) carrying a data MAC only our keys can have made.
-    let owned = controlled_by(existing, ss) || written_by_us(existing, keyring);
+    let owned = controlled_by(existing, meta) || written_by_us(existing, keyring);
     let patch = is_true(existing, PATCH_ANNOTATION);
     if !owned && !patch && !is_true(existing, MANAGED_ANNOTATION) {
-        return Err(PlanError::NotManaged(ss.metadata.name.clone().unwrap_or_default()));
+        return Err(PlanError::NotManaged(meta.name.clone().unwrap_or_default()));
     }
-    let trusted = annotation(existing, SOURCE_DIGEST_ANNOTATION) == Some(digest)
+    let digest = digest.to_string();
+    let trusted = annotation(existing, SOURCE_DIGEST_ANNOTATION) == Some(digest.as_str())
         && annotation(existing, DATA_MAC_ANNOTATION)
-            .is_some_and(|mac| keyring.verify_mac(mac, &mac_message(digest, existing)));
-    Ok(trusted && (patch || (owned && shape_matches(existing, ss))))
+            .is_some_and(|mac| keyring.verify_mac(mac, &mac_message(&digest, existing)));
+    Ok(trusted && (patch || (owned && shape_matches(existing, shape))))
 }
 
 /// Decide what the Secret for `ss` must be.
@@ -232,7 +292,7 @@ pub fn plan(
     options: UnsealOptions,
 ) -> Result<Plan, PlanError> {
     let digest = source_digest(ss);
-    if up_to_date(ss, &digest, existing, keyring)? {
+    if up_to_date(&ss.metadata, &Shape::of(&ss.spec.template), &digest, existing, keyring)? {
         return Ok(Plan::UpToDate);
     }
 
@@ -273,9 +333,10 @@ pub fn plan(
     };
     // Write what the API server would store, so that an unchanged Secret compares equal.
     secret.type_.get_or_insert_with(|| DEFAULT_TYPE.to_owned());
-    let mac = keyring.mac(&mac_message(&digest, &secret)).unwrap_or_default();
+    let digest_text = digest.to_string();
+    let mac = keyring.mac(&mac_message(&digest_text, &secret)).unwrap_or_default();
     let annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    annotations.insert(SOURCE_DIGEST_ANNOTATION.to_owned(), digest.clone());
+    annotations.insert(SOURCE_DIGEST_ANNOTATION.to_owned(), digest_text);
     annotations.insert(DATA_MAC_ANNOTATION.to_owned(), mac);
 
     if existing.is_some_and(|e| *e == secret) {
@@ -469,15 +530,31 @@ mod tests {
         let mut budget = WriteBudget::default();
         let t0 = Instant::now();
         let allowed = (0..100).filter(|i| write(&mut budget, "ns/s", 1, t0 + Duration::from_secs(*i))).count();
-        assert_eq!(allowed, WriteBudget::MAX_WRITES, "a write war stops");
+        assert_eq!(allowed, WriteBudget::MAX_WRITES as usize, "a write war stops");
         assert!(budget.allow("ns/other", Some(1), t0), "objects are counted apart");
         assert!(budget.allow("ns/s", Some(2), t0 + Duration::from_secs(100)), "a new generation starts afresh");
         let mut budget = WriteBudget::default();
         let spread = (0..100).filter(|i| write(&mut budget, "ns/s", 1, t0 + Duration::from_secs(i * 120))).count();
-        let mut budget = WriteBudget::default();
+        let budget = WriteBudget::default();
         let refused = (0..100).filter(|i| budget.allow("ns/s", Some(1), t0 + Duration::from_secs(*i))).count();
         assert_eq!(refused, 100, "writes the API server refused do not count");
         assert_eq!(spread, 100, "occasional repairs (a Secret deleted by hand) are always made");
+    }
+
+    #[test]
+    fn the_budget_forgets_closed_windows_as_it_grows() {
+        let mut budget = WriteBudget::default();
+        let t0 = Instant::now();
+        for i in 0..3000 {
+            budget.record(&format!("ns/s{i}"), Some(1), t0);
+        }
+        assert_eq!(budget.recent.len(), 3000);
+        let later = t0 + WriteBudget::WINDOW + Duration::from_secs(1);
+        for i in 0..3000 {
+            budget.record(&format!("other/s{i}"), Some(1), later);
+        }
+        assert!(budget.recent.len() <= 3000, "closed windows dropped: {}", budget.recent.len());
+        assert!(budget.allow("ns/s1", Some(1), later));
     }
 
     #[test]

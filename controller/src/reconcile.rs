@@ -8,14 +8,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::sync::watch;
 
+use crate::cache::{Cached, INSTANCE_LABEL};
 use crate::events::{EventType, Events};
 use crate::keyring::Keyring;
 use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
-use crate::plan::{Plan, PlanError, WriteBudget, plan, up_to_date};
+use crate::plan::{Plan, PlanError, SourceDigest, WriteBudget, plan, up_to_date};
 use crate::status::{Outcome, SYNCED, next_status};
 
 /// Deadline of one API call made while reconciling: a hung request must not hold a
@@ -200,14 +201,11 @@ pub struct Context {
     pub retries: Mutex<HashMap<String, RetryState>>,
     /// Bounds the writes of a Secret that something else keeps changing.
     pub writes: Mutex<WriteBudget>,
-    /// The source digest of each cached SealedSecret (`namespace/name`), taken before the
-    /// cache dropped its items.
-    pub digests: Arc<Mutex<HashMap<String, String>>>,
     /// Secrets that another writer (upstream's controller) made and that were found, by
     /// decrypting, to hold what their SealedSecret says: `namespace/name` to (source digest,
     /// the Secret's resourceVersion). They are left unchanged and not decrypted again until
     /// either changes; a restart checks them once more.
-    pub verified: Mutex<HashMap<String, (String, String)>>,
+    pub verified: Mutex<HashMap<String, (SourceDigest, String)>>,
     /// With leader election: whether this replica's lease is fresh enough to write.
     pub fence: Option<crate::leader::Fence>,
 }
@@ -218,35 +216,32 @@ impl std::fmt::Debug for Context {
     }
 }
 
-pub(crate) fn key(ss: &SealedSecret) -> String {
+pub(crate) fn key(ss: &impl Resource) -> String {
     format!("{}/{}", ss.namespace().unwrap_or_default(), ss.name_any())
 }
 
-async fn publish(ctx: &Context, ss: &SealedSecret, type_: EventType, reason: &str, note: String) {
-    let published = tokio::time::timeout(API_TIMEOUT, ctx.events.publish(ss, type_, reason, note)).await;
+async fn publish(ctx: &Context, ss: &Cached, type_: EventType, reason: &str, note: String) {
+    let published = tokio::time::timeout(API_TIMEOUT, ctx.events.publish(&ss.metadata, type_, reason, note)).await;
     if let Err(e) = published.unwrap_or_else(|_| Err(kube::Error::Service("no answer".into()))) {
         tracing::warn!(error = %e, sealedsecret = %key(ss), "cannot publish an event");
     }
 }
 
-async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError> {
+async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     let namespace = ss.namespace().unwrap_or_default();
     let name = ss.name_any();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let existing = bounded("get", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
     let keyring = ctx.keyring.borrow().clone();
     let options = ctx.unseal_options;
-    // The cache holds SealedSecrets without their items, and their digest beside them: an
-    // unchanged one is settled here; only one to decrypt is read whole.
-    let digest = ctx.digests.lock().ok().and_then(|d| d.get(&key(ss)).cloned());
-    if let Some(digest) = &digest
-        && up_to_date(ss, digest, existing.as_ref(), &keyring)?
-    {
+    // The cache holds SealedSecrets without their items, with their digest: an unchanged one
+    // is settled here; only one to decrypt is read whole.
+    if up_to_date(&ss.metadata, ss.shape(), &ss.digest, existing.as_ref(), &keyring)? {
         return Ok(false);
     }
     let version = existing.as_ref().and_then(|e| e.metadata.resource_version.clone());
-    if let (Some(digest), Some(version)) = (&digest, &version)
-        && ctx.verified.lock().is_ok_and(|v| v.get(&key(ss)) == Some(&(digest.clone(), version.clone())))
+    if let Some(version) = &version
+        && ctx.verified.lock().is_ok_and(|v| v.get(&key(ss)) == Some(&(ss.digest, version.clone())))
     {
         return Ok(false);
     }
@@ -273,7 +268,7 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
             let allowed = ctx
                 .writes
                 .lock()
-                .map(|mut w| w.allow(&key(ss), ss.metadata.generation, Instant::now()))
+                .map(|w| w.allow(&key(ss), ss.metadata.generation, Instant::now()))
                 .unwrap_or(true);
             if !allowed {
                 return Err(PlanError::Contested.into());
@@ -297,7 +292,7 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<bool, ReconcileError>
 }
 
 /// Reconcile one SealedSecret.
-pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let start = Instant::now();
     ctx.metrics.unseal_requests.inc();
     if ss.metadata.deletion_timestamp.is_some() {
@@ -306,13 +301,13 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     let result = apply(&ss, &ctx).await;
     if let Err(ReconcileError::NotLeading) = &result {
         // Not ours to report either: events and status are writes too.
-        tracing::debug!(sealedsecret = %key(&ss), "not writing: the leader lease is not fresh");
+        tracing::debug!(sealedsecret = %key(&*ss), "not writing: the leader lease is not fresh");
         return result.map(|_| Action::await_change());
     }
     let outcome = match &result {
         Ok(wrote) => {
             if *wrote {
-                tracing::info!(sealedsecret = %key(&ss), "unsealed");
+                tracing::info!(sealedsecret = %key(&*ss), "unsealed");
                 publish(&ctx, &ss, EventType::Normal, "Unsealed", "SealedSecret unsealed successfully".into()).await;
             }
             Outcome::unsealed()
@@ -321,11 +316,11 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             let message = describe(e);
             match e.api_call() {
                 Some((verb, resource, code)) => tracing::warn!(
-                    sealedsecret = %key(&ss), reason = e.category(), verb, resource, code,
+                    sealedsecret = %key(&*ss), reason = e.category(), verb, resource, code,
                     error = %message, "cannot unseal"
                 ),
                 None => {
-                    tracing::warn!(sealedsecret = %key(&ss), reason = e.category(), error = %message, "cannot unseal")
+                    tracing::warn!(sealedsecret = %key(&*ss), reason = e.category(), error = %message, "cannot unseal")
                 }
             }
             ctx.metrics
@@ -353,7 +348,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     match result {
         Ok(_) => {
             if let Ok(mut retries) = ctx.retries.lock() {
-                retries.remove(&key(&ss));
+                retries.remove(&key(&*ss));
             }
             Ok(Action::await_change())
         }
@@ -361,11 +356,8 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
-/// The one label of a SealedSecret that its metrics carry (and the cache keeps).
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-
 /// The labels of a SealedSecret's condition metric.
-fn condition_labels(ss: &SealedSecret) -> ConditionLabels {
+fn condition_labels(ss: &Cached) -> ConditionLabels {
     ConditionLabels {
         namespace: ss.namespace().unwrap_or_default(),
         name: ss.name_any(),
@@ -376,16 +368,13 @@ fn condition_labels(ss: &SealedSecret) -> ConditionLabels {
 
 /// A SealedSecret was deleted: drop its condition metric (an alert on it would otherwise fire
 /// forever) and its retry count.
-pub fn forget(ctx: &Context, ss: &SealedSecret) {
+pub fn forget(ctx: &Context, ss: &Cached) {
     ctx.metrics.condition_info.remove(&condition_labels(ss));
     if let Ok(mut retries) = ctx.retries.lock() {
         retries.remove(&key(ss));
     }
     if let Ok(mut writes) = ctx.writes.lock() {
         writes.forget(&key(ss));
-    }
-    if let Ok(mut digests) = ctx.digests.lock() {
-        digests.remove(&key(ss));
     }
     if let Ok(mut verified) = ctx.verified.lock() {
         verified.remove(&key(ss));
@@ -395,8 +384,8 @@ pub fn forget(ctx: &Context, ss: &SealedSecret) {
 /// Write the status with an update of the status subresource, as upstream does (its Helm chart
 /// grants `update` on `sealedsecrets/status`, not `patch`); on a conflict, once more on the
 /// object as it is now.
-async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
-    let Some(status) = next_status(ss, outcome, Time(k8s_openapi::jiff::Timestamp::now())) else {
+async fn update_status(ss: &Cached, outcome: &Outcome, ctx: &Context) {
+    let Some(status) = next_status(&ss.for_status(), outcome, Time(k8s_openapi::jiff::Timestamp::now())) else {
         return;
     };
     if ctx.fence.as_ref().is_some_and(|f| !f.may_write()) {
@@ -416,7 +405,7 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
             }
         }
     };
-    let mut result = put(ss.clone()).await;
+    let mut result = put(ss.for_status()).await;
     if let Err(kube::Error::Api(s)) = &result
         && s.code == 409
     {
@@ -439,13 +428,12 @@ async fn update_status(ss: &SealedSecret, outcome: &Outcome, ctx: &Context) {
 
 /// Retry as [`next_action`] decides: transient failures without limit, the others up to
 /// `--max-unseal-retries`, then wait for a change of the object or the keys (or the resync).
-pub fn error_policy(ss: Arc<SealedSecret>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+pub fn error_policy(ss: Arc<Cached>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let keys: Vec<String> = ctx.keyring.borrow().entries().iter().map(|e| e.fingerprint.clone()).collect();
-    let digest = ctx.digests.lock().ok().and_then(|d| d.get(&key(&ss)).cloned()).unwrap_or_default();
-    let version = format!("{digest} {}", keys.join(","));
+    let version = format!("{} {}", ss.digest, keys.join(","));
     let next = match ctx.retries.lock() {
         Ok(mut retries) => {
-            let state = retries.entry(key(&ss)).or_default();
+            let state = retries.entry(key(&*ss)).or_default();
             next_action(state, &version, error.retry(), ctx.max_retries, rand::random::<f64>())
         }
         Err(_) => Some(backoff(1, 0.5)),

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use sealant_controller::cache::Cached;
 use sealant_controller::events::Events;
 use sealant_controller::flags::KeyOrderPriority;
 use sealant_controller::keyring::Keyring;
@@ -122,10 +123,14 @@ fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
         max_retries: 5,
         retries: Mutex::default(),
         writes: Mutex::default(),
-        digests: Arc::default(),
         verified: Mutex::default(),
         fence,
     })
+}
+
+/// The SealedSecret as the controller's cache holds it.
+fn cache(ss: &SealedSecret) -> Arc<Cached> {
+    Arc::new(Cached::from(ss.clone()))
 }
 
 /// The API server's answers for a healthy cluster where `ns/s` has no Secret yet; `secret_write`
@@ -160,7 +165,7 @@ async fn a_healthy_api_gets_the_secret_an_event_and_a_synced_status() {
     let ss = sealed();
     let (client, seen) = fake_api(healthy(&ss, None));
     let ctx = context(client, None);
-    let action = reconcile(Arc::new(ss), ctx).await.unwrap();
+    let action = reconcile(cache(&ss), ctx).await.unwrap();
     assert_eq!(action, Action::await_change());
     let created = seen.bodies("POST /api/v1/namespaces/ns/secrets");
     assert_eq!(created.len(), 1);
@@ -180,10 +185,10 @@ async fn a_5xx_on_the_secret_write_is_retried_without_limit_and_named_in_the_sta
     let ctx = context(client, None);
     let ss = Arc::new(ss);
     for attempt in 0..20 {
-        let error = reconcile(ss.clone(), ctx.clone()).await.unwrap_err();
+        let error = reconcile(cache(&ss), ctx.clone()).await.unwrap_err();
         assert!(matches!(error, ReconcileError::Write { verb: "create", .. }), "attempt {attempt}: {error}");
         assert_eq!(error.retry(), Retry::Transient);
-        let action = error_policy(ss.clone(), &error, ctx.clone());
+        let action = error_policy(cache(&ss), &error, ctx.clone());
         assert_ne!(action, Action::await_change(), "attempt {attempt}: a transient failure is never given up");
     }
     let statuses = synced(&seen);
@@ -200,9 +205,9 @@ async fn a_refused_write_counts_toward_max_unseal_retries_and_success_resets_the
     let ctx = context(client, None);
     let mut actions = Vec::new();
     for _ in 0..6 {
-        let error = reconcile(ss.clone(), ctx.clone()).await.unwrap_err();
+        let error = reconcile(cache(&ss), ctx.clone()).await.unwrap_err();
         assert_eq!(error.retry(), Retry::Counted, "{error}");
-        actions.push(error_policy(ss.clone(), &error, ctx.clone()));
+        actions.push(error_policy(cache(&ss), &error, ctx.clone()));
     }
     assert!(actions[..5].iter().all(|a| *a != Action::await_change()), "retried up to --max-unseal-retries");
     assert_eq!(actions[5], Action::await_change(), "then it waits for a change (or the resync)");
@@ -211,7 +216,7 @@ async fn a_refused_write_counts_toward_max_unseal_retries_and_success_resets_the
     let (client, _seen) = fake_api(healthy(&ss, None));
     let healthy_ctx = context(client, None);
     *healthy_ctx.retries.lock().unwrap() = std::mem::take(&mut *ctx.retries.lock().unwrap());
-    reconcile(ss.clone(), healthy_ctx.clone()).await.unwrap();
+    reconcile(cache(&ss), healthy_ctx.clone()).await.unwrap();
     assert!(healthy_ctx.retries.lock().unwrap().is_empty(), "success resets the count");
 }
 
@@ -237,7 +242,7 @@ async fn a_conflict_on_the_status_is_written_once_more_on_the_fresh_object() {
         }
         base(method, path, body)
     });
-    reconcile(Arc::new(ss), context(client, None)).await.unwrap();
+    reconcile(cache(&ss), context(client, None)).await.unwrap();
     let bodies = seen.bodies("PUT /apis/bitnami.com/v1alpha1/namespaces/ns/sealedsecrets/s/status");
     assert_eq!(bodies.len(), 2, "{:?}", seen.calls());
     assert_eq!(bodies[1]["metadata"]["resourceVersion"], "11", "the second write is on the object as it is now");
@@ -254,7 +259,7 @@ async fn a_request_that_never_answers_times_out_and_is_transient() {
     });
     let ctx = context(client, None);
     let started = tokio::time::Instant::now();
-    let error = reconcile(ss.clone(), ctx.clone()).await.unwrap_err();
+    let error = reconcile(cache(&ss), ctx.clone()).await.unwrap_err();
     assert!(matches!(error, ReconcileError::Timeout { verb: "get" }), "{error}");
     assert_eq!(error.retry(), Retry::Transient);
     assert!(started.elapsed() <= Duration::from_secs(61), "bounded: {:?}", started.elapsed());
@@ -266,7 +271,7 @@ async fn a_replica_whose_lease_is_not_fresh_writes_nothing() {
     let ss = Arc::new(sealed());
     let (client, seen) = fake_api(healthy(&ss, None));
     let ctx = context(client, Some(Fence::new(Duration::from_secs(15))));
-    let result = reconcile(ss, ctx).await;
+    let result = reconcile(cache(&ss), ctx).await;
     assert!(matches!(result, Err(ReconcileError::NotLeading)), "{result:?}");
     assert_eq!(seen.writes(), Vec::<String>::new(), "no Secret, event or status: {:?}", seen.calls());
 }

@@ -3,6 +3,7 @@
 //!
 //! Everything here works on bytes and values: no files, no network, no Kubernetes client.
 //! Randomness is passed in by the caller so that tests can be deterministic.
+#![forbid(unsafe_code)]
 
 pub mod age_ssh;
 pub mod backup;

@@ -1,5 +1,6 @@
 //! The `bitnami.com/v1alpha1` `SealedSecret` API: types, the CRD generated from them, and the
 //! two operations every part of Sealant shares: sealing a Secret and unsealing a SealedSecret.
+#![forbid(unsafe_code)]
 
 pub mod crd;
 pub mod keys;

@@ -5,6 +5,7 @@
 //! strings encrypted with AES-256-GCM (32-byte IV) under a data key that every age recipient
 //! wraps; a SHA-512 MAC over the plaintext values, itself encrypted, guards the whole file.
 //! The metadata block is handled as JSON.
+#![forbid(unsafe_code)]
 
 pub mod cipher;
 pub mod config;
