@@ -265,11 +265,8 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
         }
         Plan::Write { secret, create, decrypted } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
-            let allowed = ctx
-                .writes
-                .lock()
-                .map(|w| w.allow(&key(ss), ss.metadata.generation, Instant::now()))
-                .unwrap_or(true);
+            let allowed =
+                ctx.writes.lock().map(|w| w.allow(&key(ss), ss.metadata.generation, Instant::now())).unwrap_or(true);
             if !allowed {
                 return Err(PlanError::Contested.into());
             }
