@@ -63,7 +63,13 @@ impl Cached {
     /// The SealedSecret to send with an update of its status subresource (the API server takes
     /// only the status from it, and the resourceVersion to detect a conflict).
     pub fn for_status(&self) -> SealedSecret {
-        SealedSecret { metadata: self.metadata.clone(), status: self.status.clone(), ..Default::default() }
+        SealedSecret {
+            kind: sealant_crds::types::KIND.to_owned(),
+            api_version: sealant_crds::types::API_VERSION.to_owned(),
+            metadata: self.metadata.clone(),
+            status: self.status.clone(),
+            spec: Default::default(),
+        }
     }
 }
 
@@ -124,6 +130,12 @@ mod tests {
         assert_eq!(cached.metadata.labels, Some(BTreeMap::from([(INSTANCE_LABEL.into(), "prod".into())])));
         assert_eq!(cached.metadata.annotations, None);
         assert_eq!(cached.shape().type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        let for_status = cached.for_status();
+        assert_eq!(
+            (for_status.kind.as_str(), for_status.api_version.as_str()),
+            ("SealedSecret", "bitnami.com/v1alpha1")
+        );
+        assert_eq!(for_status.metadata.name.as_deref(), Some("db"));
 
         ss.spec.template.type_ = None;
         let plain = Cached::from(ss);
