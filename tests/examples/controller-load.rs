@@ -157,6 +157,18 @@ async fn main() {
         decryptions / until_all.as_secs_f64()
     );
 
+    // Every status written too: a Secret without its Synced condition is half the job.
+    let synced = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|ss| ss.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Synced" && c.status == "True"))
+        .count();
+    println!("status Synced=True: {synced} of {count}");
+    assert_eq!(synced, count, "every SealedSecret reports Synced");
+
     controller.process.terminate();
     let restart = Instant::now();
     let controller =
