@@ -46,7 +46,7 @@ mod glibc {
     }
 }
 
-/// Call once, first thing in `main`, before threads start allocating.
+/// Call once, before the runtime starts its threads (`run` does).
 pub fn configure() {
     if !glibc::fix_mmap_threshold(MMAP_THRESHOLD) {
         tracing::debug!("the allocator's mmap threshold is not adjustable here");

@@ -157,7 +157,7 @@ pub enum Plan {
 
 /// SHA-256 of everything in a SealedSecret that shapes its Secret ([`source_digest`]); on the
 /// Secret it is written `sha256:<hex>`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceDigest([u8; 32]);
 
 impl std::fmt::Display for SourceDigest {

@@ -230,6 +230,7 @@ async fn publish(ctx: &Context, ss: &Cached, type_: EventType, reason: &str, not
 async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     let namespace = ss.namespace().unwrap_or_default();
     let name = ss.name_any();
+    let id = format!("{namespace}/{name}");
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let existing = bounded("get", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
     let keyring = ctx.keyring.borrow().clone();
@@ -241,7 +242,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     }
     let version = existing.as_ref().and_then(|e| e.metadata.resource_version.clone());
     if let Some(version) = &version
-        && ctx.verified.lock().is_ok_and(|v| v.get(&key(ss)) == Some(&(ss.digest, version.clone())))
+        && ctx.verified.lock().is_ok_and(|v| v.get(&id) == Some(&(ss.digest, version.clone())))
     {
         return Ok(false);
     }
@@ -259,14 +260,14 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
         Plan::Matches { decrypted, digest } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
             if let (Some(version), Ok(mut verified)) = (version, ctx.verified.lock()) {
-                verified.insert(key(ss), (digest, version));
+                verified.insert(id, (digest, version));
             }
             Ok(false)
         }
         Plan::Write { secret, create, decrypted } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
             let allowed =
-                ctx.writes.lock().map(|w| w.allow(&key(ss), ss.metadata.generation, Instant::now())).unwrap_or(true);
+                ctx.writes.lock().map(|w| w.allow(&id, ss.metadata.generation, Instant::now())).unwrap_or(true);
             if !allowed {
                 return Err(PlanError::Contested.into());
             }
@@ -281,7 +282,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
             if result.is_ok()
                 && let Ok(mut writes) = ctx.writes.lock()
             {
-                writes.record(&key(ss), ss.metadata.generation, Instant::now());
+                writes.record(&id, ss.metadata.generation, Instant::now());
             }
             result.map(|_| true).map_err(|source| ReconcileError::Write { verb, source })
         }
@@ -291,6 +292,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
 /// Reconcile one SealedSecret.
 pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let start = Instant::now();
+    let id = key(&*ss);
     ctx.metrics.unseal_requests.inc();
     if ss.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -298,13 +300,13 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
     let result = apply(&ss, &ctx).await;
     if let Err(ReconcileError::NotLeading) = &result {
         // Not ours to report either: events and status are writes too.
-        tracing::debug!(sealedsecret = %key(&*ss), "not writing: the leader lease is not fresh");
+        tracing::debug!(sealedsecret = %id, "not writing: the leader lease is not fresh");
         return result.map(|_| Action::await_change());
     }
     let outcome = match &result {
         Ok(wrote) => {
             if *wrote {
-                tracing::info!(sealedsecret = %key(&*ss), "unsealed");
+                tracing::info!(sealedsecret = %id, "unsealed");
                 publish(&ctx, &ss, EventType::Normal, "Unsealed", "SealedSecret unsealed successfully".into()).await;
             }
             Outcome::unsealed()
@@ -313,11 +315,11 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
             let message = describe(e);
             match e.api_call() {
                 Some((verb, resource, code)) => tracing::warn!(
-                    sealedsecret = %key(&*ss), reason = e.category(), verb, resource, code,
+                    sealedsecret = %id, reason = e.category(), verb, resource, code,
                     error = %message, "cannot unseal"
                 ),
                 None => {
-                    tracing::warn!(sealedsecret = %key(&*ss), reason = e.category(), error = %message, "cannot unseal")
+                    tracing::warn!(sealedsecret = %id, reason = e.category(), error = %message, "cannot unseal")
                 }
             }
             ctx.metrics
@@ -345,7 +347,7 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
     match result {
         Ok(_) => {
             if let Ok(mut retries) = ctx.retries.lock() {
-                retries.remove(&key(&*ss));
+                retries.remove(&id);
             }
             Ok(Action::await_change())
         }
@@ -366,15 +368,16 @@ fn condition_labels(ss: &Cached) -> ConditionLabels {
 /// A SealedSecret was deleted: drop its condition metric (an alert on it would otherwise fire
 /// forever) and its retry count.
 pub fn forget(ctx: &Context, ss: &Cached) {
+    let id = key(ss);
     ctx.metrics.condition_info.remove(&condition_labels(ss));
     if let Ok(mut retries) = ctx.retries.lock() {
-        retries.remove(&key(ss));
+        retries.remove(&id);
     }
     if let Ok(mut writes) = ctx.writes.lock() {
-        writes.forget(&key(ss));
+        writes.forget(&id);
     }
     if let Ok(mut verified) = ctx.verified.lock() {
-        verified.remove(&key(ss));
+        verified.remove(&id);
     }
 }
 
