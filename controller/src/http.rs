@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -32,8 +32,24 @@ pub const HEAVY_REQUESTS: usize = 4;
 const HEAVY_WAIT: Duration = Duration::from_secs(10);
 /// Items one request may ask to decrypt: bounds the RSA work a request costs.
 const MAX_ITEMS: usize = 512;
-/// Open connections per server; more are closed at once.
+/// Nodes a posted SealedSecret may hold (its items, their keys, metadata, template): counted
+/// before a tree is built, so a body of a million tiny items costs nothing but its bytes.
+const MAX_NODES: usize = 8 * MAX_ITEMS;
+/// Decrypting requests whose bodies are being read at once. A body is read before a
+/// [`HEAVY_REQUESTS`] permit is taken (a slow upload holds no decrypt permit), so this bounds
+/// the memory bodies take: `UPLOADS × BODY_LIMIT`.
+pub const UPLOADS: usize = 8;
+/// How long a request body may take to arrive.
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// Open connections per server. At the cap, a new connection closes the oldest one that is not
+/// in a request, so connections held open (idle or slow) cannot keep the probes out.
 const MAX_CONNECTIONS: usize = 512;
+/// Open connections from one address.
+const MAX_PER_PEER: usize = 64;
+/// How long a new connection may stay silent before it is closed.
+const FIRST_BYTE: Duration = Duration::from_secs(5);
+/// Clients the rate limiter remembers at most.
+const MAX_CLIENTS: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct ApiState {
@@ -44,16 +60,20 @@ pub struct ApiState {
     pub unseal_options: UnsealOptions,
     /// Permits for the requests that decrypt (see [`HEAVY_REQUESTS`]).
     pub heavy: Arc<Semaphore>,
+    /// Permits to read a decrypting request's body (see [`UPLOADS`]).
+    pub uploads: Arc<Semaphore>,
     /// RBAC forbids the leader Lease: this replica writes as the only one.
     pub election_forbidden: watch::Receiver<bool>,
 }
 
 /// Per-client token buckets: `rate` per second, `burst + 1` at once (as upstream's limiter).
+/// A client is an address and a route, so an entry has a fixed size, and there are at most
+/// [`MAX_CLIENTS`] of them.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: HashMap<String, (f64, Instant)>,
+    buckets: HashMap<(&'static str, IpAddr), (f64, Instant)>,
 }
 
 impl RateLimiter {
@@ -61,13 +81,18 @@ impl RateLimiter {
         RateLimiter { rate: f64::from(rate.max(1)), burst: f64::from(burst) + 1.0, buckets: HashMap::new() }
     }
 
-    pub fn allow(&mut self, key: &str, now: Instant) -> bool {
-        if self.buckets.len() > 10_000 {
-            // Forget idle clients rather than grow without bound.
+    pub fn allow(&mut self, route: &'static str, client: IpAddr, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_CLIENTS {
+            // Forget clients whose bucket is full again: they are as if never seen.
             let (rate, burst) = (self.rate, self.burst);
             self.buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            if self.buckets.len() >= MAX_CLIENTS {
+                // Ten thousand clients all within their burst: start afresh rather than grow.
+                self.buckets.clear();
+            }
+            self.buckets.shrink_to(MAX_CLIENTS);
         }
-        let (tokens, at) = self.buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        let (tokens, at) = self.buckets.entry((route, client)).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -80,14 +105,15 @@ impl RateLimiter {
 }
 
 pub fn api_router(state: ApiState) -> Router {
+    // Each route answers its own methods (GET also answers HEAD); any other is 405.
     let decrypting = Router::new()
-        .route("/v1/verify", any(verify))
-        .route("/v1/rotate", any(rotate))
+        .route("/v1/verify", post(verify))
+        .route("/v1/rotate", post(rotate))
         .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
-        .route("/healthz", any(|| async { "ok\n" }))
-        .route("/readyz", any(readyz))
-        .route("/v1/cert.pem", any(cert))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/cert.pem", get(cert))
         .merge(decrypting)
         .layer(middleware::from_fn_with_state(state.clone(), instrument))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -106,8 +132,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 
 async fn instrument(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    // Lower case, as upstream's Go client labels methods.
-    let method = request.method().as_str().to_ascii_lowercase();
+    let method = method_label(request.method()).to_owned();
     let start = Instant::now();
     let response = next.run(request).await;
     if let Some(path) = path.filter(|p| p.starts_with("/v1/")) {
@@ -124,6 +149,23 @@ async fn instrument(State(state): State<ApiState>, request: Request, next: Next)
             .observe(start.elapsed().as_secs_f64());
     }
     response
+}
+
+/// The `method` label: lower case, as upstream's Go client writes it, for the methods HTTP
+/// defines; any other is `other`, so that a client cannot add label values.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "get",
+        Method::HEAD => "head",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::DELETE => "delete",
+        Method::PATCH => "patch",
+        Method::OPTIONS => "options",
+        Method::CONNECT => "connect",
+        Method::TRACE => "trace",
+        _ => "other",
+    }
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -149,43 +191,58 @@ async fn cert(State(state): State<ApiState>) -> Response {
 }
 
 /// Who a request comes from: the last `X-Forwarded-For` hop, which the API server's service
-/// proxy appends (earlier hops are whatever the client sent), else the peer's address.
-fn client_of(headers: &HeaderMap, peer: Option<IpAddr>) -> String {
-    let last_hop = headers
+/// proxy appends (earlier hops are whatever the client sent), when it is an address; else the
+/// peer's address.
+fn client_of(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .rfind(|hop| !hop.is_empty());
-    match (last_hop, peer) {
-        (Some(hop), _) => hop.to_owned(),
-        (None, Some(ip)) => ip.to_string(),
-        (None, None) => String::new(),
-    }
+        .rfind(|hop| !hop.is_empty())
+        .and_then(|hop| hop.parse().ok())
+        .unwrap_or(peer)
 }
 
-/// Before a decrypting request's body is read: the per-client rate limit, then a turn among
-/// [`HEAVY_REQUESTS`].
+fn busy() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, retry later\n").into_response()
+}
+
+/// A decrypting request, in turn: the per-client rate limit; its body, read whole within
+/// [`BODY_DEADLINE`] among [`UPLOADS`]; then a turn among [`HEAVY_REQUESTS`] for the parse and
+/// the RSA work.
 async fn admit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let route = if request.uri().path() == "/v1/rotate" { "/v1/rotate" } else { "/v1/verify" };
     let client = client_of(request.headers(), peer);
-    let key = format!("{} {client}", request.uri().path());
-    let allowed = state.limiter.lock().map(|mut l| l.allow(&key, Instant::now())).unwrap_or(true);
+    let allowed = state.limiter.lock().map(|mut l| l.allow(route, client, Instant::now())).unwrap_or(true);
     if !allowed {
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "rate limit exceeded, retry later\n")
             .into_response();
     }
-    let Ok(Ok(_permit)) = tokio::time::timeout(HEAVY_WAIT, state.heavy.clone().acquire_owned()).await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, retry later\n").into_response();
+    let (parts, body) = request.into_parts();
+    let bytes = {
+        let Ok(Ok(_upload)) = tokio::time::timeout(HEAVY_WAIT, state.uploads.clone().acquire_owned()).await else {
+            return busy();
+        };
+        match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, BODY_LIMIT)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return (StatusCode::PAYLOAD_TOO_LARGE, "the body is too large\n").into_response(),
+            Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n").into_response(),
+        }
     };
-    next.run(request).await
+    let Ok(Ok(_permit)) = tokio::time::timeout(HEAVY_WAIT, state.heavy.clone().acquire_owned()).await else {
+        return busy();
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
-/// Exactly one SealedSecret, in JSON or YAML, with at most [`MAX_ITEMS`] items.
+/// Exactly one SealedSecret, in JSON or YAML, with at most [`MAX_ITEMS`] items (and
+/// [`MAX_NODES`] nodes, refused before any tree is built).
 fn parse_one(body: &[u8]) -> Option<SealedSecret> {
     let text = std::str::from_utf8(body).ok()?;
-    let mut docs = yaml::parse_documents(text).ok()?;
+    let mut docs = yaml::parse_documents_bounded(text, MAX_NODES).ok()?;
     if docs.len() != 1 {
         return None;
     }
@@ -278,13 +335,85 @@ pub struct Timeouts {
     pub write: Duration,
 }
 
-/// Serve `router` on `addr` until the process stops, with at most [`MAX_CONNECTIONS`] open
-/// connections, each bounded in time: a client that sends slowly, or not at all, is cut off.
+/// The open connections of one server: at most [`MAX_CONNECTIONS`], [`MAX_PER_PEER`] from one
+/// address. When a new one would pass a cap, the oldest connection (of that peer, or of all)
+/// that is not in a request is closed to make room; if every one is in a request, the new
+/// connection is closed instead.
+#[derive(Debug, Default)]
+struct Connections {
+    open: Mutex<Vec<Open>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Open {
+    id: u64,
+    peer: IpAddr,
+    /// Requests in progress on it (HTTP/1 serves one at a time).
+    in_request: Arc<std::sync::atomic::AtomicBool>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+/// A connection's place among [`Connections`], given back when it is dropped.
+struct Slot {
+    id: u64,
+    connections: Arc<Connections>,
+    in_request: Arc<std::sync::atomic::AtomicBool>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let idle = |o: &Open| !o.in_request.load(Ordering::Acquire);
+        if open.iter().filter(|o| o.peer == peer).count() >= MAX_PER_PEER {
+            let oldest = open.iter().position(|o| o.peer == peer && idle(o))?;
+            open.remove(oldest).close.notify_one();
+        }
+        if open.len() >= MAX_CONNECTIONS {
+            let oldest = open.iter().position(idle)?;
+            open.remove(oldest).close.notify_one();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let in_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let close = Arc::new(tokio::sync::Notify::new());
+        open.push(Open { id, peer, in_request: in_request.clone(), close: close.clone() });
+        Some(Slot { id, connections: self.clone(), in_request, close })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.connections.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.retain(|o| o.id != self.id);
+    }
+}
+
+/// Marks its connection as in a request while it lives.
+struct InRequest(Arc<std::sync::atomic::AtomicBool>);
+
+impl InRequest {
+    fn new(flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        InRequest(flag)
+    }
+}
+
+impl Drop for InRequest {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Serve `router` on `addr` until the process stops, with bounded connections (see
+/// [`Connections`]), each bounded in time: one that sends nothing within [`FIRST_BYTE`], or
+/// sends slowly, is cut off, so held connections cannot keep the probes out.
 pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "serving HTTP");
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::default());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -295,25 +424,41 @@ pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> anyh
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Some(slot) = connections.admit(peer.ip()) else {
             drop(stream);
             continue;
         };
         let router = router.clone();
         tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                return;
+            }
+            let in_request = slot.in_request.clone();
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(request)
+                let marked = InRequest::new(in_request.clone());
+                let call = router.clone().oneshot(request);
+                async move {
+                    let response = call.await;
+                    drop(marked);
+                    response
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.read)
                 .serve_connection(TokioIo::new(stream), service);
-            if tokio::time::timeout(timeouts.read + timeouts.write, connection).await.is_err() {
-                tracing::debug!(%peer, "closed a connection that outlived the read and write timeouts");
+            tokio::select! {
+                outcome = tokio::time::timeout(timeouts.read + timeouts.write, connection) => {
+                    if outcome.is_err() {
+                        tracing::debug!(%peer, "closed a connection that outlived the read and write timeouts");
+                    }
+                }
+                () = slot.close.notified() => tracing::debug!(%peer, "closed an idle connection to make room"),
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -325,24 +470,62 @@ mod tests {
     #[test]
     fn the_client_is_the_last_forwarded_hop_or_the_peer() {
         use axum::http::HeaderValue;
-        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let peer = IpAddr::from([10, 0, 0, 9]);
         let mut headers = HeaderMap::new();
-        assert_eq!(client_of(&headers, peer), "10.0.0.9");
+        assert_eq!(client_of(&headers, peer), peer);
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.1.1.1"));
-        assert_eq!(client_of(&headers, peer), "10.1.1.1", "the hop the proxy appended, not the client's choice");
+        assert_eq!(client_of(&headers, peer).to_string(), "10.1.1.1", "the hop the proxy appended");
         headers.append("x-forwarded-for", HeaderValue::from_static("10.2.2.2"));
-        assert_eq!(client_of(&headers, peer), "10.2.2.2");
+        assert_eq!(client_of(&headers, peer).to_string(), "10.2.2.2");
+        let long = HeaderValue::from_str(&"x".repeat(30_000)).unwrap();
+        headers.append("x-forwarded-for", long);
+        assert_eq!(client_of(&headers, peer), peer, "a hop that is no address is not a client");
     }
 
     #[test]
     fn rate_limiter_allows_burst_then_refills() {
         let mut limiter = RateLimiter::new(2, 2);
         let t0 = Instant::now();
-        assert!(limiter.allow("a", t0));
-        assert!(limiter.allow("a", t0));
-        assert!(limiter.allow("a", t0), "burst + 1, as upstream");
-        assert!(!limiter.allow("a", t0));
-        assert!(limiter.allow("b", t0), "clients are limited separately");
-        assert!(limiter.allow("a", t0 + std::time::Duration::from_millis(600)));
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert!(limiter.allow("/v1/verify", a, t0));
+        assert!(limiter.allow("/v1/verify", a, t0));
+        assert!(limiter.allow("/v1/verify", a, t0), "burst + 1, as upstream");
+        assert!(!limiter.allow("/v1/verify", a, t0));
+        assert!(limiter.allow("/v1/rotate", a, t0), "routes are limited separately");
+        assert!(limiter.allow("/v1/verify", b, t0), "clients are limited separately");
+        assert!(limiter.allow("/v1/verify", a, t0 + std::time::Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn the_rate_limiter_remembers_a_bounded_number_of_clients() {
+        let mut limiter = RateLimiter::new(2, 2);
+        let t0 = Instant::now();
+        for i in 0..50_000u32 {
+            limiter.allow("/v1/verify", IpAddr::from(i.to_be_bytes()), t0);
+            assert!(limiter.buckets.len() <= MAX_CLIENTS);
+        }
+    }
+
+    #[test]
+    fn unknown_methods_are_one_label_value() {
+        assert_eq!(method_label(&Method::POST), "post");
+        assert_eq!(method_label(&Method::from_bytes(&[b'X'; 1000]).unwrap()), "other");
+    }
+
+    #[test]
+    fn held_connections_make_room_for_new_ones() {
+        let connections = Arc::new(Connections::default());
+        let attacker = IpAddr::from([10, 0, 0, 66]);
+        let held: Vec<Slot> = (0..MAX_PER_PEER * 2).filter_map(|_| connections.admit(attacker)).collect();
+        assert_eq!(connections.open.lock().unwrap().len(), MAX_PER_PEER, "one peer holds at most its share");
+        let busy: Vec<_> = held.iter().map(|s| InRequest::new(s.in_request.clone())).collect();
+        assert!(connections.admit(attacker).is_none(), "every one in a request: the new one waits");
+        drop(busy);
+        let others: Vec<Slot> =
+            (0..MAX_CONNECTIONS as u32).filter_map(|i| connections.admit(IpAddr::from(i.to_be_bytes()))).collect();
+        assert_eq!(others.len(), MAX_CONNECTIONS);
+        let probe = connections.admit(IpAddr::from([10, 0, 0, 1]));
+        assert!(probe.is_some(), "the probe's connection closes the oldest idle one");
+        assert_eq!(connections.open.lock().unwrap().len(), MAX_CONNECTIONS);
     }
 }

@@ -1,6 +1,7 @@
 //! The controller's keys, built from key Secrets: which decrypt, which seals, and the MAC keys
 //! that let a restart trust Secrets it wrote before.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -14,6 +15,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::flags::KeyOrderPriority;
+use crate::plan::{DATA_MAC_ANNOTATION, SOURCE_DIGEST_ANNOTATION};
 
 pub use sealant_crds::keys::KEY_LABEL;
 
@@ -70,6 +72,37 @@ pub fn is_loadable_key(secret: &Secret, legacy_name: &str) -> bool {
     labelled || secret.metadata.name.as_deref() == Some(legacy_name)
 }
 
+/// Whether a SealedSecret made this Secret: an owner reference to one, or the bookkeeping
+/// annotations the controller writes on every Secret it unseals. Such a Secret holds what a
+/// SealedSecret's author chose, so it is never a key, whatever its name or labels say.
+pub fn made_by_sealed_secret(secret: &Secret) -> bool {
+    let owned = secret.metadata.owner_references.iter().flatten().any(|o| o.kind == sealant_crds::types::KIND);
+    let annotated = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(SOURCE_DIGEST_ANNOTATION) || a.contains_key(DATA_MAC_ANNOTATION));
+    owned || annotated
+}
+
+/// Where the controller finds its key Secrets, and by what: the Secrets no SealedSecret may
+/// produce.
+#[derive(Clone, Debug)]
+pub struct KeySecrets {
+    /// The controller's namespace.
+    pub namespace: String,
+    /// `--key-prefix`: the legacy key's name, loaded with or without the label.
+    pub legacy_name: String,
+}
+
+impl KeySecrets {
+    /// Whether a Secret with this namespace, name and labels would be watched as a key (any
+    /// value of the key label counts: a retired key's label changes how the next is named).
+    pub fn would_watch(&self, namespace: &str, name: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+        namespace == self.namespace && (name == self.legacy_name || labels.is_some_and(|l| l.contains_key(KEY_LABEL)))
+    }
+}
+
 impl Keyring {
     /// Build from key Secrets (those not loadable are ignored; broken ones are listed in
     /// `rejected`).
@@ -85,6 +118,10 @@ impl Keyring {
                 continue;
             }
             let name = secret.metadata.name.clone().unwrap_or_default();
+            if made_by_sealed_secret(secret) {
+                ring.rejected.push(RejectedKey { secret_name: name, reason: "a SealedSecret made it".into() });
+                continue;
+            }
             match parse_key_secret(secret) {
                 Ok((key, certificate)) => {
                     let Some(mac_key) = mac_key_for(&key) else {

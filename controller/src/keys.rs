@@ -107,9 +107,11 @@ pub async fn watch_keys(
 fn publish(ring: Keyring, metrics: &Metrics, keyring: &watch::Sender<Arc<Keyring>>) {
     let before: Vec<String> = keyring.borrow().entries().iter().map(|e| e.fingerprint.clone()).collect();
     let after: Vec<String> = ring.entries().iter().map(|e| e.fingerprint.clone()).collect();
-    for rejected in &ring.rejected {
+    // Once per Secret and reason, not at every change of the keys.
+    for rejected in ring.rejected.iter().filter(|r| !keyring.borrow().rejected.contains(r)) {
         tracing::warn!(secret = %rejected.secret_name, reason = %rejected.reason, "ignoring a key Secret that cannot be used");
     }
+    metrics.rejected_keys.set(ring.rejected.len() as i64);
     if before != after {
         tracing::info!(
             keys = ring.len(),

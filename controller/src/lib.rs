@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::cache::Cached;
 use crate::flags::Flags;
-use crate::keyring::Keyring;
+use crate::keyring::{KeySecrets, Keyring};
 use crate::metrics::Metrics;
 
 /// SealedSecrets reconciled at once.
@@ -131,6 +131,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         metrics,
         events: events::Events::new(client.clone(), identity()),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
+        key_secrets: KeySecrets { namespace: namespace.clone(), legacy_name: flags.key_prefix.clone() },
         update_status: flags.update_status,
         max_retries: flags.max_unseal_retries,
         retries: Mutex::new(Default::default()),
@@ -251,6 +252,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         limiter: Arc::new(Mutex::new(http::RateLimiter::new(flags.rate_limit, flags.rate_limit_burst))),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         heavy: Arc::new(tokio::sync::Semaphore::new(http::HEAVY_REQUESTS)),
+        uploads: Arc::new(tokio::sync::Semaphore::new(http::UPLOADS)),
         election_forbidden: forbidden_rx.clone(),
     };
     let timeouts = http::Timeouts { read: flags.read_timeout, write: flags.write_timeout };

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<HttpDurationLabels, Histogram>,
     pub keys: Gauge,
+    pub rejected_keys: Gauge,
     pub newest_key_created: Gauge<f64, AtomicU64>,
     pub decryptions: Counter,
     pub reconcile_duration: Histogram,
@@ -105,6 +106,12 @@ impl Metrics {
         );
         let keys = Gauge::default();
         registry.register("sealant_keys", "Number of loaded private keys", keys.clone());
+        let rejected_keys = Gauge::default();
+        registry.register(
+            "sealant_rejected_key_secrets",
+            "Key Secrets that are not loaded (broken, or made by a SealedSecret); the log says why",
+            rejected_keys.clone(),
+        );
         let newest_key_created = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "sealant_newest_key_created_timestamp_seconds",
@@ -148,6 +155,7 @@ impl Metrics {
             http_requests,
             http_duration,
             keys,
+            rejected_keys,
             newest_key_created,
             decryptions,
             reconcile_duration,

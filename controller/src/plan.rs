@@ -12,7 +12,7 @@ use sealant_crds::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::keyring::Keyring;
+use crate::keyring::{KEY_LABEL, KeySecrets, Keyring};
 
 /// On the Secret: digest of the SealedSecret it was made from.
 pub const SOURCE_DIGEST_ANNOTATION: &str = "sealant.dev/source-digest";
@@ -31,6 +31,12 @@ pub enum PlanError {
     NoKeys,
     #[error("Secrets of type {} are filled in by another controller; a SealedSecret cannot own one", quoted(.0))]
     ForeignType(String),
+    #[error(
+        "the Secret would be read as a sealing key (the key label, or the legacy key's name, in \
+         the controller's namespace): keys are made by the controller or an operator, never \
+         unsealed"
+    )]
+    KeySecret,
     #[error(
         "the Secret was rewritten {} times in {} minutes: something else keeps changing it; \
          writing stops until the SealedSecret changes",
@@ -116,7 +122,7 @@ impl PlanError {
             PlanError::NotManaged(_) => "SecretNotManaged",
             PlanError::Immutable => "SecretImmutable",
             PlanError::NoKeys => "NoKeys",
-            PlanError::ForeignType(_) => "InvalidSpec",
+            PlanError::ForeignType(_) | PlanError::KeySecret => "InvalidSpec",
             PlanError::Contested => "SecretContested",
         }
     }
@@ -124,7 +130,9 @@ impl PlanError {
     /// Upstream's event reason.
     pub fn event_reason(&self) -> &'static str {
         match self {
-            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) => "ErrUnsealFailed",
+            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) | PlanError::KeySecret => {
+                "ErrUnsealFailed"
+            }
             PlanError::NotManaged(_) | PlanError::Immutable | PlanError::Contested => "ErrUpdateFailed",
         }
     }
@@ -132,7 +140,7 @@ impl PlanError {
     /// Upstream's `unseal_errors_total` reason label.
     pub fn metric_reason(&self) -> &'static str {
         match self {
-            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) => "unseal",
+            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) | PlanError::KeySecret => "unseal",
             PlanError::NotManaged(_) => "unmanaged",
             PlanError::Immutable | PlanError::Contested => "update",
         }
@@ -167,26 +175,61 @@ impl std::fmt::Display for SourceDigest {
     }
 }
 
-/// What of a SealedSecret's template the Secret's labels, annotations and type must match: all
-/// the controller's cache keeps of its spec.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What of a SealedSecret's template the Secret's labels, annotations and type must match, and
+/// the template's properties the decisions read: all the controller's cache keeps of its spec.
+/// The labels and annotations themselves are not kept (a tenant may write a megabyte of them
+/// per object), only their digest: its size is fixed, whatever the template holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shape {
-    pub type_: Option<String>,
-    pub labels: Option<BTreeMap<String, String>>,
-    pub annotations: Option<BTreeMap<String, String>>,
+    /// SHA-256 of the type, labels and annotations, as [`shape_digest`] writes them.
+    digest: [u8; 32],
+    /// The template's type, when it is one another controller fills in.
+    pub foreign_type: Option<&'static str>,
+    /// The template labels its Secret with the key label (whatever the value).
+    pub key_label: bool,
 }
 
+/// The shape of a template without labels, annotations or type: most SealedSecrets'.
+static PLAIN: std::sync::LazyLock<Shape> = std::sync::LazyLock::new(|| Shape::of(&SecretTemplateSpec::default()));
+
 impl Shape {
-    /// The shape of a template without labels, annotations or type: most SealedSecrets'.
-    pub const PLAIN: Shape = Shape { type_: None, labels: None, annotations: None };
+    pub fn plain() -> &'static Shape {
+        &PLAIN
+    }
 
     pub fn of(template: &SecretTemplateSpec) -> Shape {
+        let (labels, annotations) = (template.metadata.labels.as_ref(), template.metadata.annotations.as_ref());
         Shape {
-            type_: template.type_.clone(),
-            labels: template.metadata.labels.clone().filter(|l| !l.is_empty()),
-            annotations: template.metadata.annotations.clone().filter(|a| !a.is_empty()),
+            digest: shape_digest(template.type_.as_deref(), labels, annotations.into_iter().flatten()),
+            foreign_type: template.type_.as_deref().and_then(|t| FOREIGN_TYPES.iter().copied().find(|f| *f == t)),
+            key_label: labels.is_some_and(|l| l.contains_key(KEY_LABEL)),
         }
     }
+}
+
+/// SHA-256 of a Secret's type (the default when it names none), labels and annotations, each
+/// string length-prefixed so that no two different sets write the same bytes.
+fn shape_digest<'a>(
+    type_: Option<&str>,
+    labels: Option<&BTreeMap<String, String>>,
+    annotations: impl Iterator<Item = (&'a String, &'a String)>,
+) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    let mut put = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    };
+    put(type_.unwrap_or(DEFAULT_TYPE).as_bytes());
+    for (k, v) in labels.into_iter().flatten() {
+        put(k.as_bytes());
+        put(v.as_bytes());
+    }
+    put(b"annotations");
+    for (k, v) in annotations {
+        put(k.as_bytes());
+        put(v.as_bytes());
+    }
+    hash.finalize().into()
 }
 
 fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
@@ -246,15 +289,9 @@ fn written_by_us(secret: &Secret, keyring: &Keyring) -> bool {
 /// Whether the existing Secret's labels, annotations (except ours) and type are the
 /// template's: then only the data could differ, which the MAC covers.
 fn shape_matches(existing: &Secret, shape: &Shape) -> bool {
-    let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
-    annotations.remove(SOURCE_DIGEST_ANNOTATION);
-    annotations.remove(DATA_MAC_ANNOTATION);
-    let want_annotations = shape.annotations.clone().unwrap_or_default();
-    let labels = existing.metadata.labels.clone().unwrap_or_default();
-    let want_labels = shape.labels.clone().unwrap_or_default();
-    annotations == want_annotations
-        && labels == want_labels
-        && existing.type_.as_deref().unwrap_or(DEFAULT_TYPE) == shape.type_.as_deref().unwrap_or(DEFAULT_TYPE)
+    let ours = |k: &&String| k.as_str() != SOURCE_DIGEST_ANNOTATION && k.as_str() != DATA_MAC_ANNOTATION;
+    let annotations = existing.metadata.annotations.iter().flatten().filter(|(k, _)| ours(k));
+    shape_digest(existing.type_.as_deref(), existing.metadata.labels.as_ref(), annotations) == shape.digest
 }
 
 /// Whether the existing Secret already is what a SealedSecret says, decided without decrypting,
@@ -265,9 +302,17 @@ pub fn up_to_date(
     digest: &SourceDigest,
     existing: Option<&Secret>,
     keyring: &Keyring,
+    keys: &KeySecrets,
 ) -> Result<bool, PlanError> {
-    if let Some(kind) = shape.type_.as_deref().filter(|t| FOREIGN_TYPES.contains(t)) {
+    if let Some(kind) = shape.foreign_type {
         return Err(PlanError::ForeignType(kind.to_owned()));
+    }
+    let (namespace, name) = (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
+    // The existing Secret's labels count too: patching one that is already a key (the
+    // patch annotation merges) would replace a key.
+    let existing_labels = existing.and_then(|e| e.metadata.labels.as_ref());
+    if keys.would_watch(namespace, name, existing_labels) || (shape.key_label && namespace == keys.namespace) {
+        return Err(PlanError::KeySecret);
     }
     let Some(existing) = existing else { return Ok(false) };
     // Ours: controlled by this SealedSecret, or (without ownerReferences, when the template
@@ -290,9 +335,10 @@ pub fn plan(
     existing: Option<&Secret>,
     keyring: &Keyring,
     options: UnsealOptions,
+    keys: &KeySecrets,
 ) -> Result<Plan, PlanError> {
     let digest = source_digest(ss);
-    if up_to_date(&ss.metadata, &Shape::of(&ss.spec.template), &digest, existing, keyring)? {
+    if up_to_date(&ss.metadata, &Shape::of(&ss.spec.template), &digest, existing, keyring, keys)? {
         return Ok(Plan::UpToDate);
     }
 
@@ -331,6 +377,12 @@ pub fn plan(
             replaced
         }
     };
+    // The labels of the deprecated `data` field's Secret, or of a patched one, count too.
+    let (namespace, name) =
+        (ss.metadata.namespace.as_deref().unwrap_or_default(), ss.metadata.name.as_deref().unwrap_or_default());
+    if keys.would_watch(namespace, name, secret.metadata.labels.as_ref()) {
+        return Err(PlanError::KeySecret);
+    }
     // Write what the API server would store, so that an unchanged Secret compares equal.
     secret.type_.get_or_insert_with(|| DEFAULT_TYPE.to_owned());
     let digest_text = digest.to_string();
@@ -399,6 +451,10 @@ mod tests {
         Keyring::from_secrets([&secret], KeyOrderPriority::CertNotBefore, "sealed-secrets-key")
     }
 
+    fn key_secrets() -> KeySecrets {
+        KeySecrets { namespace: "kube-system".into(), legacy_name: "sealed-secrets-key".into() }
+    }
+
     fn sealed(annotations: &[(&str, &str)]) -> SealedSecret {
         let cert = Certificate::from_pem(&std::fs::read_to_string(repo("keys-example/demo.tls.crt")).unwrap()).unwrap();
         let secret = Secret {
@@ -450,11 +506,11 @@ mod tests {
     #[test]
     fn a_written_secret_is_trusted_next_time_without_decrypting() {
         let (ring, ss) = (keyring(), sealed(&[]));
-        let first = written(plan(&ss, None, &ring, UnsealOptions::default()).unwrap());
-        assert!(matches!(plan(&ss, Some(&first), &ring, UnsealOptions::default()), Ok(Plan::UpToDate)));
+        let first = written(plan(&ss, None, &ring, UnsealOptions::default(), &key_secrets()).unwrap());
+        assert!(matches!(plan(&ss, Some(&first), &ring, UnsealOptions::default(), &key_secrets()), Ok(Plan::UpToDate)));
         let mut edited = first.clone();
         edited.data.as_mut().unwrap().insert("k".into(), ByteString(b"tampered".to_vec()));
-        let restored = written(plan(&ss, Some(&edited), &ring, UnsealOptions::default()).unwrap());
+        let restored = written(plan(&ss, Some(&edited), &ring, UnsealOptions::default(), &key_secrets()).unwrap());
         assert_eq!(restored.data.unwrap()["k"].0, b"v");
     }
 
@@ -468,11 +524,11 @@ mod tests {
         upstreams.metadata.owner_references.as_mut().unwrap()[0].block_owner_deletion = Some(true);
         upstreams.data = Some(BTreeMap::from([("k".into(), ByteString(b"v".to_vec()))]));
         assert!(matches!(
-            plan(&ss, Some(&upstreams), &ring, UnsealOptions::default()),
+            plan(&ss, Some(&upstreams), &ring, UnsealOptions::default(), &key_secrets()),
             Ok(Plan::Matches { decrypted: 1, .. })
         ));
         upstreams.data = Some(BTreeMap::from([("k".into(), ByteString(b"stale".to_vec()))]));
-        let replaced = written(plan(&ss, Some(&upstreams), &ring, UnsealOptions::default()).unwrap());
+        let replaced = written(plan(&ss, Some(&upstreams), &ring, UnsealOptions::default(), &key_secrets()).unwrap());
         assert_eq!(replaced.data.unwrap()["k"].0, b"v", "different data is still corrected");
     }
 
@@ -480,17 +536,33 @@ mod tests {
     fn foreign_secrets_are_left_alone_unless_managed_or_patch() {
         let (ring, ss) = (keyring(), sealed(&[]));
         let theirs = existing(&[], false);
-        assert!(matches!(plan(&ss, Some(&theirs), &ring, UnsealOptions::default()), Err(PlanError::NotManaged(_))));
+        assert!(matches!(
+            plan(&ss, Some(&theirs), &ring, UnsealOptions::default(), &key_secrets()),
+            Err(PlanError::NotManaged(_))
+        ));
 
         let managed = written(
-            plan(&ss, Some(&existing(&[(MANAGED_ANNOTATION, "true")], false)), &ring, UnsealOptions::default())
-                .unwrap(),
+            plan(
+                &ss,
+                Some(&existing(&[(MANAGED_ANNOTATION, "true")], false)),
+                &ring,
+                UnsealOptions::default(),
+                &key_secrets(),
+            )
+            .unwrap(),
         );
         assert_eq!(managed.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["k"], "replaced");
         assert!(managed.metadata.owner_references.is_some(), "taken over");
 
         let patched = written(
-            plan(&ss, Some(&existing(&[(PATCH_ANNOTATION, "true")], false)), &ring, UnsealOptions::default()).unwrap(),
+            plan(
+                &ss,
+                Some(&existing(&[(PATCH_ANNOTATION, "true")], false)),
+                &ring,
+                UnsealOptions::default(),
+                &key_secrets(),
+            )
+            .unwrap(),
         );
         assert_eq!(patched.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["k", "other"], "merged");
         assert!(patched.metadata.owner_references.is_none(), "patch alone never takes ownership");
@@ -501,18 +573,21 @@ mod tests {
         let (ring, ss) = (keyring(), sealed(&[]));
         let mut frozen = existing(&[], true);
         frozen.immutable = Some(true);
-        assert!(matches!(plan(&ss, Some(&frozen), &ring, UnsealOptions::default()), Err(PlanError::Immutable)));
+        assert!(matches!(
+            plan(&ss, Some(&frozen), &ring, UnsealOptions::default(), &key_secrets()),
+            Err(PlanError::Immutable)
+        ));
     }
 
     #[test]
     fn a_changed_source_is_decrypted_again() {
         let ring = keyring();
         let ss = sealed(&[]);
-        let first = written(plan(&ss, None, &ring, UnsealOptions::default()).unwrap());
+        let first = written(plan(&ss, None, &ring, UnsealOptions::default(), &key_secrets()).unwrap());
         let mut relabelled = ss.clone();
         relabelled.metadata.annotations.get_or_insert_with(BTreeMap::new).insert("team".into(), "x".into());
         assert!(matches!(
-            plan(&relabelled, Some(&first), &ring, UnsealOptions::default()),
+            plan(&relabelled, Some(&first), &ring, UnsealOptions::default(), &key_secrets()),
             Ok(Plan::Write { decrypted: 1, .. })
         ));
     }
@@ -561,15 +636,59 @@ mod tests {
     fn service_account_tokens_are_refused_without_decrypting() {
         let mut ss = sealed(&[]);
         ss.spec.template.type_ = Some("kubernetes.io/service-account-token".into());
-        let err = plan(&ss, None, &keyring(), UnsealOptions::default()).unwrap_err();
+        let err = plan(&ss, None, &keyring(), UnsealOptions::default(), &key_secrets()).unwrap_err();
         assert!(matches!(err, PlanError::ForeignType(_)));
         assert_eq!(err.category(), "InvalidSpec");
     }
 
     #[test]
+    fn a_sealed_secret_never_makes_a_key_secret() {
+        let (ring, keys) = (keyring(), key_secrets());
+        let in_key_namespace = |name: &str| {
+            let mut ss = sealed(&[]);
+            ss.metadata.namespace = Some("kube-system".into());
+            ss.metadata.name = Some(name.into());
+            ss
+        };
+        let legacy = in_key_namespace("sealed-secrets-key");
+        assert!(matches!(plan(&legacy, None, &ring, UnsealOptions::default(), &keys), Err(PlanError::KeySecret)));
+        let mut labelled = in_key_namespace("anything");
+        labelled.spec.template.metadata.labels = Some(BTreeMap::from([(KEY_LABEL.into(), "active".into())]));
+        let err = plan(&labelled, None, &ring, UnsealOptions::default(), &keys).unwrap_err();
+        assert!(matches!(err, PlanError::KeySecret));
+        assert_eq!(err.category(), "InvalidSpec");
+        // A patched Secret that already carries the label is refused as well.
+        let mut patched = existing(&[(PATCH_ANNOTATION, "true")], false);
+        patched.metadata.namespace = Some("kube-system".into());
+        patched.metadata.labels = Some(BTreeMap::from([(KEY_LABEL.into(), "active".into())]));
+        let unlabelled = in_key_namespace("anything");
+        assert!(matches!(
+            plan(&unlabelled, Some(&patched), &ring, UnsealOptions::default(), &keys),
+            Err(PlanError::KeySecret)
+        ));
+        // Elsewhere, the same label is only a label.
+        let mut elsewhere = sealed(&[]);
+        elsewhere.spec.template.metadata.labels = labelled.spec.template.metadata.labels.clone();
+        assert!(plan(&elsewhere, None, &ring, UnsealOptions::default(), &keys).is_ok());
+    }
+
+    #[test]
+    fn the_shape_keeps_a_digest_of_the_template_metadata_not_the_metadata() {
+        let mut template = SecretTemplateSpec::default();
+        template.metadata.annotations = Some(BTreeMap::from([("big".into(), "x".repeat(1 << 20))]));
+        let shape = Shape::of(&template);
+        assert!(std::mem::size_of_val(&shape) < 64, "a fixed size, whatever the template holds");
+        let mut secret = existing(&[("big", &"x".repeat(1 << 20)), (SOURCE_DIGEST_ANNOTATION, "d")], true);
+        assert!(shape_matches(&secret, &shape), "our own annotations do not count");
+        secret.metadata.labels = Some(BTreeMap::from([("big".into(), "x".into())]));
+        assert!(!shape_matches(&secret, &shape), "a label is not an annotation");
+        assert!(shape_matches(&existing(&[], true), Shape::plain()));
+    }
+
+    #[test]
     fn no_keys_is_its_own_reason() {
         let ss = sealed(&[]);
-        let err = plan(&ss, None, &Keyring::default(), UnsealOptions::default()).unwrap_err();
+        let err = plan(&ss, None, &Keyring::default(), UnsealOptions::default(), &key_secrets()).unwrap_err();
         assert_eq!(err.category(), "NoKeys");
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::cache::{Cached, INSTANCE_LABEL};
 use crate::events::{EventType, Events};
-use crate::keyring::Keyring;
+use crate::keyring::{KeySecrets, Keyring};
 use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::plan::{Plan, PlanError, SourceDigest, WriteBudget, plan, up_to_date};
 use crate::status::{Outcome, SYNCED, next_status};
@@ -109,9 +109,9 @@ impl ReconcileError {
 
     pub fn retry(&self) -> Retry {
         match self {
-            ReconcileError::Plan(PlanError::Immutable | PlanError::ForeignType(_) | PlanError::Contested) => {
-                Retry::AwaitChange
-            }
+            ReconcileError::Plan(
+                PlanError::Immutable | PlanError::ForeignType(_) | PlanError::KeySecret | PlanError::Contested,
+            ) => Retry::AwaitChange,
             // Keys arriving reconcile everything again; until then, keep asking.
             ReconcileError::Plan(PlanError::NoKeys) => Retry::Transient,
             ReconcileError::Plan(_) | ReconcileError::Internal => Retry::Counted,
@@ -180,9 +180,12 @@ pub fn next_action(
     }
 }
 
-/// The error and its causes on one line, each cause once.
+/// Longest error text a log line, an Event or a status condition carries.
+const MAX_MESSAGE: usize = 1024;
+
+/// The error and its causes on one line, each cause once, at most [`MAX_MESSAGE`] bytes.
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    sealant_core::error::one_line(e.to_string(), e.source())
+    sealant_core::error::bounded(sealant_core::error::one_line(e.to_string(), e.source()), MAX_MESSAGE)
 }
 
 fn is_immutable(e: &kube::Error) -> bool {
@@ -196,6 +199,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub events: Events,
     pub unseal_options: UnsealOptions,
+    /// The Secrets read as keys, which no SealedSecret may produce.
+    pub key_secrets: KeySecrets,
     pub update_status: bool,
     pub max_retries: u32,
     pub retries: Mutex<HashMap<String, RetryState>>,
@@ -237,7 +242,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     let options = ctx.unseal_options;
     // The cache holds SealedSecrets without their items, with their digest: an unchanged one
     // is settled here; only one to decrypt is read whole.
-    if up_to_date(&ss.metadata, ss.shape(), &ss.digest, existing.as_ref(), &keyring)? {
+    if up_to_date(&ss.metadata, ss.shape(), &ss.digest, existing.as_ref(), &keyring, &ctx.key_secrets)? {
         return Ok(false);
     }
     let version = existing.as_ref().and_then(|e| e.metadata.resource_version.clone());
@@ -252,7 +257,8 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
         return Ok(false);
     };
     // RSA decryption is CPU work: keep it off the async workers.
-    let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options))
+    let keys = ctx.key_secrets.clone();
+    let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options, &keys))
         .await
         .map_err(|_| ReconcileError::Internal)?;
     match decided? {

@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use sealant_controller::cache::Cached;
 use sealant_controller::events::Events;
 use sealant_controller::flags::KeyOrderPriority;
-use sealant_controller::keyring::Keyring;
+use sealant_controller::keyring::{KeySecrets, Keyring};
 use sealant_controller::leader::Fence;
 use sealant_controller::metrics::Metrics;
 use sealant_controller::reconcile::{Context, ReconcileError, Retry, error_policy, reconcile};
@@ -119,6 +119,7 @@ fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
         metrics: Arc::new(Metrics::new()),
         events: Events::new(client, "test".into()),
         unseal_options: UnsealOptions::default(),
+        key_secrets: KeySecrets { namespace: "kube-system".into(), legacy_name: "sealed-secrets-key".into() },
         update_status: true,
         max_retries: 5,
         retries: Mutex::default(),

@@ -15,6 +15,23 @@ pub fn one_line(head: String, mut cause: Option<&(dyn std::error::Error + 'stati
     line
 }
 
+/// `text` cut to at most `max` bytes (at a character boundary), saying how much was left out:
+/// a message that names what an untrusted object holds (its keys, say) stays small enough for a
+/// log line, an Event and a status condition.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left_out = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("... ({left_out} more bytes)"));
+    text
+}
+
 /// `text` in double quotes for a message, with quotes, backslashes and control characters
 /// escaped, so that a name from a file or the network cannot break the line or drive the
 /// terminal. (What `{:?}` does to a string, said on purpose, and never Rust's type names.)

@@ -17,6 +17,10 @@ pub enum YamlError {
     Json(String),
     #[error("cannot write YAML: {0}")]
     Emit(String),
+    #[error("the document has more than {0} nodes")]
+    TooManyNodes(usize),
+    #[error("the document uses YAML aliases, which are not accepted here")]
+    Alias,
 }
 
 /// Whether `text` looks like JSON (a stream of JSON values) rather than YAML.
@@ -50,6 +54,118 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
         }
     }
     Ok(docs)
+}
+
+/// Exactly like [`parse_documents`], for text from the network: refused, before any tree is
+/// built, when it holds more than `max_nodes` nodes (scalars, sequences and mappings, counted by
+/// a streaming pass that allocates nothing per node) or any YAML alias (whose expansion would
+/// cost more than the text). The tree then costs a bounded multiple of the text's size plus
+/// `max_nodes` small nodes.
+pub fn parse_documents_bounded(text: &str, max_nodes: usize) -> Result<Vec<Value>, YamlError> {
+    let text = text.trim_start_matches('\u{feff}');
+    if flow_depth(text) > MAX_NESTING {
+        return Err(YamlError::TooDeep);
+    }
+    if looks_like_json(text) {
+        let count = std::cell::Cell::new(0usize);
+        let mut stream = serde_json::Deserializer::from_str(text);
+        loop {
+            match serde::de::DeserializeSeed::deserialize(CountNodes { count: &count, max: max_nodes }, &mut stream) {
+                Ok(()) => {}
+                Err(_) if count.get() > max_nodes => return Err(YamlError::TooManyNodes(max_nodes)),
+                Err(e) if e.is_eof() => break,
+                Err(e) => return Err(YamlError::Json(format!("line {} column {}", e.line(), e.column()))),
+            }
+        }
+    } else {
+        let mut nodes = 0usize;
+        for event in saphyr_parser::Parser::new_from_str(text) {
+            let (event, _) = event.map_err(|e| YamlError::Yaml(format!("line {}", e.marker().line())))?;
+            match event {
+                saphyr_parser::Event::Alias(_) => return Err(YamlError::Alias),
+                saphyr_parser::Event::Scalar(..)
+                | saphyr_parser::Event::SequenceStart(..)
+                | saphyr_parser::Event::MappingStart(..) => nodes += 1,
+                _ => {}
+            }
+            if nodes > max_nodes {
+                return Err(YamlError::TooManyNodes(max_nodes));
+            }
+        }
+    }
+    parse_documents(text)
+}
+
+/// Counts the nodes of one JSON value as serde reads it, keeping none of them; fails once there
+/// are more than `max`.
+struct CountNodes<'a> {
+    count: &'a std::cell::Cell<usize>,
+    max: usize,
+}
+
+impl CountNodes<'_> {
+    fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+        self.count.set(self.count.get() + 1);
+        if self.count.get() > self.max { Err(E::custom("too many nodes")) } else { Ok(()) }
+    }
+
+    fn again(&self) -> Self {
+        CountNodes { count: self.count, max: self.max }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CountNodes<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CountNodes<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.one()
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.one()
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.one()
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.one()
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.one()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.one()
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.one()?;
+        while seq.next_element_seed(self.again())?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.one()?;
+        while map.next_key_seed(self.again())?.is_some() {
+            map.next_value_seed(self.again())?;
+        }
+        Ok(())
+    }
 }
 
 /// The deepest nesting of `[`/`{` in `text`, outside quoted scalars and comments: a linear
@@ -153,6 +269,20 @@ pub fn sorted(value: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_parse_refuses_many_tiny_nodes_before_building_a_tree() {
+        let yaml = "- 0\n".repeat(10_000);
+        assert!(matches!(parse_documents_bounded(&yaml, 1000), Err(YamlError::TooManyNodes(1000))));
+        let json = format!("[{}0]", "0,".repeat(10_000));
+        assert!(matches!(parse_documents_bounded(&json, 1000), Err(YamlError::TooManyNodes(1000))));
+        assert!(matches!(parse_documents_bounded("a: &x [1]\nb: *x\n", 1000), Err(YamlError::Alias)));
+        let doc = "{\"kind\": \"SealedSecret\", \"spec\": {\"encryptedData\": {\"a\": \"b\"}}}";
+        assert_eq!(parse_documents_bounded(doc, 1000).unwrap(), parse_documents(doc).unwrap());
+        let doc = "kind: SealedSecret\nspec:\n  encryptedData:\n    a: b\n";
+        assert_eq!(parse_documents_bounded(doc, 9).unwrap(), parse_documents(doc).unwrap());
+        assert!(parse_documents_bounded(doc, 8).is_err(), "three mappings and six scalars");
+    }
 
     #[test]
     fn deep_nesting_is_refused_before_parsing() {

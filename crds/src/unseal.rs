@@ -48,6 +48,11 @@ pub enum UnsealError {
     BothDataAndEncryptedData,
     #[error("the deprecated 'data' field does not hold a Secret")]
     V1NotASecret,
+    #[error(
+        "spec.template.metadata.finalizers is not allowed: the API server's garbage collector could \
+         never delete the Secret"
+    )]
+    TemplateFinalizers,
 }
 
 impl UnsealError {
@@ -56,20 +61,28 @@ impl UnsealError {
         match self {
             UnsealError::Items(_) | UnsealError::V1NotASecret => "DecryptFailed",
             UnsealError::Template(_) => "TemplateError",
-            UnsealError::V1DataRefused | UnsealError::BothDataAndEncryptedData => "InvalidSpec",
+            UnsealError::V1DataRefused | UnsealError::BothDataAndEncryptedData | UnsealError::TemplateFinalizers => {
+                "InvalidSpec"
+            }
         }
     }
 }
 
 struct ItemList<'a>(&'a [(String, ItemError)]);
 
+/// Items a message names before it says how many more failed.
+const LISTED_ITEMS: usize = 5;
+
 impl fmt::Display for ItemList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (key, err)) in self.0.iter().enumerate() {
+        for (i, (key, err)) in self.0.iter().take(LISTED_ITEMS).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{key}: {err}")?;
+            write!(f, "{}: {err}", sealant_core::error::bounded(key.clone(), 64))?;
+        }
+        if self.0.len() > LISTED_ITEMS {
+            write!(f, "; and {} more", self.0.len() - LISTED_ITEMS)?;
         }
         Ok(())
     }
@@ -130,6 +143,9 @@ pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) ->
     let scope = Scope::from_annotations(ss.metadata.annotations.as_ref());
     let label = scope.label(&namespace, &name);
     let keys = ordered_keys(ss, keys);
+    if ss.spec.template.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(UnsealError::TemplateFinalizers);
+    }
 
     let mut secret = if let Some(v1) = &ss.spec.data {
         if !options.accept_v1_data {
@@ -176,6 +192,13 @@ pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) ->
         }
     };
 
+    // What the API server sets: kept from a template, they make every create fail (a
+    // resourceVersion) or mean nothing; from the deprecated `data` field's Secret, finalizers
+    // too, which no one could see before decrypting.
+    let meta = &mut secret.metadata;
+    (meta.resource_version, meta.uid, meta.generation, meta.generate_name) = (None, None, None, None);
+    (meta.creation_timestamp, meta.deletion_timestamp, meta.deletion_grace_period_seconds) = (None, None, None);
+    (meta.managed_fields, meta.finalizers, meta.self_link) = (None, None, None);
     secret.metadata.name = ss.metadata.name.clone();
     secret.metadata.namespace = ss.metadata.namespace.clone();
     let skip_owner = ss
