@@ -4,7 +4,7 @@
 # Everything it makes is recorded under $STATE/node so that node_stop removes exactly that:
 # containers and their mounts, the Pods' network namespaces, the bridge, the KUBE-*/CNI-*
 # iptables rules, the kubepods cgroups, the fixed paths kubelet and libcni write to, and the
-# sysctls it changed. The facts behind each setting are in shared/docs/test-cluster.md.
+# sysctls it changed. The facts behind each setting are in docs/testing.md.
 # shellcheck shell=bash
 
 NODE_NAME=sealant-node
@@ -138,22 +138,40 @@ TOML
     --file "$BIN/pause=/pause" --entrypoint /pause --user 65535:65535 --created 0 || return 1
   ctr --address "$sock" -n k8s.io images import "$dir/pause.oci.tar" >&2 || return 1
 
-  start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/kubeconfig" --leader-elect=false \
-    --port 0 --secure-port 0
+  start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/kubeconfig" --leader-elect=false --secure-port 0
   local scheduler=$!
 
   local kubelet_port proxy_health proxy_metrics
   read -r kubelet_port proxy_health proxy_metrics <<<"$(node_free_ports 3)"
-  # The admin kubeconfig: this node is the test's own, and no Node authorizer runs.
-  start kubelet "$BIN/kubelet" --kubeconfig "$STATE/kubeconfig" \
-    --hostname-override "$NODE_NAME" --node-ip "$NODE_GATEWAY" --address "$NODE_GATEWAY" --port "$kubelet_port" \
-    --read-only-port 0 --healthz-port 0 --root-dir "$dir/kubelet" --cert-dir "$dir/kubelet/pki" \
-    --anonymous-auth=false --client-ca-file "$STATE/ca.crt" --authorization-mode AlwaysAllow \
-    --container-runtime remote --container-runtime-endpoint "unix://$sock" --runtime-request-timeout 2m \
-    --cgroup-driver cgroupfs --fail-swap-on=false --pod-infra-container-image "$PAUSE_IMAGE" \
-    --eviction-hard 'memory.available<100Mi,nodefs.available<100Mi,imagefs.available<100Mi' \
-    --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
-    --serialize-image-pulls=false --v 1
+  # The admin kubeconfig: this node is the test's own, and no Node authorizer runs. Settings that
+  # are only in the configuration file since 1.2x go there (docs/testing.md, "The node").
+  cat >"$dir/kubelet/config.yaml" <<KCFG
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_GATEWAY
+port: $kubelet_port
+readOnlyPort: 0
+healthzPort: 0
+authentication:
+  anonymous: {enabled: false}
+  x509: {clientCAFile: $STATE/ca.crt}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://$sock
+runtimeRequestTimeout: 2m
+cgroupDriver: cgroupfs
+# These machines have cgroup v1 (hybrid); kubelet refuses it from 1.35 unless told.
+failCgroupV1: false
+failSwapOn: false
+# Absolute thresholds: on a nearly full shared disk, 1% tainted the node with disk-pressure.
+evictionHard: {memory.available: 100Mi, nodefs.available: 100Mi, imagefs.available: 100Mi}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+KCFG
+  start kubelet "$BIN/kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$STATE/kubeconfig" \
+    --hostname-override "$NODE_NAME" --node-ip "$NODE_GATEWAY" \
+    --root-dir "$dir/kubelet" --cert-dir "$dir/kubelet/pki" --v 1
   start kube-proxy "$BIN/kube-proxy" --kubeconfig "$STATE/kubeconfig" --hostname-override "$NODE_NAME" \
     --proxy-mode iptables --cluster-cidr "$NODE_SUBNET" --masquerade-all \
     --healthz-bind-address "127.0.0.1:$proxy_health" --metrics-bind-address "127.0.0.1:$proxy_metrics" \
@@ -177,7 +195,7 @@ TOML
     tail -n 20 "$STATE/kube-scheduler.log" >&2
     kill "$scheduler" 2>/dev/null
     sed -i "/^$scheduler\$/d" "$STATE/pids"
-    start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/kubeconfig" --leader-elect=false --port 0 --secure-port 0
+    start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/kubeconfig" --leader-elect=false --secure-port 0
     node_smoke_pod || {
       node_log "error: the node cannot run a Pod (scheduler log above; kubelet: $STATE/kubelet.log)"
       return 1

@@ -154,7 +154,7 @@ async fn converges_after_api_server_etcd_and_controller_faults() {
     let plane = PrivatePlane::start("faults");
     let client = client_from(&plane.kubeconfig).await;
     let crd = std::fs::read_to_string(repo().join(sealant_crds::crd::CRD_FILE)).unwrap();
-    let mut apply = Command::new("kubectl")
+    let mut apply = sealant_tests::cluster::kubectl_command()
         .args(["apply", "--server-side", "-f", "-"])
         .env("KUBECONFIG", &plane.kubeconfig)
         .stdin(Stdio::piped())

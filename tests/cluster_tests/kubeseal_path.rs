@@ -1,6 +1,6 @@
 //! The kubeseal path: `sealant cert` and `sealant seal` without `--cert` reach the controller
 //! through the API server's service proxy. The controller runs in a network namespace of the
-//! test's own, behind a Pod and Endpoints object that name its address (the API server refuses
+//! test's own, behind a Pod, Endpoints and EndpointSlice objects that name its address (the API server refuses
 //! loopback endpoints and only proxies to addresses of Pods).
 
 use sealant_tests::cluster::{NetNs, ProcessGuard, built_binary, http};
@@ -60,8 +60,18 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
     let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "sealed-secrets-controller"},
         "subsets": [{"addresses": [{"ip": netns.inner_ip, "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
                      "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]});
-    let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&endpoints.to_string()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The service proxy reads Endpoints up to 1.36 and EndpointSlices from 1.37 (found on 1.37:
+    // "no endpoints available" with Endpoints alone); a cluster's controllers write both.
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "sealed-secrets-controller-1", "labels": {"kubernetes.io/service-name": "sealed-secrets-controller"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [netns.inner_ip], "conditions": {"ready": true},
+                       "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]});
+    for object in [endpoints, slice] {
+        let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 
     let sealant = |args: &[&str], stdin: &str| {
         use std::io::Write;

@@ -27,7 +27,7 @@ const CRD_NAME: &str = "sealedsecrets.bitnami.com";
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new("kubectl")
+    let mut child = sealant_tests::cluster::kubectl_command()
         .args(args)
         .env("KUBECONFIG", &control_plane().kubeconfig)
         .stdin(Stdio::piped())
@@ -135,17 +135,13 @@ async fn schema_violations_are_rejected_by_the_api_server() {
     }
 }
 
-/// deploy/ as a user installs it, checked by the API server without changing anything. 1.20 does
-/// not serve policy/v1 yet (1.21+), so the PodDisruptionBudget is checked as policy/v1beta1.
+/// deploy/ as a user installs it, checked by the API server without changing anything.
 #[tokio::test]
 async fn deploy_applies_with_a_server_side_dry_run() {
     let deploy = repo().join("deploy");
-    let built = Command::new("kubectl").arg("kustomize").arg(&deploy).output().unwrap();
+    let built = sealant_tests::cluster::kubectl_command().arg("kustomize").arg(&deploy).output().unwrap();
     assert!(built.status.success(), "kustomize: {}", String::from_utf8_lossy(&built.stderr));
-    let manifests = String::from_utf8(built.stdout).unwrap().replace(
-        "apiVersion: policy/v1\nkind: PodDisruptionBudget",
-        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget",
-    );
+    let manifests = String::from_utf8(built.stdout).unwrap();
     let out = kubectl(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&manifests));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));

@@ -4,8 +4,9 @@
 
 use super::*;
 
-/// The PDB is policy/v1 for users; the 1.20 test server serves only policy/v1beta1.
-const PDB_V1BETA1: &str = "patches:\n  - target: {kind: PodDisruptionBudget}\n    patch: |-\n      - op: replace\n        path: /apiVersion\n        value: policy/v1beta1\n";
+/// Pod Security admission at the level `deploy/` claims to meet, enforced where it installs.
+const RESTRICTED: [&str; 2] =
+    ["pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted"];
 
 #[test]
 fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
@@ -14,12 +15,18 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
     let next_image = node.controller_image("test-b");
     uninstall(node);
     let _cleanup = Uninstall(node);
-    let overlay = overlay(&repo_abs().join("deploy"), &image, PDB_V1BETA1);
+    let _restricted = Restricted::enforce(node);
+    // Only the image is swapped, as README tells users to do (it is not published yet).
+    let overlay = overlay(&repo_abs().join("deploy"), &image);
     let selector = "name=sealed-secrets-controller";
 
-    // Install and wait for both replicas.
+    // Install as is (policy/v1 PDB and all) under `restricted`, and wait for both replicas:
+    // Pods that break the policy would never be created.
     let applied = Instant::now();
-    node.kubectl_ok(&["apply", "-k", overlay.path().to_str().unwrap()], None);
+    let out = node.kubectl(&["apply", "-k", overlay.path().to_str().unwrap()], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl apply -k deploy/: {stderr}");
+    assert!(!stderr.contains("PodSecurity"), "deploy/ breaks the restricted Pod Security level: {stderr}");
     wait_rolled_out(node, 2, Duration::from_secs(180), "both replicas Ready", || true);
     let ready_after = applied.elapsed();
     let pods = controller_pods(node, selector);
@@ -100,4 +107,25 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
     );
     node.kubectl_ok(&["delete", "namespace", "apps", "--wait=false"], None);
     node.kubectl_ok(&["delete", "-k", overlay.path().to_str().unwrap(), "--ignore-not-found", "--wait=true"], None);
+}
+
+/// `kube-system` labelled for the restricted Pod Security level while it lives.
+struct Restricted(&'static Node);
+
+impl Restricted {
+    fn enforce(node: &'static Node) -> Restricted {
+        let mut args = vec!["label", "namespace", NS, "--overwrite"];
+        args.extend(RESTRICTED);
+        node.kubectl_ok(&args, None);
+        Restricted(node)
+    }
+}
+
+impl Drop for Restricted {
+    fn drop(&mut self) {
+        let _ = self.0.kubectl(
+            &["label", "namespace", NS, "pod-security.kubernetes.io/enforce-", "pod-security.kubernetes.io/warn-"],
+            None,
+        );
+    }
 }

@@ -248,7 +248,7 @@ impl CertPoller {
 }
 
 /// A kustomization in a temporary directory that uses `base` with the image swapped.
-fn overlay(base: &Path, image: &str, extra: &str) -> tempfile::TempDir {
+fn overlay(base: &Path, image: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let (name, tag) = image.rsplit_once(':').unwrap();
     // kustomize wants the base as a path relative to the overlay.
@@ -258,7 +258,7 @@ fn overlay(base: &Path, image: &str, extra: &str) -> tempfile::TempDir {
     std::fs::write(
         dir.path().join("kustomization.yaml"),
         format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\nimages:\n  - name: ghcr.io/sealant-dev/sealant-controller\n    newName: {name}\n    newTag: \"{tag}\"\n{extra}",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\nimages:\n  - name: ghcr.io/sealant-dev/sealant-controller\n    newName: {name}\n    newTag: \"{tag}\"\n",
             relative.display()
         ),
     )

@@ -16,12 +16,30 @@ use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-/// Kubernetes release the scripts build.
-pub const K8S_VERSION: &str = "1.20.2";
-
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Kubernetes release the tests run on: `SEALANT_K8S` (a minor, such as `1.34`) or the
+/// newest in tests/cluster/versions, as pinned by tests/cluster/go/kubernetes-MINOR/go.mod (the
+/// same rule as tests/cluster/build).
+pub fn k8s_version() -> String {
+    let minor = std::env::var("SEALANT_K8S").ok().filter(|m| !m.is_empty()).unwrap_or_else(|| {
+        let versions = std::fs::read_to_string(repo().join("tests/cluster/versions")).expect("tests/cluster/versions");
+        versions
+            .lines()
+            .find_map(|l| l.strip_prefix("K8S_LATEST="))
+            .expect("K8S_LATEST in tests/cluster/versions")
+            .into()
+    });
+    let go_mod = repo().join(format!("tests/cluster/go/kubernetes-{minor}/go.mod"));
+    let text = std::fs::read_to_string(&go_mod)
+        .unwrap_or_else(|e| panic!("SEALANT_K8S={minor} is not a pinned minor ({}: {e})", go_mod.display()));
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("k8s.io/kubernetes v")?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{} requires no k8s.io/kubernetes", go_mod.display()))
+        .to_owned()
 }
 
 /// Where tests/cluster/build caches the binaries (the same rule as the script).
@@ -33,7 +51,13 @@ pub fn binary_cache() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("sealant").join(format!("kubernetes-{K8S_VERSION}"))
+    base.join("sealant").join(format!("kubernetes-{}", k8s_version()))
+}
+
+/// `kubectl` of the tested release (built beside the control plane), not whatever the PATH has:
+/// kubectl supports only one minor of skew.
+pub fn kubectl_command() -> Command {
+    Command::new(binary_cache().join("kubectl"))
 }
 
 /// A running control plane.
@@ -57,17 +81,13 @@ pub fn control_plane() -> &'static ControlPlane {
 
 fn start() -> ControlPlane {
     let cache = binary_cache();
-    for bin in ["kube-apiserver", "kube-controller-manager"] {
+    for bin in ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"] {
         assert!(
             cache.join(bin).is_file(),
-            "{} is missing: build the test control plane first with `tests/cluster/up` (or `tests/setup`)",
+            "{} is missing: build the test control plane first with `tests/cluster/build` (or `tests/setup`)",
             cache.join(bin).display()
         );
     }
-    assert!(
-        Path::new("/usr/bin/etcd").is_file() || which("etcd"),
-        "etcd is missing: install it with `tests/cluster/up` (or `tests/setup`)"
-    );
     let run = std::os::unix::process::parent_id();
     let dir = up_for_run("cluster", &[], &[("SEALANT_CLUSTER_EXTRA_IP", netns_host_ip(run))]);
     let env = read_env(&dir.join("env"));
@@ -114,10 +134,6 @@ pub fn netns_host_ip(run: u32) -> String {
     format!("10.201.{}.{}", block / 256, block % 256 + 1)
 }
 
-fn which(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
-}
-
 /// A client from a kubeconfig file.
 pub async fn client_from(kubeconfig: &Path) -> Client {
     let config = Kubeconfig::read_from(kubeconfig).expect("read the test kubeconfig");
@@ -155,7 +171,7 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Drop cannot await; kubectl deletes it without waiting for finalization.
-        let _ = Command::new("kubectl")
+        let _ = kubectl_command()
             .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
             .env("KUBECONFIG", &control_plane().kubeconfig)
             .stdout(Stdio::null())
@@ -343,7 +359,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub async fn apply_crd() {
     use std::io::Write as _;
     let crd_yaml = std::fs::read_to_string(repo().join("crds/sealedsecrets.bitnami.com.yaml")).expect("the CRD file");
-    let mut child = Command::new("kubectl")
+    let mut child = kubectl_command()
         .args(["apply", "--server-side", "-f", "-"])
         .env("KUBECONFIG", &control_plane().kubeconfig)
         .stdin(Stdio::piped())

@@ -121,7 +121,7 @@ impl Node {
 /// `kubectl` with the given kubeconfig.
 pub fn kubectl_as(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write as _;
-    let mut child = Command::new("kubectl")
+    let mut child = crate::cluster::kubectl_command()
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::piped())
