@@ -3,6 +3,7 @@
 
 use sealant_core::error::quoted;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -306,28 +307,94 @@ pub async fn fetch_cert_from_cluster(args: &ClusterArgs) -> CliResult<String> {
         .hint(service_hint(ns, name))
 }
 
-/// GET an `http(s)://` URL.
-pub async fn fetch_url(url: &str) -> CliResult<String> {
-    let uri: http::Uri =
+/// Largest answer read from a certificate URL: a PEM certificate is a few kilobytes.
+const MAX_URL_BODY: usize = 1 << 20;
+/// Redirects followed from a certificate URL.
+const MAX_REDIRECTS: usize = 5;
+/// Time limits for a URL, unless `--request-timeout` says otherwise: to connect, and for all of
+/// it (every redirect, the whole body).
+const URL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const URL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// GET an `http(s)://` URL: at most [`MAX_URL_BODY`] bytes, within the time limits, following
+/// at most [`MAX_REDIRECTS`] redirects (never from https to http).
+pub async fn fetch_url(url: &str, timeout: Option<Duration>) -> CliResult<String> {
+    let timeout = timeout.filter(|t| !t.is_zero());
+    let total = timeout.unwrap_or(URL_TIMEOUT);
+    match tokio::time::timeout(total, follow(url, timeout.unwrap_or(URL_CONNECT_TIMEOUT))).await {
+        Ok(answer) => answer,
+        Err(_) => Err(CliError::new(format!("cannot fetch {url}: no answer within {} s", total.as_secs()))
+            .hint("check the URL and that the server is reachable from here, or give --request-timeout")),
+    }
+}
+
+async fn follow(url: &str, connect_timeout: Duration) -> CliResult<String> {
+    use http_body_util::BodyExt as _;
+
+    let mut current: http::Uri =
         url.parse().map_err(|e| CliError::usage(format!("{} is not a valid URL", quoted(url))).source(e))?;
-    let base =
-        format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or_default());
-    let base: http::Uri =
-        base.parse().map_err(|e| CliError::usage(format!("{} is not a valid URL", quoted(url))).source(e))?;
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
-    let mut config = Config::new(base);
-    config.default_namespace = String::new();
-    let client = Client::try_from(config).context("cannot create an HTTP client")?;
-    client
-        .request_text(get(&path)?)
-        .await
-        .context(format!("cannot fetch {url}"))
-        .hint("check the URL and that the controller is reachable from here")
+    for _ in 0..=MAX_REDIRECTS {
+        let (Some(scheme), Some(authority)) = (current.scheme_str(), current.authority()) else {
+            return Err(CliError::usage(format!("{} is not an http(s) URL", quoted(&current.to_string()))));
+        };
+        let base: http::Uri = format!("{scheme}://{authority}")
+            .parse()
+            .map_err(|e| CliError::usage(format!("{} is not a valid URL", quoted(url))).source(e))?;
+        let mut config = Config::new(base);
+        config.default_namespace = String::new();
+        config.connect_timeout = Some(connect_timeout);
+        let client = Client::try_from(config).context("cannot create an HTTP client")?;
+        let path = current.path_and_query().map_or("/", |p| p.as_str());
+        let request = get(path)?.map(kube::client::Body::from);
+        let response = client.send(request).await.context(format!("cannot fetch {current}")).hint(URL_HINT)?;
+        let status = response.status();
+        if status.is_redirection() {
+            let next = redirect(&current, response.headers())?;
+            if current.scheme() == Some(&http::uri::Scheme::HTTPS) && next.scheme() != Some(&http::uri::Scheme::HTTPS) {
+                return Err(CliError::new(format!("{current} redirects to {next}, from https to http: not followed")));
+            }
+            current = next;
+            continue;
+        }
+        if !status.is_success() {
+            return Err(CliError::new(format!("cannot fetch {current}: the server answered {status}")).hint(URL_HINT));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_URL_BODY).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                CliError::new(format!("cannot fetch {current}: the answer is larger than {} KiB", MAX_URL_BODY >> 10))
+                    .hint("a certificate is a few kilobytes: check the URL")
+            } else {
+                CliError::new(format!("cannot fetch {current}")).source(e).hint(URL_HINT)
+            }
+        })?;
+        return String::from_utf8(body.to_bytes().to_vec())
+            .map_err(|_| CliError::new(format!("{current} did not answer with text (a PEM certificate)")));
+    }
+    Err(CliError::new(format!("cannot fetch {url}: more than {MAX_REDIRECTS} redirects")))
+}
+
+const URL_HINT: &str = "check the URL and that the server is reachable from here";
+
+/// Where a redirect answer points: its `Location`, absolute or relative to `from`.
+fn redirect(from: &http::Uri, headers: &http::HeaderMap) -> CliResult<http::Uri> {
+    let location = headers
+        .get(http::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| CliError::new(format!("{from} redirects without a Location")))?;
+    let next = if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else if location.starts_with('/') {
+        format!("{}://{}{location}", from.scheme_str().unwrap_or("http"), from.authority().map_or("", |a| a.as_str()))
+    } else {
+        return Err(CliError::new(format!("{from} redirects to {}, which is not followed", quoted(location))));
+    };
+    next.parse()
+        .map_err(|e| CliError::new(format!("{from} redirects to an invalid URL {}", quoted(location))).source(e))
 }
 
 /// The controller's certificate from its base URL (`--controller-url`).
 pub async fn fetch_cert_from_controller(base: &str) -> CliResult<String> {
-    fetch_url(&format!("{}/v1/cert.pem", base.trim_end_matches('/'))).await
+    fetch_url(&format!("{}/v1/cert.pem", base.trim_end_matches('/')), None).await
 }
 
 /// The controller's HTTP API, through the service proxy or at its own URL.

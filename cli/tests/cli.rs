@@ -218,3 +218,79 @@ fn ci_sealing_leaves_no_plaintext_on_disk() {
     let encoded = base64::engine::general_purpose::STANDARD.encode(value);
     assert!(String::from_utf8_lossy(&opened.stdout).contains(&encoded));
 }
+
+/// A one-route HTTP server on loopback for `--cert URL`: `answer(path)` gives the raw response
+/// (None: accept and say nothing). Serves until the test ends.
+fn serve(answer: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request_line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut request_line);
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            match answer(&path) {
+                Some(response) => {
+                    let _ = stream.write_all(&response);
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    base
+}
+
+fn cert_from(url: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(sealant()).args(["cert", "--cert", url]).args(extra).output().unwrap()
+}
+
+#[test]
+fn cert_urls_are_bounded_in_size_time_and_redirects() {
+    let pem = std::fs::read(format!("{}/../keys-example/demo.tls.crt", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let expected = String::from_utf8(pem.clone()).unwrap();
+    let base = serve(move |path| {
+        let ok = |body: &[u8]| {
+            let mut r =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+            r.extend_from_slice(body);
+            r
+        };
+        let to = |location: &str| {
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .into_bytes()
+        };
+        match path {
+            "/cert.pem" => Some(ok(&pem)),
+            "/moved" => Some(to("/cert.pem")),
+            "/huge" => Some(ok(&vec![b'A'; 64 << 20])),
+            "/loop" => Some(to("/loop")),
+            _ => None,
+        }
+    });
+
+    let moved = cert_from(&format!("{base}/moved"), &[]);
+    assert!(moved.status.success(), "a redirect is followed: {}", String::from_utf8_lossy(&moved.stderr));
+    assert_eq!(String::from_utf8_lossy(&moved.stdout), expected);
+
+    let huge = cert_from(&format!("{base}/huge"), &[]);
+    let stderr = String::from_utf8_lossy(&huge.stderr);
+    assert!(!huge.status.success() && stderr.contains("larger than 1024 KiB"), "{stderr}");
+
+    let looped = cert_from(&format!("{base}/loop"), &[]);
+    let stderr = String::from_utf8_lossy(&looped.stderr);
+    assert!(!looped.status.success() && stderr.contains("more than 5 redirects"), "{stderr}");
+
+    // kubectl's --request-timeout, which the kubeseal name takes, bounds a URL as well.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeseal = dir.path().join("kubeseal");
+    std::os::unix::fs::symlink(sealant(), &kubeseal).unwrap();
+    let silent = Command::new(&kubeseal)
+        .args(["--fetch-cert", "--cert", &format!("{base}/silent"), "--request-timeout", "2s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&silent.stderr);
+    assert!(!silent.status.success() && stderr.contains("no answer within 2 s"), "{stderr}");
+}

@@ -140,6 +140,11 @@ pub struct Flags {
     /// Maintain `.status` of SealedSecrets.
     #[arg(long, env = "SEALED_SECRETS_UPDATE_STATUS", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub update_status: bool,
+    /// Do not export `sealed_secrets_controller_condition_info`, whose labels name every
+    /// SealedSecret (namespace and name), for a metrics port that users who should not list
+    /// them can reach (upstream's flag).
+    #[arg(long, env = "SEALED_SECRETS_METRICS_OMIT_SECRET_LABELS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub metrics_omit_secret_labels: bool,
     /// Accepted for compatibility: key Secrets are always watched.
     #[arg(long, env = "SEALED_SECRETS_WATCH_FOR_SECRETS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, hide = true)]
     pub watch_for_secrets: bool,

@@ -202,6 +202,8 @@ pub struct Context {
     /// The Secrets read as keys, which no SealedSecret may produce.
     pub key_secrets: KeySecrets,
     pub update_status: bool,
+    /// `--metrics-omit-secret-labels`: no per-SealedSecret condition series.
+    pub omit_secret_labels: bool,
     pub max_retries: u32,
     pub retries: Mutex<HashMap<String, RetryState>>,
     /// Bounds the writes of a Secret that something else keeps changing.
@@ -348,7 +350,9 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
     if ctx.update_status {
         update_status(&ss, &outcome, &ctx).await;
     }
-    ctx.metrics.condition_info.get_or_create(&condition_labels(&ss)).set(if outcome.ok { 1 } else { -1 });
+    if !ctx.omit_secret_labels {
+        ctx.metrics.condition_info.get_or_create(&condition_labels(&ss)).set(if outcome.ok { 1 } else { -1 });
+    }
     ctx.metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
     match result {
         Ok(_) => {

@@ -121,6 +121,7 @@ fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
         unseal_options: UnsealOptions::default(),
         key_secrets: KeySecrets { namespace: "kube-system".into(), legacy_name: "sealed-secrets-key".into() },
         update_status: true,
+        omit_secret_labels: false,
         max_retries: 5,
         retries: Mutex::default(),
         writes: Mutex::default(),
@@ -176,6 +177,20 @@ async fn a_healthy_api_gets_the_secret_an_event_and_a_synced_status() {
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses[0].0, "True");
     assert!(seen.writes().iter().any(|w| w == "POST /api/v1/namespaces/ns/events"), "an Unsealed event");
+}
+
+#[tokio::test]
+async fn metrics_omit_secret_labels_exports_no_series_that_names_a_sealed_secret() {
+    let ss = sealed();
+    for omit in [false, true] {
+        let (client, _seen) = fake_api(healthy(&ss, None));
+        let mut ctx = Arc::into_inner(context(client, None)).unwrap();
+        ctx.omit_secret_labels = omit;
+        let ctx = Arc::new(ctx);
+        reconcile(cache(&ss), ctx.clone()).await.unwrap();
+        let named = ctx.metrics.encode().lines().any(|l| !l.starts_with('#') && l.contains("name=\"s\""));
+        assert_eq!(named, !omit, "--metrics-omit-secret-labels={omit}");
+    }
 }
 
 #[tokio::test]

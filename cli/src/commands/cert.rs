@@ -35,7 +35,9 @@ pub async fn load_pem(args: &CertArgs, cluster_args: &ClusterArgs) -> CliResult<
         return cluster::fetch_cert_from_controller(url).await;
     }
     match args.cert.as_deref() {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => cluster::fetch_url(url).await,
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            cluster::fetch_url(url, cluster_args.client.request_timeout).await
+        }
         Some(path) => io::read_file(Path::new(path.strip_prefix("file://").unwrap_or(path))),
         None => cluster::fetch_cert_from_cluster(cluster_args).await,
     }
