@@ -131,6 +131,12 @@ pub struct Flags {
     /// /v1/verify burst per client.
     #[arg(long, env = "SEALED_SECRETS_RATE_LIMIT_BURST", default_value_t = 2)]
     pub rate_limit_burst: u32,
+    /// Addresses and CIDR blocks (comma-separated) whose `X-Forwarded-For` names the client for
+    /// the rate limit, besides the API server's own addresses (read from the `kubernetes`
+    /// EndpointSlice): set it where the API server reaches Pods through another address (a
+    /// konnectivity agent, a node's bridge). Any other peer is keyed by its own address.
+    #[arg(long, env = "SEALED_SECRETS_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
     /// `k=v,k2=v2` annotations for generated key Secrets.
     #[arg(long, env = "SEALED_SECRETS_PRIVATEKEY_ANNOTATIONS", default_value = "")]
     pub privatekey_annotations: String,

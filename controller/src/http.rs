@@ -22,6 +22,7 @@ use tower::ServiceExt as _;
 
 use crate::keyring::Keyring;
 use crate::metrics::{HttpDurationLabels, HttpLabels, Metrics};
+use crate::proxies::TrustedProxies;
 
 /// Largest request body: a Secret is at most 1 MiB, sealed and base64-encoded ~1.4 MiB.
 const BODY_LIMIT: usize = 4 << 20;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub uploads: Arc<Semaphore>,
     /// RBAC forbids the leader Lease: this replica writes as the only one.
     pub election_forbidden: watch::Receiver<bool>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Per-client token buckets: `rate` per second, `burst + 1` at once (as upstream's limiter).
@@ -190,10 +193,13 @@ async fn cert(State(state): State<ApiState>) -> Response {
     }
 }
 
-/// Who a request comes from: the last `X-Forwarded-For` hop, which the API server's service
-/// proxy appends (earlier hops are whatever the client sent), when it is an address; else the
-/// peer's address.
-fn client_of(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+/// Who a request comes from: from a trusted proxy (the API server's service proxy), the last
+/// `X-Forwarded-For` hop, which it appends (earlier hops are whatever the client sent), when it
+/// is an address; else the peer's address.
+fn client_of(headers: &HeaderMap, peer: IpAddr, trusted: &TrustedProxies) -> IpAddr {
+    if !trusted.trusts(peer) {
+        return peer;
+    }
     headers
         .get_all("x-forwarded-for")
         .iter()
@@ -215,7 +221,7 @@ fn busy() -> Response {
 async fn admit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     let route = if request.uri().path() == "/v1/rotate" { "/v1/rotate" } else { "/v1/verify" };
-    let client = client_of(request.headers(), peer);
+    let client = client_of(request.headers(), peer, &state.trusted_proxies);
     let allowed = state.limiter.lock().map(|mut l| l.allow(route, client, Instant::now())).unwrap_or(true);
     if !allowed {
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "rate limit exceeded, retry later\n")
@@ -468,18 +474,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_client_is_the_last_forwarded_hop_or_the_peer() {
+    fn the_client_is_the_last_forwarded_hop_from_a_trusted_proxy_else_the_peer() {
         use axum::http::HeaderValue;
         let peer = IpAddr::from([10, 0, 0, 9]);
+        let proxy = TrustedProxies::parse("10.0.0.9").unwrap();
         let mut headers = HeaderMap::new();
-        assert_eq!(client_of(&headers, peer), peer);
+        assert_eq!(client_of(&headers, peer, &proxy), peer);
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.1.1.1"));
-        assert_eq!(client_of(&headers, peer).to_string(), "10.1.1.1", "the hop the proxy appended");
+        assert_eq!(client_of(&headers, peer, &proxy).to_string(), "10.1.1.1", "the hop the proxy appended");
+        assert_eq!(client_of(&headers, peer, &TrustedProxies::default()), peer, "anyone else is who they are");
         headers.append("x-forwarded-for", HeaderValue::from_static("10.2.2.2"));
-        assert_eq!(client_of(&headers, peer).to_string(), "10.2.2.2");
+        assert_eq!(client_of(&headers, peer, &proxy).to_string(), "10.2.2.2");
         let long = HeaderValue::from_str(&"x".repeat(30_000)).unwrap();
         headers.append("x-forwarded-for", long);
-        assert_eq!(client_of(&headers, peer), peer, "a hop that is no address is not a client");
+        assert_eq!(client_of(&headers, peer, &proxy), peer, "a hop that is no address is not a client");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod plan;
+pub mod proxies;
 pub mod reconcile;
 pub mod status;
 pub mod telemetry;
@@ -246,6 +247,11 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         ready_tx,
     ));
     let (forbidden_tx, forbidden_rx) = watch::channel(false);
+    let trusted_proxies = Arc::new(
+        proxies::TrustedProxies::parse(&flags.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("invalid --trusted-proxies: {e}"))?,
+    );
+    background.spawn(trusted_proxies.clone().follow_api_servers(client.clone()));
     let api_state = http::ApiState {
         keyring: keyring_rx.clone(),
         ready: ready_rx.clone(),
@@ -255,6 +261,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         heavy: Arc::new(tokio::sync::Semaphore::new(http::HEAVY_REQUESTS)),
         uploads: Arc::new(tokio::sync::Semaphore::new(http::UPLOADS)),
         election_forbidden: forbidden_rx.clone(),
+        trusted_proxies,
     };
     let timeouts = http::Timeouts { read: flags.read_timeout, write: flags.write_timeout };
     background.spawn(http::serve(flags.listen_addr, http::api_router(api_state), timeouts));

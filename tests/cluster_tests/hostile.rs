@@ -118,13 +118,18 @@ async fn template_failures_reveal_nothing_and_bombs_do_not_crash() {
     assert_eq!(code, 200);
 }
 
-/// The limit follows the hop the API server's proxy appends, not what a client writes first;
-/// rotate is limited too.
+/// From a trusted proxy (here the test's loopback, as the API server would be), the limit follows
+/// the hop the proxy appends, not what a client writes first; rotate is limited too. From any
+/// other peer, X-Forwarded-For is not believed: varying it gets no fresh bucket (issue 26, 10).
 #[tokio::test]
 async fn rate_limit_is_keyed_on_the_proxy_hop() {
     let client = admin_client().await;
-    let (ns, controller) =
-        controller_with_demo_key(&client, "ratelimit", &["--rate-limit=1", "--rate-limit-burst=2"]).await;
+    let (ns, controller) = controller_with_demo_key(
+        &client,
+        "ratelimit",
+        &["--rate-limit=1", "--rate-limit-burst=2", "--trusted-proxies=127.0.0.0/8"],
+    )
+    .await;
     let body = demo_sealed(&ns.name, "s", json!({})).to_string();
     for path in ["/v1/verify", "/v1/rotate"] {
         let codes: Vec<u16> = (0..4)
@@ -133,6 +138,15 @@ async fn rate_limit_is_keyed_on_the_proxy_hop() {
         assert!(codes.contains(&429), "{path}: spoofed first hops got fresh buckets: {codes:?}");
         assert_eq!(post_from(&controller.url, path, "10.9.9.10", body.as_bytes()), 200, "another client");
     }
+    drop(controller);
+
+    let (ns, direct) =
+        controller_with_demo_key(&client, "ratelimit-direct", &["--rate-limit=1", "--rate-limit-burst=2"]).await;
+    let body = demo_sealed(&ns.name, "s", json!({})).to_string();
+    let codes: Vec<u16> =
+        (0..10).map(|i| post_from(&direct.url, "/v1/verify", &format!("10.9.9.{i}"), body.as_bytes())).collect();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert!(limited >= 6, "a direct client chose its bucket with X-Forwarded-For: {codes:?}");
 }
 
 /// Deep nesting is refused before parsing, half-sent requests are cut at the read timeout, and

@@ -150,6 +150,48 @@ async fn deploy_applies_with_a_server_side_dry_run() {
     }
 }
 
+/// The optional NetworkPolicy component, used as README says: accepted by the API server, and
+/// selecting exactly the controller's Pods on the ports they serve.
+#[tokio::test]
+async fn the_network_policy_component_applies_and_selects_the_controller() {
+    // kustomize takes only relative paths: an overlay two levels under the repository.
+    std::fs::create_dir_all(repo().join("target")).unwrap();
+    let overlay = tempfile::tempdir_in(repo().join("target")).unwrap();
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../deploy]\ncomponents: [../../deploy/network-policy]\n",
+    )
+    .unwrap();
+    let built = sealant_tests::cluster::kubectl_command().arg("kustomize").arg(overlay.path()).output().unwrap();
+    assert!(built.status.success(), "kustomize: {}", String::from_utf8_lossy(&built.stderr));
+    let manifests = String::from_utf8(built.stdout).unwrap();
+    let out = kubectl(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&manifests));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("networkpolicy.networking.k8s.io/sealed-secrets-controller"), "{stdout}");
+
+    let docs = sealant_core::yaml::parse_documents(&manifests).unwrap();
+    let of_kind = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap().clone();
+    let (policy, deployment) = (of_kind("NetworkPolicy"), of_kind("Deployment"));
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in policy["spec"]["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&pod_labels[key], value, "the policy selects the controller's Pods");
+    }
+    let ports: Vec<i64> = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    let admitted: Vec<i64> = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(admitted, ports, "the API port and the metrics port, nothing else");
+}
+
 /// Apply deploy/'s ServiceAccount and RBAC for real (they are cluster objects, shared by tests).
 fn install_rbac() {
     for file in ["serviceaccount.yaml", "rbac.yaml"] {
@@ -222,6 +264,13 @@ async fn controller_service_account_may_do_exactly_what_deploy_lists() {
         let attrs = json!({"verb": verb, "group": "rbac.authorization.k8s.io", "resource": resource});
         if allowed(&client, sa, &groups, attrs).await {
             wrong.push(format!("{verb} {resource}: allowed"));
+        }
+    }
+    // The API server's EndpointSlice, by name only.
+    for (name, verb, expected) in [("kubernetes", "get", true), ("other", "get", false), ("", "list", false)] {
+        let attrs = json!({"namespace": "default", "verb": verb, "group": "discovery.k8s.io", "resource": "endpointslices", "name": name});
+        if allowed(&client, sa, &groups, attrs).await != expected {
+            wrong.push(format!("{verb} endpointslices {name:?} in default: allowed={}", !expected));
         }
     }
     let attrs = json!({"verb": "impersonate", "resource": "users"});
