@@ -101,8 +101,12 @@ impl TrustedProxies {
                 }
                 Err(e) => {
                     if !said {
+                        let why = match &e {
+                            kube::Error::Api(status) if status.code == 403 => "RBAC does not allow it".to_owned(),
+                            other => sealant_core::error::one_line(other.to_string(), std::error::Error::source(other)),
+                        };
                         tracing::warn!(
-                            error = %sealant_core::error::one_line(e.to_string(), std::error::Error::source(&e)),
+                            error = %why,
                             "cannot read the API server's addresses (EndpointSlice default/kubernetes): \
                              X-Forwarded-For is believed only from --trusted-proxies; requests through \
                              the API server share its address's rate limit"
