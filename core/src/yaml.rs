@@ -37,15 +37,25 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
         return Err(YamlError::TooDeep);
     }
     if looks_like_json(text) {
-        let mut docs = Vec::new();
-        for doc in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-            let doc = doc.map_err(|e| YamlError::Json(format!("line {} column {}", e.line(), e.column())))?;
-            if !doc.is_null() {
-                docs.push(doc);
-            }
-        }
-        return Ok(docs);
+        // YAML in flow style (`{kind: Secret, ...}`, which kustomize reads) looks like JSON too:
+        // JSON first, then YAML, and JSON's error if neither reads it.
+        return parse_json_stream(text).or_else(|json_error| parse_yaml_stream(text).map_err(|_| json_error));
     }
+    parse_yaml_stream(text)
+}
+
+fn parse_json_stream(text: &str) -> Result<Vec<Value>, YamlError> {
+    let mut docs = Vec::new();
+    for doc in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+        let doc = doc.map_err(|e| YamlError::Json(format!("line {} column {}", e.line(), e.column())))?;
+        if !doc.is_null() {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
+}
+
+fn parse_yaml_stream(text: &str) -> Result<Vec<Value>, YamlError> {
     let mut docs = Vec::new();
     for de in serde_yaml_ng::Deserializer::from_str(text) {
         let doc = <Value as serde::Deserialize>::deserialize(de).map_err(|e| YamlError::Yaml(describe(&e)))?;

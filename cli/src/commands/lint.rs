@@ -26,9 +26,18 @@ pub struct Finding {
     pub what: String,
 }
 
+/// Extensions of template files whose output is a manifest (`secret.yaml.j2`).
+const TEMPLATE_EXTENSIONS: [&str; 5] = ["j2", "jinja", "tpl", "tmpl", "gotmpl"];
+
+/// Files that can reach a cluster: manifests by name, templated manifests, kustomize's
+/// `Kustomization`, and files without an extension (judged by their content: one that is not
+/// YAML or JSON and names no Secret is passed over).
 fn lintable(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") || is_leftover(path)
+    let manifest = |n: &str| n.ends_with(".yaml") || n.ends_with(".yml") || n.ends_with(".json");
+    let templated =
+        name.rsplit_once('.').is_some_and(|(stem, ext)| TEMPLATE_EXTENSIONS.contains(&ext) && manifest(stem));
+    manifest(&name) || templated || !name.contains('.') || is_leftover(path)
 }
 
 /// A temporary file of `sealant`'s atomic writer that a SIGKILL left behind: it may hold plaintext.
@@ -142,7 +151,7 @@ fn sops_plaintext(text: &str) -> Result<Vec<String>, String> {
 
 fn check_document(doc: &Value, text: &str, file_name: &str, findings: &mut Vec<(usize, String)>) {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let kind_line = |k: &str| line_of(text, &format!(r#"^\s*-?\s*"?kind"?\s*:\s*"?{k}"?"#));
+    let kind_line = |k: &str| line_of(text, &format!(r#"^\s*-?\s*"?kind"?\s*:\s*"?{k}"?\s*(,|#|$)"#));
     if let Some(sops) = doc.get("sops").filter(|s| s.is_object()) {
         let plain = match sops_plaintext(text) {
             Ok(plain) => plain,
@@ -176,13 +185,16 @@ fn check_document(doc: &Value, text: &str, file_name: &str, findings: &mut Vec<(
                 }
             }
         }
-        "List" => {
+        // kubectl applies the items of any list (`List`, `SecretList`, even `ConfigMapList`).
+        list if list.ends_with("List") => {
             for item in doc.get("items").and_then(Value::as_array).into_iter().flatten() {
                 check_document(item, text, file_name, findings);
             }
         }
         "Kustomization" => check_kustomization(doc, text, findings),
-        _ if file_name.starts_with("kustomization.") => check_kustomization(doc, text, findings),
+        _ if file_name == "kustomization" || file_name.starts_with("kustomization.") => {
+            check_kustomization(doc, text, findings)
+        }
         _ => {}
     }
 }
