@@ -113,12 +113,30 @@ pub enum Privacy {
 /// that a SIGKILL left behind (it may hold plaintext).
 pub const TEMP_PREFIX: &str = ".sealant-tmp-";
 
+/// The file `path` names once symbolic links are followed (at most 40, as the kernel does; a
+/// link to nothing yet names the file to create).
+fn through_links(path: &Path) -> PathBuf {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&current) {
+            Ok(target) if target.is_absolute() => current = target,
+            Ok(target) => current = current.parent().map_or_else(|| target.clone(), |dir| dir.join(&target)),
+            Err(_) => break,
+        }
+    }
+    current
+}
+
 /// Write `contents` to `path` all at once: a temporary file in the same directory, synced, then
 /// renamed over the target. A public file keeps an existing file's permissions (a new one gets
 /// 0644); a private one is always 0600. SIGINT, SIGTERM and SIGHUP wait until the temporary
 /// file is renamed or removed.
 pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult {
     let _held = crate::signals::hold();
+    // Through a symbolic link to the file it names, as the real sops and an editor do: the link
+    // stays a link, and the file it points to gets the new contents.
+    let target = through_links(path);
+    let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -114,7 +114,13 @@ pub async fn run(args: KubesealArgs) -> CliResult {
         if args.recovery_private_key.is_empty() {
             return Err(CliError::usage("--recovery-unseal requires --recovery-private-key"));
         }
-        return unseal::run(args.secret_file.as_deref(), &args.recovery_private_key, args.format);
+        // kubeseal writes the recovered Secrets to -w when given.
+        return unseal::run(
+            args.secret_file.as_deref(),
+            &args.recovery_private_key,
+            args.format,
+            args.sealed_secret_file.as_deref(),
+        );
     }
     if args.validate || args.re_encrypt {
         return validate_or_re_encrypt(&args, &cluster).await;

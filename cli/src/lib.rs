@@ -70,7 +70,7 @@ fn invoked_as_kubeseal(argv0: Option<&OsString>) -> bool {
 async fn dispatch(cli: Cli) -> CliResult {
     match cli.command {
         Command::Seal(c) => commands::seal::run((&c).into(), &cli.cluster).await,
-        Command::Unseal(c) => commands::unseal::run(c.file.as_deref(), &c.private_keys, c.format),
+        Command::Unseal(c) => commands::unseal::run(c.file.as_deref(), &c.private_keys, c.format, None),
         Command::Cert(c) => commands::cert::run(&c, &cli.cluster).await,
         Command::Validate(c) => commands::validate::run(&c, &cli.cluster).await,
         Command::Lint(c) => commands::lint::run(&c),

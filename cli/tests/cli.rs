@@ -82,6 +82,90 @@ fn write_is_atomic_and_keeps_the_mode() {
     assert_eq!(leftovers.len(), 1, "no temporary files left behind");
 }
 
+/// `-w` on a symbolic link writes the file it names and leaves the link a link (as the real sops
+/// does for `-i` and `edit`, which share this writer); a chain of links is followed too.
+#[test]
+fn write_goes_through_symbolic_links() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    let file = dir.path().join("real/sealed.yaml");
+    std::fs::write(&file, "previous").unwrap();
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink("real/sealed.yaml", &link).unwrap();
+    let chain = dir.path().join("chain.yaml");
+    std::os::unix::fs::symlink(&link, &chain).unwrap();
+    let ok = Command::new(sealant())
+        .current_dir(repo)
+        .args(["seal", "--cert", "keys-example/demo.tls.crt", "-f", "keys-example/example.secret.yaml", "-w"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    for l in [&link, &chain] {
+        assert!(std::fs::symlink_metadata(l).unwrap().file_type().is_symlink(), "{} is still a link", l.display());
+    }
+    assert!(std::fs::read_to_string(&file).unwrap().contains("kind: SealedSecret"), "the real file was written");
+}
+
+/// `kubeseal --recovery-unseal -w FILE` writes the recovered Secret there, 0600, not to stdout.
+#[test]
+fn recovery_unseal_writes_to_the_output_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeseal = dir.path().join("kubeseal");
+    std::os::unix::fs::symlink(sealant(), &kubeseal).unwrap();
+    let out = dir.path().join("recovered.json");
+    let fixtures = "tests/fixtures/sealed-secrets/real-kubeseal-v0.14.1";
+    let run = Command::new(&kubeseal)
+        .current_dir(repo)
+        .args(["--recovery-unseal", "--recovery-private-key", &format!("{fixtures}/tls.key"), "-f"])
+        .arg(format!("{fixtures}/credentials.sealedsecret.yaml"))
+        .arg("-w")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(run.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&run.stdout));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("\"name\": \"credentials\""));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600, "it holds plaintext");
+}
+
+/// Certificates that kubeseal takes: a weak or not yet valid one seals with a warning, a key above
+/// aws-lc's 8192 bits seals and unseals through the `rsa` crate.
+#[test]
+fn unusual_certificates_seal_with_a_word() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let seal = |cert: &str| {
+        Command::new(sealant())
+            .current_dir(repo)
+            .args(["seal", "--cert", cert, "-f", "keys-example/example.secret.yaml"])
+            .output()
+            .unwrap()
+    };
+    for (cert, warning) in [
+        ("tests/fixtures/local/weak-1024.crt", "warning: the certificate's RSA key has 1024 bits"),
+        ("tests/fixtures/local/not-yet-valid-2099.crt", "warning: the certificate is not valid before 2099"),
+    ] {
+        let out = seal(cert);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.contains(warning), "{cert}: {stderr}");
+    }
+    let large = seal("tests/fixtures/local/large-9216.crt");
+    assert!(large.status.success(), "{}", String::from_utf8_lossy(&large.stderr));
+    assert!(large.stderr.is_empty(), "{}", String::from_utf8_lossy(&large.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sealed.yaml"), &large.stdout).unwrap();
+    let opened = Command::new(sealant())
+        .current_dir(repo)
+        .args(["unseal", "--private-key", "tests/fixtures/local/large-9216.key", "-f"])
+        .arg(dir.path().join("sealed.yaml"))
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+}
+
 /// A generated key is written 0600: it is a private key, also over an existing 0644 file.
 #[test]
 fn generated_key_file_is_private() {

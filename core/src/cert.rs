@@ -67,7 +67,7 @@ impl Certificate {
         let tbs = cert.tbs_certificate();
         let spki = tbs.subject_public_key_info().to_der().map_err(CertError::Der)?;
         let public_key = PublicKey::from_spki_der(&spki).map_err(|e| match e {
-            KeyError::FipsKeySize(_) => CertError::Key(e),
+            KeyError::FipsKeySize(_) | KeyError::Size(_) => CertError::Key(e),
             _ => CertError::NotRsa,
         })?;
         let to_time = |t: x509_cert::time::Time| {

@@ -36,6 +36,37 @@ pub enum KeyError {
     PublicKey(#[source] rsa::pkcs8::spki::Error),
     #[error("the FIPS build takes RSA keys of 2048 to 8192 bits only; this key has {0}")]
     FipsKeySize(usize),
+    #[error("the RSA key has {0} bits; keys of {min} to {max} bits are supported", min = MIN_BITS, max = MAX_BITS)]
+    Size(usize),
+}
+
+/// RSA modulus sizes a certificate may have: what the `rsa` crate takes at least (sealed-secrets
+/// never limited sizes, and no controller makes keys under 2048 bits), and, above aws-lc's
+/// 8192, up to twice that through the `rsa` crate.
+pub const MIN_BITS: usize = 1024;
+pub const MAX_BITS: usize = 16384;
+
+/// The RSA key of a SubjectPublicKeyInfo, of [`MIN_BITS`] to [`MAX_BITS`] (the `rsa` crate's own
+/// decoder stops at 8192).
+fn rsa_public_key(der: &[u8]) -> Result<rsa::PublicKey, KeyError> {
+    use rsa::pkcs1::der::Decode as _;
+    let malformed = || KeyError::PublicKey(rsa::pkcs8::spki::Error::KeyMalformed);
+    let spki = rsa::pkcs8::SubjectPublicKeyInfoRef::from_der(der).map_err(|_| malformed())?;
+    if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+        return Err(KeyError::PublicKey(rsa::pkcs8::spki::Error::OidUnknown { oid: spki.algorithm.oid }));
+    }
+    let bytes = spki.subject_public_key.as_bytes().ok_or_else(malformed)?;
+    let key = rsa::pkcs1::RsaPublicKeyRef::from_der(bytes).map_err(|_| malformed())?;
+    let uint = |b: &[u8]| {
+        let bits = u32::try_from(b.len() * 8).map_err(|_| malformed())?;
+        rsa::BoxedUint::from_be_slice(b, bits).map_err(|_| malformed())
+    };
+    let n = uint(key.modulus.as_bytes())?;
+    let bits = n.bits_vartime() as usize;
+    if !(MIN_BITS..=MAX_BITS).contains(&bits) {
+        return Err(KeyError::Size(bits));
+    }
+    rsa::PublicKey::new_with_max_size(n, uint(key.public_exponent.as_bytes())?, MAX_BITS).map_err(|_| malformed())
 }
 
 /// An RSA public key, as taken from a certificate.
@@ -65,7 +96,7 @@ impl PublicKey {
 
     /// From a DER `SubjectPublicKeyInfo`.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
-        let key = rsa::PublicKey::from_public_key_der(der).map_err(KeyError::PublicKey)?;
+        let key = rsa_public_key(der)?;
         let public = Self { key, encryptor: Encryptor::from_spki_der(der) };
         public.check_fips()?;
         Ok(public)

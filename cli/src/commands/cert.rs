@@ -49,13 +49,38 @@ pub fn parse(pem: &str) -> CliResult<Certificate> {
         .hint("give the controller's certificate (sealant cert > cert.pem) with --cert")
 }
 
-/// A certificate fit for sealing: parsed and not expired.
+/// A certificate fit for sealing: parsed and not expired. A weak key, or one not valid yet, is
+/// sealed to (kubeseal does, and a pipeline must not break) with a warning on stderr.
 pub async fn sealing_certificate(args: &CertArgs, cluster_args: &ClusterArgs) -> CliResult<Certificate> {
     let cert = parse(&load_pem(args, cluster_args).await?)?;
-    cert.check_not_expired(OffsetDateTime::now_utc())
+    let now = OffsetDateTime::now_utc();
+    cert.check_not_expired(now)
         .map_err(|e| CliError::new("cannot seal with this certificate").source(e))
         .hint("fetch the controller's current certificate (sealant cert), or renew the key in the cluster")?;
+    for warning in sealing_warnings(&cert, now) {
+        eprintln!("warning: {warning}");
+    }
     Ok(cert)
+}
+
+/// What is wrong, but not fatal, with sealing to `cert` at `now`.
+fn sealing_warnings(cert: &Certificate, now: OffsetDateTime) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let bits = cert.public_key().bits();
+    if bits < 2048 {
+        warnings.push(format!(
+            "the certificate's RSA key has {bits} bits, too few to keep a secret (controllers make 4096): \
+             renew the key in the cluster (sealant keys rotate)"
+        ));
+    }
+    if cert.not_before() > now {
+        warnings.push(format!(
+            "the certificate is not valid before {}: this machine's clock may be behind, or the \
+             certificate is not the controller's",
+            cert.not_before()
+        ));
+    }
+    warnings
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

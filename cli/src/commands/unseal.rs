@@ -62,7 +62,13 @@ pub fn parse_sealed_secrets(text: &str, origin: &str) -> CliResult<Vec<SealedSec
         .collect()
 }
 
-pub fn run(file: Option<&std::path::Path>, key_paths: &[PathBuf], format: Format) -> CliResult {
+/// Print the Secrets, or write them to `output` (private: they hold plaintext).
+pub fn run(
+    file: Option<&std::path::Path>,
+    key_paths: &[PathBuf],
+    format: Format,
+    output: Option<&std::path::Path>,
+) -> CliResult {
     let keys = load_keys(key_paths)?;
     let origin = file.map_or("standard input".to_owned(), |p| p.display().to_string());
     let sealed = parse_sealed_secrets(&io::read_input(file, "SealedSecret")?, &origin)?;
@@ -79,5 +85,9 @@ pub fn run(file: Option<&std::path::Path>, key_paths: &[PathBuf], format: Format
         })?;
         values.push(render::secret_value(&secret)?);
     }
-    io::print(&render::documents(&values, format)?)
+    let text = zeroize::Zeroizing::new(render::documents(&values, format)?);
+    match output {
+        Some(path) => io::write_atomic(path, text.as_bytes(), io::Privacy::Private),
+        None => io::print(&text),
+    }
 }
