@@ -15,6 +15,8 @@ pub mod proxies;
 pub mod reconcile;
 pub mod status;
 pub mod telemetry;
+pub mod template_guard;
+pub mod turns;
 
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +37,11 @@ use crate::flags::Flags;
 use crate::keyring::{KeySecrets, Keyring};
 use crate::metrics::Metrics;
 
+/// Objects per page of an initial list (kube's default is 500). A SealedSecret may be close to
+/// the API server's 1.5 MB limit, and a page is held whole while it is read: 20 of them cost at
+/// most about 30 MB, whatever tenants write; 10,000 small ones take 500 list calls.
+const LIST_PAGE: u32 = 20;
+
 /// SealedSecrets reconciled at once.
 const RECONCILE_CONCURRENCY: u16 = 32;
 
@@ -49,14 +56,22 @@ fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Run until SIGTERM or SIGINT.
 pub fn run(flags: Flags) -> anyhow::Result<()> {
     memory::configure();
     // Decryption (RSA) and parsing run on the blocking pool: CPU work, for which threads beyond
     // the cores add memory (a stack and buffers each), not speed. Tokio's default is 512.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads((cores * 2).max(4)).build()?;
+    // Reconciling takes at most one thread a core (its turns); the HTTP API's decryptions have
+    // their own, so a flood of SealedSecrets never starves /v1/verify; one more for the rest
+    // (key generation, giving memory back).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cores() + http::HEAVY_REQUESTS + 1)
+        .build()?;
     let result = runtime.block_on(run_async(flags));
     // Decryptions still running on the blocking pool must not hold the exit (SIGTERM has a
     // grace period, and their results are no longer wanted).
@@ -133,6 +148,8 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         events: events::Events::new(client.clone(), identity()),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         key_secrets: KeySecrets { namespace: namespace.clone(), legacy_name: flags.key_prefix.clone() },
+        turns: turns::FairTurns::new(cores()),
+        template_guard: Default::default(),
         update_status: flags.update_status,
         omit_secret_labels: flags.metrics_omit_secret_labels,
         max_retries: flags.max_unseal_retries,
@@ -154,7 +171,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
             None => (Api::all(client.clone()), Api::all(client.clone())),
             Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         };
-        let mut config = watcher::Config::default();
+        let mut config = watcher::Config::default().page_size(LIST_PAGE);
         if !flags.label_selector.is_empty() {
             config = config.labels(&flags.label_selector);
         }
@@ -196,7 +213,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         if !flags.skip_recreate {
             // Owned Secrets as metadata only: their ownerReferences are all the trigger needs, and
             // other Secrets in the cluster (Helm releases of 100 KB and more) cost next to nothing.
-            let owned = watcher(secrets, watcher::Config::default())
+            let owned = watcher(secrets, watcher::Config::default().page_size(LIST_PAGE))
                 .default_backoff()
                 .modify(|secret| {
                     secret.metadata.managed_fields = None;

@@ -18,6 +18,8 @@ use crate::keyring::{KeySecrets, Keyring};
 use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::plan::{Plan, PlanError, SourceDigest, WriteBudget, plan, up_to_date};
 use crate::status::{Outcome, SYNCED, next_status};
+use crate::template_guard::TemplateGuard;
+use crate::turns::FairTurns;
 
 /// Deadline of one API call made while reconciling: a hung request must not hold a
 /// SealedSecret (or the leader) forever.
@@ -43,6 +45,13 @@ pub enum ReconcileError {
     Internal,
     #[error("this replica has not renewed its leader lease in time, so it does not write")]
     NotLeading,
+    #[error(
+        "a template failed in this namespace: templates here are evaluated again in {} s (after a \
+         failure, template evaluations wait, doubling up to a day, so that templates cannot test a \
+         secret quickly)",
+        .0.as_secs().max(1)
+    )]
+    TemplateWait(Duration),
 }
 
 /// What a failure means for retrying it.
@@ -56,6 +65,8 @@ pub enum Retry {
     Counted,
     /// Nothing but a change of the SealedSecret can fix it: wait for one.
     AwaitChange,
+    /// Try again after this long, and not before.
+    After(Duration),
 }
 
 /// Whether an API error is one that time fixes: connection trouble, timeouts, 429, 5xx and
@@ -77,6 +88,7 @@ impl ReconcileError {
             ReconcileError::Write { .. } | ReconcileError::Timeout { .. } => "UpdateFailed",
             ReconcileError::Internal => "InternalError",
             ReconcileError::NotLeading => "NotLeading",
+            ReconcileError::TemplateWait(_) => "TemplateBackoff",
         }
     }
 
@@ -91,6 +103,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Plan(e) => e.metric_reason(),
             ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) => "fetch",
+            ReconcileError::TemplateWait(_) => "template_backoff",
             _ => "update",
         }
     }
@@ -123,6 +136,7 @@ impl ReconcileError {
             }
             ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) | ReconcileError::Write { .. } => Retry::Counted,
             ReconcileError::Timeout { .. } | ReconcileError::NotLeading => Retry::Transient,
+            ReconcileError::TemplateWait(wait) => Retry::After(*wait),
         }
     }
 }
@@ -165,6 +179,7 @@ pub fn next_action(
     }
     match retry {
         Retry::AwaitChange => None,
+        Retry::After(wait) => Some(wait),
         Retry::Transient => {
             state.transient = state.transient.saturating_add(1);
             Some(backoff(state.transient, jitter))
@@ -201,6 +216,10 @@ pub struct Context {
     pub unseal_options: UnsealOptions,
     /// The Secrets read as keys, which no SealedSecret may produce.
     pub key_secrets: KeySecrets,
+    /// Turns at decrypting, shared fairly between namespaces.
+    pub turns: Arc<FairTurns>,
+    /// Template evaluations held back after failures, per namespace.
+    pub template_guard: TemplateGuard,
     pub update_status: bool,
     /// `--metrics-omit-secret-labels`: no per-SealedSecret condition series.
     pub omit_secret_labels: bool,
@@ -253,16 +272,32 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     {
         return Ok(false);
     }
+    // A turn at the RSA work, fairly among namespaces, before the whole object is read: one
+    // waiting holds no items in memory.
+    let _turn = ctx.turns.take(&namespace).await;
     let sealed = Api::<SealedSecret>::namespaced(ctx.client.clone(), &namespace);
     let Some(whole) = bounded("get", sealed.get_opt(&name)).await?.map_err(ReconcileError::FetchSealed)? else {
         // Deleted meanwhile: nothing to do.
         return Ok(false);
     };
+    let templated = whole.spec.template.data.as_ref().is_some_and(|d| !d.is_empty());
+    if templated && let Some(wait) = ctx.template_guard.wait(&namespace, Instant::now()) {
+        return Err(ReconcileError::TemplateWait(wait));
+    }
     // RSA decryption is CPU work: keep it off the async workers.
     let keys = ctx.key_secrets.clone();
     let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options, &keys))
         .await
         .map_err(|_| ReconcileError::Internal)?;
+    // A template was rendered (or failed to): count it for the namespace's guard.
+    let rendered = match &decided {
+        Ok(Plan::Matches { .. } | Plan::Write { .. }) => Some(false),
+        Err(PlanError::Unseal(sealant_crds::unseal::UnsealError::Template(_))) => Some(true),
+        _ => None,
+    };
+    if let (true, Some(failed)) = (templated, rendered) {
+        ctx.template_guard.evaluated(&namespace, failed, Instant::now());
+    }
     match decided? {
         Plan::UpToDate => Ok(false),
         Plan::Matches { decrypted, digest } => {

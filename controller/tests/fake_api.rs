@@ -23,6 +23,7 @@ use sealant_controller::keyring::{KeySecrets, Keyring};
 use sealant_controller::leader::Fence;
 use sealant_controller::metrics::Metrics;
 use sealant_controller::reconcile::{Context, ReconcileError, Retry, error_policy, reconcile};
+use sealant_controller::turns::FairTurns;
 use sealant_core::Certificate;
 use sealant_crds::{SealOptions, SealedSecret, UnsealOptions, seal_secret};
 use serde_json::{Value, json};
@@ -120,6 +121,8 @@ fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
         events: Events::new(client, "test".into()),
         unseal_options: UnsealOptions::default(),
         key_secrets: KeySecrets { namespace: "kube-system".into(), legacy_name: "sealed-secrets-key".into() },
+        turns: FairTurns::new(2),
+        template_guard: Default::default(),
         update_status: true,
         omit_secret_labels: false,
         max_retries: 5,
@@ -211,6 +214,47 @@ async fn a_5xx_on_the_secret_write_is_retried_without_limit_and_named_in_the_sta
     assert_eq!(statuses.len(), 20);
     assert!(statuses.iter().all(|(s, _)| s == "False"), "{statuses:?}");
     assert!(!format!("{statuses:?}").contains("hunter2"));
+}
+
+/// Finding 7 of issue 26: after a template fails in a namespace, a changed template is not
+/// evaluated at once (a probe that would render is held back as well), and the status says why
+/// without depending on the plaintext.
+#[tokio::test]
+async fn after_a_template_failure_changed_templates_wait() {
+    let mut failing = sealed();
+    failing.spec.template.data = Some(BTreeMap::from([("x".into(), "{{ nosuchfunction }}".into())]));
+    let (client, seen) = fake_api(healthy(&failing, None));
+    let ctx = context(client, None);
+    let error = reconcile(cache(&failing), ctx.clone()).await.unwrap_err();
+    assert!(error.to_string().contains("template"), "{error}");
+    assert!(seen.bodies("POST /api/v1/namespaces/ns/secrets").is_empty());
+
+    let mut probe = sealed();
+    probe.spec.template.data = Some(BTreeMap::from([("x".into(), "{{ index . \"password\" }}".into())]));
+    probe.metadata.generation = Some(2);
+    let (client, seen) = fake_api(healthy(&probe, None));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: Events::new(client, "test".into()),
+        ..Arc::into_inner(ctx).unwrap()
+    });
+    let error = reconcile(cache(&probe), ctx.clone()).await.unwrap_err();
+    assert!(matches!(error, ReconcileError::TemplateWait(_)), "{error}");
+    assert!(matches!(error.retry(), Retry::After(wait) if wait <= Duration::from_secs(60)));
+    assert!(seen.bodies("POST /api/v1/namespaces/ns/secrets").is_empty(), "not evaluated, not written");
+    let statuses = synced(&seen);
+    assert_eq!(statuses, [("False".to_owned(), "TemplateBackoff".to_owned())]);
+
+    // Plain SealedSecrets of the namespace are not held back.
+    let plain = sealed();
+    let (client, seen) = fake_api(healthy(&plain, None));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: Events::new(client, "test".into()),
+        ..Arc::into_inner(ctx).unwrap()
+    });
+    reconcile(cache(&plain), ctx).await.unwrap();
+    assert_eq!(seen.bodies("POST /api/v1/namespaces/ns/secrets").len(), 1);
 }
 
 #[tokio::test]

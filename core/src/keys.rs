@@ -6,7 +6,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -62,11 +62,12 @@ fn rsa_public_key(der: &[u8]) -> Result<rsa::PublicKey, KeyError> {
         rsa::BoxedUint::from_be_slice(b, bits).map_err(|_| malformed())
     };
     let n = uint(key.modulus.as_bytes())?;
-    let bits = n.bits_vartime() as usize;
+    let bits = n.bit_width_vartime() as usize;
     if !(MIN_BITS..=MAX_BITS).contains(&bits) {
         return Err(KeyError::Size(bits));
     }
-    rsa::PublicKey::new_with_max_size(n, uint(key.public_exponent.as_bytes())?, MAX_BITS).map_err(|_| malformed())
+    rsa::PublicKey::new_with_size_limits(n, uint(key.public_exponent.as_bytes())?, MIN_BITS..=MAX_BITS)
+        .map_err(|_| malformed())
 }
 
 /// An RSA public key, as taken from a certificate.
