@@ -244,8 +244,28 @@ where
 }
 
 /// A free TCP port on 127.0.0.1.
+/// A port free on 127.0.0.1 now, below the kernel's range for outgoing connections: a port the
+/// kernel picks (bind to 0) is an ephemeral one, which any outgoing connection (to the API
+/// server, say) may take before the process it was meant for binds it (seen in CI: "Address
+/// already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, u32::from(ephemeral_start.max(10_001)));
+    // Start somewhere of this process's and this moment's own, so concurrent tests spread out.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let seed = nanos ^ std::process::id().wrapping_mul(2_654_435_761) ^ NEXT.fetch_add(7919, Ordering::Relaxed);
+    for i in 0..(high - low) {
+        let port = low + (seed.wrapping_add(i) % (high - low));
+        let port = u16::try_from(port).expect("ports are below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {low} and {high}")
 }
 
 /// Path of a binary built next to the running test (target/<profile>/<name>).
