@@ -173,6 +173,12 @@ pub struct Flags {
     /// decryption, and anything a fault made the controller miss is repaired.
     #[arg(long, env = "SEALED_SECRETS_RESYNC_PERIOD", default_value = "10m0s", value_parser = parse_go_duration)]
     pub resync_period: Duration,
+    /// After a `template.data` template fails in a namespace, how long the next evaluation of a
+    /// templated SealedSecret there waits; each evaluation doubles it, up to a day (so that
+    /// templates cannot test a secret one status at a time; README's security model). 0: no
+    /// wait.
+    #[arg(long, env = "SEALANT_TEMPLATE_BACKOFF", default_value = "1m0s", value_parser = parse_go_duration)]
+    pub template_backoff: Duration,
     /// Retries of a failing SealedSecret before waiting for its next change (API errors that
     /// time can fix are retried without limit and do not count).
     #[arg(long, env = "SEALED_SECRETS_MAX_UNSEAL_RETRIES", default_value_t = 5)]

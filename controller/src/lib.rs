@@ -149,7 +149,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         key_secrets: KeySecrets { namespace: namespace.clone(), legacy_name: flags.key_prefix.clone() },
         turns: turns::FairTurns::new(cores()),
-        template_guard: Default::default(),
+        template_guard: template_guard::TemplateGuard::new(flags.template_backoff),
         update_status: flags.update_status,
         omit_secret_labels: flags.metrics_omit_secret_labels,
         max_retries: flags.max_unseal_retries,

@@ -346,6 +346,13 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
         tracing::debug!(sealedsecret = %id, "not writing: the leader lease is not fresh");
         return result.map(|_| Action::await_change());
     }
+    if let Err(ReconcileError::TemplateWait(_)) = &result
+        && template_failed_at_this_generation(&ss)
+    {
+        // A retry of the same template that already failed: its status says so; keep it.
+        tracing::debug!(sealedsecret = %id, "template evaluations wait in this namespace");
+        return result.map(|_| Action::await_change());
+    }
     let outcome = match &result {
         Ok(wrote) => {
             if *wrote {
@@ -398,6 +405,14 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether the status already reports a template failure of this very generation.
+fn template_failed_at_this_generation(ss: &Cached) -> bool {
+    ss.status.as_ref().is_some_and(|status| {
+        status.observed_generation == ss.metadata.generation
+            && status.conditions.iter().any(|c| c.type_ == SYNCED && c.reason.as_deref() == Some("TemplateError"))
+    })
 }
 
 /// The labels of a SealedSecret's condition metric.

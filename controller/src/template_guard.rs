@@ -13,14 +13,22 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The wait after a namespace's first template failure.
+/// The wait after a namespace's first template failure, unless `--template-backoff` says.
 pub const FIRST_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait, and how long a namespace must go without a failure to be forgiven.
 pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TemplateGuard {
+    /// The first wait (`--template-backoff`); zero: no guard.
+    first: Duration,
     namespaces: Mutex<HashMap<String, Strikes>>,
+}
+
+impl Default for TemplateGuard {
+    fn default() -> Self {
+        TemplateGuard::new(FIRST_WAIT)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +39,10 @@ struct Strikes {
 }
 
 impl TemplateGuard {
+    pub fn new(first: Duration) -> TemplateGuard {
+        TemplateGuard { first, namespaces: Mutex::default() }
+    }
+
     /// How long a templated SealedSecret of `namespace` must still wait, if at all.
     pub fn wait(&self, namespace: &str, now: Instant) -> Option<Duration> {
         let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
@@ -43,7 +55,7 @@ impl TemplateGuard {
     /// render): the wait before the next evaluation there, if it is held back.
     pub fn evaluated(&self, namespace: &str, failed: bool, now: Instant) -> Option<Duration> {
         let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
-        if !failed && !namespaces.contains_key(namespace) {
+        if self.first.is_zero() || (!failed && !namespaces.contains_key(namespace)) {
             return None;
         }
         let strikes = namespaces.entry(namespace.to_owned()).or_insert(Strikes { failures: 0, until: now });
@@ -51,7 +63,7 @@ impl TemplateGuard {
             strikes.failures = 0;
         }
         strikes.failures = strikes.failures.saturating_add(1);
-        let wait = FIRST_WAIT.saturating_mul(1 << (strikes.failures - 1).min(16)).min(LONGEST_WAIT);
+        let wait = self.first.saturating_mul(1 << (strikes.failures - 1).min(16)).min(LONGEST_WAIT);
         strikes.until = now + wait;
         Some(wait)
     }
@@ -80,6 +92,9 @@ mod tests {
         now += LONGEST_WAIT * 3;
         assert_eq!(guard.wait("ns", now), None);
         assert_eq!(guard.evaluated("ns", false, now), None, "forgiven after a quiet day");
+        let off = TemplateGuard::new(Duration::ZERO);
+        assert_eq!(off.evaluated("ns", true, t0), None, "--template-backoff=0");
+        assert_eq!(off.wait("ns", t0), None);
     }
 
     /// The figures README gives: evaluations an attacker gets in a namespace, evaluating as
