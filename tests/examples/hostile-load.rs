@@ -12,11 +12,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark script: fail loudly
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sealant_tests::cluster::{
-    RunningController, TestNamespace, admin_client, apply_crd, built_binary, create_demo_key, http, rss_kib,
+    RunningController, TestNamespace, admin_client, apply_crd, built_binary, create_demo_key, http, peak_rss_while,
+    rss_kib,
 };
 
 /// A SealedSecret of 512 junk items, about 3.7 MB of JSON. Each item is shaped like a real one
@@ -54,35 +55,23 @@ async fn main() {
     let body = Arc::new(big_body(&ns.name));
     println!("verify body: {:.2} MB", body.len() as f64 / 1e6);
     let idle = rss_kib(pid);
-    let peak = Arc::new(AtomicU64::new(idle));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                peak.fetch_max(rss_kib(pid), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        })
-    };
-    let start = Instant::now();
-    let clients: Vec<_> = (0..40)
-        .map(|_| {
-            let (url, body) = (verify.clone(), body.clone());
-            std::thread::spawn(move || http(&url, "POST", &body).map(|(code, _)| code).unwrap_or(0))
-        })
-        .collect();
-    let codes: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    let took = start.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
-    done.store(true, Ordering::SeqCst);
-    sampler.join().unwrap();
+    let ((codes, took), peak) = peak_rss_while(pid, Duration::from_secs(2), || {
+        let start = Instant::now();
+        let clients: Vec<_> = (0..40)
+            .map(|_| {
+                let (url, body) = (verify.clone(), body.clone());
+                std::thread::spawn(move || http(&url, "POST", &body).map(|(code, _)| code).unwrap_or(0))
+            })
+            .collect();
+        let codes: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        (codes, start.elapsed())
+    });
     let mut tally = std::collections::BTreeMap::new();
     codes.iter().for_each(|c| *tally.entry(*c).or_insert(0) += 1);
     println!(
         "40 concurrent verifies: RSS {} MiB idle, {} MiB peak, {} MiB 2 s after; answers {tally:?} in {took:.1?}",
         idle / 1024,
-        peak.load(Ordering::SeqCst) / 1024,
+        peak / 1024,
         rss_kib(pid) / 1024
     );
 

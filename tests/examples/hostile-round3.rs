@@ -20,33 +20,20 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use sealant_crds::SealedSecret;
-use sealant_tests::cluster::{RunningController, TestNamespace, admin_client, apply_crd, create_demo_key, rss_kib};
+use sealant_tests::cluster::{
+    RunningController, TestNamespace, admin_client, apply_crd, create_demo_key, peak_rss_while, rss_kib,
+};
 
-/// The highest RSS of `pid` while `work` runs (sampled every 10 ms), in MiB.
+/// The highest RSS of `pid` while `work` runs, in MiB.
 fn peak_while<T>(pid: u32, work: impl FnOnce() -> T) -> (T, f64) {
-    let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                peak.fetch_max(rss_kib(pid), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        })
-    };
-    let result = work();
-    std::thread::sleep(Duration::from_millis(500));
-    done.store(true, Ordering::SeqCst);
-    sampler.join().unwrap();
-    (result, peak.load(Ordering::SeqCst) as f64 / 1024.0)
+    let (result, peak) = peak_rss_while(pid, Duration::from_millis(500), work);
+    (result, mib(peak))
 }
 
 /// Send raw bytes, read the status code (0: none).

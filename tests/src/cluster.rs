@@ -374,6 +374,29 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// What `work` returns, and the highest RSS of `pid` in KiB while it ran (sampled every 10 ms,
+/// and for `settle` after it), for the benchmark scripts.
+pub fn peak_rss_while<T>(pid: u32, settle: Duration, work: impl FnOnce() -> T) -> (T, u64) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(rss_kib(pid), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let result = work();
+    std::thread::sleep(settle);
+    done.store(true, Ordering::SeqCst);
+    sampler.join().expect("the RSS sampler");
+    (result, peak.load(Ordering::SeqCst))
+}
+
 /// The SealedSecret CRD, applied with kubectl (server-side) for the benchmark scripts, then a
 /// moment for the API server to serve it.
 pub async fn apply_crd() {
