@@ -232,3 +232,42 @@ fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), String
     }
     Ok((key, certificate))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn demo_key() -> Secret {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../keys-example/demo.secret.yaml");
+        let doc = sealant_core::yaml::parse_documents(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0);
+        serde_json::from_value(doc).unwrap()
+    }
+
+    /// Issue 26, finding 1: a key Secret that a SealedSecret produced is never loaded, whatever
+    /// its name and labels, and the reason is kept for the log and the metric.
+    #[test]
+    fn a_secret_a_sealed_secret_made_is_never_a_key() {
+        let load =
+            |secret: &Secret| Keyring::from_secrets([secret], KeyOrderPriority::CertNotBefore, "sealed-secrets-key");
+        assert_eq!(load(&demo_key()).len(), 1, "an operator's key Secret loads");
+
+        let mut owned = demo_key();
+        owned.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "bitnami.com/v1alpha1".into(),
+            kind: "SealedSecret".into(),
+            name: "planted".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]);
+        let ring = load(&owned);
+        assert!(ring.is_empty(), "owned by a SealedSecret");
+        assert_eq!(ring.rejected[0].reason, "a SealedSecret made it");
+
+        let mut annotated = demo_key();
+        annotated.metadata.annotations.get_or_insert_default().insert(SOURCE_DIGEST_ANNOTATION.into(), "x".into());
+        assert!(load(&annotated).is_empty(), "written by the controller from a SealedSecret");
+    }
+}

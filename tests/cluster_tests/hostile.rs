@@ -222,3 +222,53 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// Issue 26, finding 1, on the real API server: a tenant who may only create SealedSecrets, in
+/// the controller's own namespace, cannot plant a sealing key, neither by the key label nor by
+/// the legacy key's name: the SealedSecrets are refused (InvalidSpec), no Secret is made, and the
+/// controller still serves and uses its own certificate.
+#[tokio::test]
+async fn a_sealed_secret_cannot_plant_a_sealing_key() {
+    let client = admin_client().await;
+    let (ns, controller) = controller_with_demo_key(&client, "plant", &[]).await;
+    let n = ns.name.clone();
+    let (_, own_cert) = http(&format!("{}/v1/cert.pem", controller.url), "GET", b"").unwrap();
+    let tenant_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "tenant", "namespace": n},
+        "rules": [{"apiGroups": ["bitnami.com"], "resources": ["sealedsecrets"], "verbs": ["get", "list", "create", "update", "patch"]}]});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "tenant", "namespace": n},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
+        "subjects": [{"kind": "User", "name": "user", "apiGroup": "rbac.authorization.k8s.io"}]});
+    for object in [tenant_role, binding] {
+        let out = kubectl(&["apply", "-f", "-"], Some(&object.to_string()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let tenant = sealant_tests::cluster::client_from(&sealant_tests::cluster::control_plane().user_kubeconfig).await;
+    let tenant_api = Api::<SealedSecret>::namespaced(tenant, &n);
+
+    // The attacker's own key pair (a real one from the fixtures), as a kubernetes.io/tls Secret.
+    let fixtures = repo().join("tests/fixtures/sealed-secrets/real-kubeseal-v0.14.1");
+    let key_pair = json!({
+        "type": "kubernetes.io/tls",
+        "stringData": {
+            "tls.crt": std::fs::read_to_string(fixtures.join("tls.crt")).unwrap(),
+            "tls.key": std::fs::read_to_string(fixtures.join("tls.key")).unwrap(),
+        },
+    });
+    let mut labelled = key_pair.clone();
+    labelled["metadata"] = json!({"labels": {"sealedsecrets.bitnami.com/sealed-secrets-key": "active"}});
+    for (name, extra) in [("planted", labelled), ("sealed-secrets-key", key_pair)] {
+        let doc = demo_sealed(&n, name, extra);
+        tenant_api.create(&PostParams::default(), &serde_json::from_value(doc).unwrap()).await.unwrap();
+        let refused = synced(&client, &n, name, "False").await;
+        assert_eq!(refused.status.unwrap().conditions[0].reason.as_deref(), Some("InvalidSpec"), "{name}");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for name in ["planted", "sealed-secrets-key"] {
+        assert!(secret(&client, &n, name).await.is_none(), "no Secret {name} was made");
+    }
+    let (_, served) = http(&format!("{}/v1/cert.pem", controller.url), "GET", b"").unwrap();
+    assert_eq!(served, own_cert, "the controller still serves its own certificate");
+    assert_eq!(controller.metric("sealant_keys"), Some(1.0));
+}
