@@ -272,3 +272,60 @@ async fn a_sealed_secret_cannot_plant_a_sealing_key() {
     assert_eq!(served, own_cert, "the controller still serves its own certificate");
     assert_eq!(controller.metric("sealant_keys"), Some(1.0));
 }
+
+/// Issue 26, findings 2, 3 and 5, against a running controller: held connections do not keep
+/// the probe out, unknown HTTP methods add no label values, and a body of a million tiny items
+/// is refused before it costs more than its size.
+#[tokio::test]
+async fn held_connections_odd_methods_and_tiny_items_cost_nothing() {
+    let client = admin_client().await;
+    let (_ns, controller) = controller_with_demo_key(&client, "held", &[]).await;
+    let addr = controller.url.strip_prefix("http://").unwrap().to_owned();
+
+    let held: Vec<TcpStream> = (0..600).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
+    assert!(held.len() >= 512, "the attacker holds at least the old cap");
+    for probe in 0..10 {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        assert!(response.starts_with(b"HTTP/1.1 200"), "probe {probe} with 600 held connections: {response:?}");
+    }
+    drop(held);
+
+    let method = "X".repeat(10_000);
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ =
+            write!(stream, "{method} /v1/verify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(!response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    let (_, metrics) = http(&controller.metrics_url, "GET", b"").unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(!metrics.contains("XXXXXXXX"), "a method became a label value");
+    assert!(metrics.len() < 100_000, "{} bytes of metrics", metrics.len());
+
+    let pid = controller.process.child.id();
+    let idle = sealant_tests::cluster::rss_kib(pid);
+    let tiny_items = b"- 0\n".repeat(1 << 20);
+    // (After the odd methods spent this client's rate limit.)
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (response, peak) = sealant_tests::cluster::peak_rss_while(pid, Duration::from_millis(300), || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST /v1/verify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            tiny_items.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&tiny_items));
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    });
+    assert!(response.starts_with("HTTP/1.1 500"), "the body was read and refused: {response}");
+    assert!(peak < idle + 64 * 1024, "a 4 MiB body of tiny items took RSS from {idle} to {peak} KiB");
+}
