@@ -33,6 +33,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 fn parse_everything(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let _ = yaml::parse_documents(&text);
+    let _ = yaml::parse_documents_bounded(&text, 4096);
     for store in [Store::Yaml, Store::Json, Store::Dotenv, Store::Ini, Store::Binary] {
         let _ = store.read_encrypted(bytes);
         let _ = store.read_plain(bytes);
@@ -72,6 +73,12 @@ fn the_corpus_is_refused_or_bounded() {
     assert!(refused.contains("excessive aliasing"), "{refused}");
     let deep = &corpus.iter().find(|(n, _)| n == "deep-flow.yaml").unwrap().1;
     assert!(yaml::parse_documents(std::str::from_utf8(deep).unwrap()).is_err());
+    // Round 3: what the controller's HTTP API parses is counted before a tree is built.
+    let text = |name: &str| String::from_utf8(corpus.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap();
+    let tiny = yaml::parse_documents_bounded(&text("tiny-items.yaml"), 4096).unwrap_err();
+    assert!(matches!(tiny, yaml::YamlError::TooManyNodes(4096)), "{tiny}");
+    assert!(yaml::parse_documents_bounded(&text("flow-alias.yaml"), 4096).is_err(), "an alias in flow style");
+    assert_eq!(yaml::parse_documents(&text("flow-alias.yaml")).unwrap()[0]["kind"], "SealedSecret", "flow YAML reads");
 }
 
 const YAML_TOKENS: &[&str] = &[
