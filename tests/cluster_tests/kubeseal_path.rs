@@ -7,12 +7,19 @@ use sealant_tests::cluster::{NetNs, ProcessGuard, built_binary, http};
 
 use super::*;
 
-#[tokio::test]
-async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
-    let client = admin_client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "proxy").await;
-    let n = ns.name.clone();
+/// Our controller in a network namespace of the test's own, reached through the API server's
+/// service proxy as `sealed-secrets-controller` in `n`, with the demo key: what a
+/// Deployment, its Pod, Service and EndpointSlice would make. Stopped when dropped.
+pub(crate) struct Proxied {
+    /// The certificate it serves.
+    pub served: Vec<u8>,
+    // Held so that the controller and its namespace live as long as this does.
+    _netns: NetNs,
+    _controller: ProcessGuard,
+}
+
+pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
+    let n = n.to_owned();
     let keys = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap();
     let mut key: Value = sealant_core::yaml::parse_documents(&keys).unwrap().remove(0);
     key["metadata"]["namespace"] = json!(n);
@@ -20,7 +27,6 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
         .create(&PostParams::default(), &serde_json::from_value(key).unwrap())
         .await
         .unwrap();
-
     let netns = NetNs::create();
     let mut command = Command::new("ip");
     command
@@ -33,7 +39,7 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
         .arg(format!("--listen-metrics-addr={}:8081", netns.inner_ip))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _controller = ProcessGuard::spawn(command);
+    let controller = ProcessGuard::spawn(command);
     let cert_url = format!("http://{}:8080/v1/cert.pem", netns.inner_ip);
     let served = eventually(Duration::from_secs(60), || async {
         http(&cert_url, "GET", b"").ok().filter(|(code, _)| *code == 200).map(|(_, body)| body)
@@ -72,6 +78,18 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
         let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+
+    Proxied { served, _netns: netns, _controller: controller }
+}
+
+#[tokio::test]
+async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "proxy").await;
+    let n = ns.name.clone();
+    let proxied = behind_the_proxy(&client, &n).await;
+    let served = proxied.served.clone();
 
     let sealant = |args: &[&str], stdin: &str| {
         use std::io::Write;

@@ -22,6 +22,7 @@ mod hostile;
 mod kubeseal_path;
 mod runbooks;
 mod upstream_chart;
+mod upstream_kubeseal;
 
 const CRD_NAME: &str = "sealedsecrets.bitnami.com";
 

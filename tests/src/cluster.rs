@@ -42,16 +42,39 @@ pub fn k8s_version() -> String {
         .to_owned()
 }
 
+/// Where the scripts cache what they build (`~/.cache/sealant`, as they say).
+fn sealant_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("sealant")
+}
+
 /// Where tests/cluster/build caches the binaries (the same rule as the script).
 pub fn binary_cache() -> PathBuf {
     if let Some(dir) = std::env::var_os("SEALANT_CLUSTER_CACHE") {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("sealant").join(format!("kubernetes-{}", k8s_version()))
+    sealant_cache().join(format!("kubernetes-{}", k8s_version()))
+}
+
+/// A program of upstream's sealed-secrets (`kubeseal`, `controller`) as tests/peers/build builds
+/// it: at the version tests/peers/sealed-secrets/go.mod pins, cached per machine.
+pub fn upstream_binary(name: &str) -> PathBuf {
+    let go_mod = repo().join("tests/peers/sealed-secrets/go.mod");
+    let text = std::fs::read_to_string(&go_mod).unwrap_or_else(|e| panic!("{}: {e}", go_mod.display()));
+    let version = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("github.com/bitnami/sealed-secrets v")?.split_whitespace().next())
+        .expect("the pinned sealed-secrets version");
+    let path = sealant_cache().join(format!("sealed-secrets-{version}")).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the peers with `tests/peers/build` (or `tests/setup`)",
+        path.display()
+    );
+    path
 }
 
 /// `kubectl` of the tested release (built beside the control plane), not whatever the PATH has:
