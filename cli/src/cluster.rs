@@ -93,6 +93,9 @@ pub struct ClientFlags {
     /// How long to wait for one request (Go duration such as 30s or 1m, or seconds; 0: no limit).
     #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
     pub request_timeout: Option<std::time::Duration>,
+    /// Accepted for compatibility; responses are small.
+    #[arg(long, hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value_t = false)]
+    pub disable_compression: bool,
 }
 
 /// kubectl's `--request-timeout`: a Go duration (`30s`, `1m`, `1h30m`), or plain seconds.

@@ -78,6 +78,45 @@ pub struct KubesealArgs {
     pub re_encrypt: bool,
     #[command(flatten)]
     pub client: ClientFlags,
+    #[command(flatten)]
+    pub klog: KlogFlags,
+}
+
+/// klog's flags, which upstream's kubeseal registers (scripts pass `-v 5` or `--logtostderr`):
+/// accepted and ignored, since sealant writes no log files and says what it does on stderr.
+#[derive(Debug, clap::Args)]
+pub struct KlogFlags {
+    /// `-v 5`, `--v=2`, as often as given (the last one counts in klog).
+    #[arg(short = 'v', long = "v", hide = true, value_name = "LEVEL", action = clap::ArgAction::Append)]
+    pub verbosity: Vec<String>,
+    #[arg(long, hide = true, value_name = "PATTERN=N")]
+    pub vmodule: Option<String>,
+    #[arg(long = "log_dir", hide = true)]
+    pub log_dir: Option<String>,
+    #[arg(long = "log_file", hide = true)]
+    pub log_file: Option<String>,
+    #[arg(long = "log_file_max_size", hide = true)]
+    pub log_file_max_size: Option<String>,
+    #[arg(long = "log_backtrace_at", hide = true)]
+    pub log_backtrace_at: Option<String>,
+    #[arg(long, hide = true)]
+    pub stderrthreshold: Option<String>,
+    #[arg(long, hide = true)]
+    pub alsologtostderrthreshold: Option<String>,
+    #[arg(long = "add_dir_header", hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
+    pub add_dir_header: bool,
+    #[arg(long, hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
+    pub alsologtostderr: bool,
+    #[arg(long, hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "true", value_parser = go_bool)]
+    pub logtostderr: bool,
+    #[arg(long = "legacy_stderr_threshold_behavior", hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "true", value_parser = go_bool)]
+    pub legacy_stderr_threshold_behavior: bool,
+    #[arg(long = "one_output", hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
+    pub one_output: bool,
+    #[arg(long = "skip_headers", hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
+    pub skip_headers: bool,
+    #[arg(long = "skip_log_headers", hide = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "false", value_parser = go_bool)]
+    pub skip_log_headers: bool,
 }
 
 /// A boolean as Go's strconv.ParseBool (and so pflag) reads it.
