@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 mod image;
 mod install;
+mod rollback;
 mod upgrade;
 
 const NS: &str = "kube-system";

@@ -1,0 +1,126 @@
+//! Upgrade and rollback with the real upstream (issue 20): upstream's controller v0.40.0, in an
+//! image made the way ours is, runs under its chart's objects and makes its own key; it unseals
+//! one SealedSecret and fails another. The Deployment's image is switched to ours, then back to
+//! upstream's, as a user who rolls back would: at each step the Secrets keep their data (and,
+//! but for one rewrite of ours by upstream, their resourceVersion), the failing one fails the
+//! same way, and new SealedSecrets unseal.
+
+use sealant_tests::cluster::upstream_binary;
+
+use super::*;
+
+/// Upstream's controller as an image: its static binary at `/usr/local/bin/controller`, the
+/// chart's command, in one FROM-scratch layer run as 1001, imported into the node.
+fn upstream_image(node: &Node) -> String {
+    let reference = "localhost/sealed-secrets-controller:upstream".to_owned();
+    let archive = node.dir.join("upstream-controller.oci.tar");
+    let binary = upstream_binary("controller");
+    let out = Command::new("python3")
+        .arg(repo().join("deploy/image/oci-archive.py"))
+        .args(["--out", archive.to_str().unwrap(), "--name", &reference, "--created", "0"])
+        .arg(format!("--file={}=/usr/local/bin/controller", binary.display()))
+        .args(["--dir", "/tmp=1777", "--entrypoint", "/usr/local/bin/controller", "--user", "1001:1001"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "oci-archive.py: {}", String::from_utf8_lossy(&out.stderr));
+    node.ctr(&["images", "import", archive.to_str().unwrap()]);
+    reference
+}
+
+fn version_and_data(node: &Node, namespace: &str, name: &str) -> (String, Value) {
+    let secret = node.get_json(&["secret", "-n", namespace, name]);
+    (secret["metadata"]["resourceVersion"].as_str().unwrap().to_owned(), secret["data"].clone())
+}
+
+/// The Synced condition's status and reason.
+fn synced(node: &Node, namespace: &str, name: &str) -> Option<(String, String)> {
+    let ss = node.get_json(&["sealedsecret", "-n", namespace, name]);
+    let condition = ss["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Synced")?.clone();
+    Some((condition["status"].as_str()?.to_owned(), condition["reason"].as_str().unwrap_or_default().to_owned()))
+}
+
+fn switch_to(node: &Node, image: &str, what: &str) {
+    node.kubectl_ok(
+        &["set", "image", "-n", NS, &format!("deployment/{DEPLOYMENT}"), &format!("controller={image}")],
+        None,
+    );
+    wait_rolled_out(node, 1, Duration::from_secs(180), what, || true);
+}
+
+#[test]
+fn upstream_to_ours_and_back_keeps_every_secret() {
+    let node = node();
+    let ours = node.controller_image("rollback");
+    let upstream = upstream_image(node);
+    uninstall(node);
+    let _cleanup = Uninstall(node);
+
+    // Upstream as its chart installs it, from its own image.
+    node.kubectl_ok(
+        &["apply", "--server-side", "-f", repo().join("crds/sealedsecrets.bitnami.com.yaml").to_str().unwrap()],
+        None,
+    );
+    node.kubectl_ok(&["wait", "--for=condition=Established", "crd/sealedsecrets.bitnami.com", "--timeout=60s"], None);
+    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
+    let rbac = rbac.replace("-NAMESPACE", "").replace("NAMESPACE", NS);
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&rbac));
+    let controller = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/controller.yaml")).unwrap();
+    let controller = controller.replace("docker.io/bitnami/sealed-secrets-controller:0.24.5", &upstream);
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&controller));
+    wait_rolled_out(node, 1, Duration::from_secs(180), "upstream's controller", || fetch_cert(node).is_ok());
+
+    node.kubectl_ok(&["create", "namespace", "apps"], None);
+    let value = seal_and_apply(node, "apps", "by-upstream");
+    assert_eq!(unsealed_password(node, "apps", "by-upstream", Duration::from_secs(60)), value);
+    // One that no key opens: sealed to the demo certificate, which no controller here holds.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unopenable", "namespace": "apps"},
+        "stringData": {"password": "x"}});
+    let demo = repo().join("keys-example/demo.tls.crt");
+    let sealed = sealant_as_user(
+        node,
+        &built_binary("sealant"),
+        &["seal", "--cert", demo.to_str().unwrap()],
+        &secret.to_string(),
+    );
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&sealed));
+    let failing = wait_for(Duration::from_secs(60), "upstream to report the unopenable one", || {
+        synced(node, "apps", "unopenable").filter(|(status, _)| status == "False")
+    });
+    let kept = version_and_data(node, "apps", "by-upstream");
+
+    // To ours: the image only.
+    switch_to(node, &ours, "our controller");
+    let value = seal_and_apply(node, "apps", "by-ours");
+    assert_eq!(unsealed_password(node, "apps", "by-ours", Duration::from_secs(60)), value);
+    assert_eq!(version_and_data(node, "apps", "by-upstream"), kept, "ours left upstream's Secret alone");
+    wait_for(Duration::from_secs(60), "ours to report the unopenable one", || {
+        synced(node, "apps", "unopenable").filter(|(status, _)| status == "False")
+    });
+    let kept_ours = version_and_data(node, "apps", "by-ours");
+
+    // And back, as a user who rolls back: upstream takes every key and Secret as they are.
+    switch_to(node, &upstream, "upstream's controller again");
+    let value = seal_and_apply(node, "apps", "after-rollback");
+    assert_eq!(unsealed_password(node, "apps", "after-rollback", Duration::from_secs(60)), value);
+    assert_eq!(version_and_data(node, "apps", "by-upstream"), kept);
+    // Upstream rewrites a Secret ours made once, to its own form: it sets the annotations to the
+    // template's (dropping our digest and MAC) and its owner reference (with
+    // blockOwnerDeletion). The data stays; and it stays put after that (README, "where we differ").
+    let rewritten = version_and_data(node, "apps", "by-ours");
+    assert_eq!(rewritten.1, kept_ours.1, "upstream kept the data of our Secret");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(version_and_data(node, "apps", "by-ours"), rewritten, "and rewrote it only once");
+    let after = wait_for(Duration::from_secs(60), "upstream to report the unopenable one again", || {
+        synced(node, "apps", "unopenable").filter(|(status, _)| status == "False")
+    });
+    // Upstream writes Synced=False with no reason; it updates status and message only, so the
+    // reason ours wrote (DecryptFailed) stays after a rollback, still true.
+    assert_eq!((after.0.as_str(), failing.1.as_str()), ("False", ""), "the failing one fails as it did");
+    assert!(["", "DecryptFailed"].contains(&after.1.as_str()), "{after:?}");
+    let logs = node.kubectl_ok(&["logs", "-n", NS, &format!("deployment/{DEPLOYMENT}")], None);
+    assert!(!logs.contains("panic"), "upstream after the rollback:\n{logs}");
+
+    node.kubectl_ok(&["delete", "namespace", "apps", "--wait=false"], None);
+    node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&controller));
+    node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&rbac));
+}
