@@ -3,7 +3,7 @@
 //! one SealedSecret and fails another. The Deployment's image is switched to ours, then back to
 //! upstream's, as a user who rolls back would: at each step the Secrets keep their data (and,
 //! but for one rewrite of ours by upstream, their resourceVersion), the failing one fails the
-//! same way, and new SealedSecrets unseal.
+//! same way, and new SealedSecrets unseal. Our CLI works against upstream's controller too.
 
 use sealant_tests::cluster::upstream_binary;
 
@@ -47,6 +47,49 @@ fn switch_to(node: &Node, image: &str, what: &str) {
     wait_rolled_out(node, 1, Duration::from_secs(180), what, || true);
 }
 
+/// `sealant` against upstream's controller, through the Service as an ordinary user: `validate
+/// --online` (its /v1/verify), `--re-encrypt` (its /v1/rotate), and `unseal` with its key Secrets.
+fn our_cli_against_upstream(node: &Node) {
+    let sealant = built_binary("sealant");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cli.yaml");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cli", "namespace": "apps"},
+        "stringData": {"password": "checked-by-upstream"}});
+    std::fs::write(&file, sealant_as_user(node, &sealant, &["seal"], &secret.to_string())).unwrap();
+    let path = file.to_str().unwrap();
+    sealant_as_user(node, &sealant, &["validate", "--online", path], "");
+    // `sealant reencrypt` leaves a file already sealed to the newest key alone; the kubeseal
+    // name re-seals always, through the controller's /v1/rotate.
+    let before = std::fs::read_to_string(&file).unwrap();
+    sealant_as_user(node, &sealant, &["reencrypt", path], "");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "already sealed to upstream's newest key");
+    let kubeseal = dir.path().join("kubeseal");
+    std::os::unix::fs::symlink(&sealant, &kubeseal).unwrap();
+    sealant_as_user(node, &kubeseal, &["--re-encrypt", "-f", path], "");
+    let rotated = std::fs::read_to_string(&file).unwrap();
+    assert_ne!(rotated, before, "re-sealed through upstream's /v1/rotate");
+    let valid = Command::new(&sealant)
+        .args(["validate", "--online", path])
+        .env("KUBECONFIG", &node.user_kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        valid.status.success(),
+        "{}{}\n{rotated}",
+        String::from_utf8_lossy(&valid.stdout),
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    let keys = node.kubectl_ok(
+        &["get", "secret", "-n", NS, "-l", "sealedsecrets.bitnami.com/sealed-secrets-key", "-o", "json"],
+        None,
+    );
+    let key_file = dir.path().join("upstream-keys.json");
+    std::fs::write(&key_file, keys).unwrap();
+    let opened =
+        sealant_as_user(node, &sealant, &["unseal", "--private-key", key_file.to_str().unwrap(), "-f", path], "");
+    assert!(opened.contains("Y2hlY2tlZC1ieS11cHN0cmVhbQ=="), "unsealed with upstream's key: {opened}");
+}
+
 #[test]
 fn upstream_to_ours_and_back_keeps_every_secret() {
     let node = node();
@@ -87,6 +130,7 @@ fn upstream_to_ours_and_back_keeps_every_secret() {
         synced(node, "apps", "unopenable").filter(|(status, _)| status == "False")
     });
     let kept = version_and_data(node, "apps", "by-upstream");
+    our_cli_against_upstream(node);
 
     // To ours: the image only.
     switch_to(node, &ours, "our controller");

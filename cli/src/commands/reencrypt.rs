@@ -57,8 +57,39 @@ pub async fn rotate(api: &ControllerApi, ss: &Value) -> CliResult<Value> {
         return Err(CliError::new(format!("the controller cannot re-encrypt {name} ({code}): {}", body.trim()))
             .hint("it must be able to decrypt the SealedSecret: was it sealed for this cluster, name and namespace?"));
     }
-    serde_json::from_str(&body)
-        .map_err(|e| CliError::new(format!("the controller's answer for {name} is not a SealedSecret")).source(e))
+    let mut answer: Value = serde_json::from_str(&body)
+        .map_err(|e| CliError::new(format!("the controller's answer for {name} is not a SealedSecret")).source(e))?;
+    like_the_input(&mut answer, ss);
+    Ok(answer)
+}
+
+/// Upstream's controller answers `/v1/rotate` without `apiVersion` and `kind` (its kubeseal adds
+/// them as it writes), and with the object's annotations copied into the template (found by the
+/// node test against upstream v0.40.0): give the answer the input's type, and keep our
+/// annotation out of the template, where it would name a key the items are no longer sealed to.
+fn like_the_input(answer: &mut Value, input: &Value) {
+    for field in ["apiVersion", "kind"] {
+        if answer.get(field).is_none_or(Value::is_null)
+            && let (Some(object), Some(value)) = (answer.as_object_mut(), input.get(field))
+        {
+            object.insert(field.to_owned(), value.clone());
+        }
+    }
+    let in_input = input
+        .pointer("/spec/template/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.contains_key(SEALING_KEY_ANNOTATION));
+    if !in_input
+        && let Some(annotations) =
+            answer.pointer_mut("/spec/template/metadata/annotations").and_then(Value::as_object_mut)
+    {
+        annotations.remove(SEALING_KEY_ANNOTATION);
+        if annotations.is_empty()
+            && let Some(meta) = answer.pointer_mut("/spec/template/metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("annotations");
+        }
+    }
 }
 
 /// Insert or replace our annotation in one YAML document's text without touching anything else.
@@ -198,6 +229,8 @@ pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -213,5 +246,25 @@ mod tests {
             set_annotation_in_yaml(with, "SHA256:x", None),
             "metadata:\n    annotations:\n        sealant.dev/sealing-key: SHA256:x\n        other: y\n    name: a\n"
         );
+    }
+
+    #[test]
+    fn an_answer_like_upstreams_gets_the_inputs_type_and_no_stale_annotation() {
+        let input = json!({"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+            "metadata": {"name": "s", "annotations": {SEALING_KEY_ANNOTATION: "SHA256:old"}},
+            "spec": {"encryptedData": {"a": "AgA"}}});
+        // What upstream v0.40.0's /v1/rotate answered in the node test.
+        let mut answer = json!({"metadata": {"name": "s"},
+            "spec": {"template": {"metadata": {"name": "s", "annotations": {SEALING_KEY_ANNOTATION: "SHA256:old"}}},
+                     "encryptedData": {"a": "AgB"}}});
+        like_the_input(&mut answer, &input);
+        assert_eq!(answer["kind"], "SealedSecret");
+        assert_eq!(answer["apiVersion"], "bitnami.com/v1alpha1");
+        assert!(answer["spec"]["template"]["metadata"].get("annotations").is_none(), "{answer}");
+        // Ours answers complete: nothing changes.
+        let ours = input.clone();
+        let mut same = ours.clone();
+        like_the_input(&mut same, &input);
+        assert_eq!(same, ours);
     }
 }
