@@ -92,19 +92,13 @@ async fn cert_and_seal_reach_the_controller_through_the_service_proxy() {
     let served = proxied.served.clone();
 
     let sealant = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = Command::new(built_binary("sealant"))
+        let mut command = Command::new(built_binary("sealant"));
+        command
             .args(args)
             .args(["--controller-namespace", &n])
             .env("KUBECONFIG", &control_plane().kubeconfig)
-            .env_remove("SEALED_SECRETS_CERT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+            .env_remove("SEALED_SECRETS_CERT");
+        sealant_tests::cluster::output_with_stdin(command, stdin)
     };
     let fetched = sealant(&["cert"], "");
     assert!(fetched.status.success(), "sealant cert: {}", String::from_utf8_lossy(&fetched.stderr));

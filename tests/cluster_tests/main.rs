@@ -27,20 +27,9 @@ mod upstream_kubeseal;
 const CRD_NAME: &str = "sealedsecrets.bitnami.com";
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let mut child = sealant_tests::cluster::kubectl_command()
-        .args(args)
-        .env("KUBECONFIG", &control_plane().kubeconfig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl is installed");
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    let mut command = sealant_tests::cluster::kubectl_command();
+    command.args(args).env("KUBECONFIG", &control_plane().kubeconfig);
+    sealant_tests::cluster::output_with_stdin(command, stdin.unwrap_or_default())
 }
 
 /// Install the checked-in CRD (server-side apply) and wait until it is Established.

@@ -10,18 +10,9 @@ use super::kubeseal_path::behind_the_proxy;
 use super::*;
 
 fn kubeseal(n: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(upstream_binary("kubeseal"))
-        .args(["--controller-namespace", n])
-        .args(args)
-        .env("KUBECONFIG", &control_plane().kubeconfig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(upstream_binary("kubeseal"));
+    command.args(["--controller-namespace", n]).args(args).env("KUBECONFIG", &control_plane().kubeconfig);
+    sealant_tests::cluster::output_with_stdin(command, stdin)
 }
 
 fn ok(what: &str, out: std::process::Output) -> String {

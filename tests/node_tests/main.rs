@@ -156,6 +156,26 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(text).expect("base64 from the API server")
 }
 
+/// What upstream's chart installs (tests/fixtures/upstream-chart), after the CRD, with `image`
+/// as the controller's when given (the fixture names upstream's, which cannot be pulled here).
+/// Returns the RBAC and controller manifests as applied, to remove them afterwards.
+fn install_upstream_chart(node: &Node, image: Option<&str>) -> (String, String) {
+    let crd = repo().join("crds/sealedsecrets.bitnami.com.yaml");
+    node.kubectl_ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
+    node.kubectl_ok(&["wait", "--for=condition=Established", "crd/sealedsecrets.bitnami.com", "--timeout=60s"], None);
+    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
+    // The fixture suffixes cluster-wide names for tests that share a cluster; the node has its own.
+    let rbac = rbac.replace("-NAMESPACE", "").replace("NAMESPACE", NS);
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&rbac));
+    let controller = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/controller.yaml")).unwrap();
+    let controller = match image {
+        Some(image) => controller.replace("docker.io/bitnami/sealed-secrets-controller:0.24.5", image),
+        None => controller,
+    };
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&controller));
+    (rbac, controller)
+}
+
 /// Remove what either test installs into kube-system, and wait until its Pods are gone.
 fn uninstall(node: &Node) {
     for args in [

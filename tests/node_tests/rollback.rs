@@ -99,17 +99,7 @@ fn upstream_to_ours_and_back_keeps_every_secret() {
     let _cleanup = Uninstall(node);
 
     // Upstream as its chart installs it, from its own image.
-    node.kubectl_ok(
-        &["apply", "--server-side", "-f", repo().join("crds/sealedsecrets.bitnami.com.yaml").to_str().unwrap()],
-        None,
-    );
-    node.kubectl_ok(&["wait", "--for=condition=Established", "crd/sealedsecrets.bitnami.com", "--timeout=60s"], None);
-    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
-    let rbac = rbac.replace("-NAMESPACE", "").replace("NAMESPACE", NS);
-    node.kubectl_ok(&["apply", "-f", "-"], Some(&rbac));
-    let controller = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/controller.yaml")).unwrap();
-    let controller = controller.replace("docker.io/bitnami/sealed-secrets-controller:0.24.5", &upstream);
-    node.kubectl_ok(&["apply", "-f", "-"], Some(&controller));
+    let (rbac, controller) = install_upstream_chart(node, Some(&upstream));
     wait_rolled_out(node, 1, Duration::from_secs(180), "upstream's controller", || fetch_cert(node).is_ok());
 
     node.kubectl_ok(&["create", "namespace", "apps"], None);

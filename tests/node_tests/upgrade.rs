@@ -31,19 +31,7 @@ fn switching_upstreams_deployment_to_our_image_keeps_every_secret_and_unseals_ne
 
     // What a cluster running upstream's chart has: the CRD, the chart's ServiceAccount, RBAC,
     // Service and Deployment, the controller's key, a SealedSecret and the Secret made from it.
-    node.kubectl_ok(
-        &["apply", "--server-side", "-f", repo().join("crds/sealedsecrets.bitnami.com.yaml").to_str().unwrap()],
-        None,
-    );
-    node.kubectl_ok(&["wait", "--for=condition=Established", "crd/sealedsecrets.bitnami.com", "--timeout=60s"], None);
-    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
-    // The fixture suffixes cluster-wide names for tests that share a cluster; this one has its own.
-    let rbac = rbac.replace("-NAMESPACE", "").replace("NAMESPACE", NS);
-    node.kubectl_ok(&["apply", "-f", "-"], Some(&rbac));
-    node.kubectl_ok(
-        &["apply", "-f", repo().join("tests/fixtures/upstream-chart/controller.yaml").to_str().unwrap()],
-        None,
-    );
+    let (rbac, controller) = install_upstream_chart(node, None);
     let key = fixture(&format!("{FIXTURES}/sealed-secrets-keynvpcz.secret.yaml"));
     node.kubectl_ok(&["create", "-f", "-"], Some(&key.to_string()));
     node.kubectl_ok(&["create", "namespace", "foo"], None);
@@ -112,14 +100,6 @@ fn switching_upstreams_deployment_to_our_image_keeps_every_secret_and_unseals_ne
     assert_eq!(unsealed_password(node, "foo", "after-upgrade", Duration::from_secs(60)), value);
 
     node.kubectl_ok(&["delete", "namespace", "foo", "--wait=false"], None);
-    node.kubectl_ok(
-        &[
-            "delete",
-            "-f",
-            repo().join("tests/fixtures/upstream-chart/controller.yaml").to_str().unwrap(),
-            "--ignore-not-found",
-        ],
-        None,
-    );
+    node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&controller));
     node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&rbac));
 }

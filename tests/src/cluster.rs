@@ -77,6 +77,24 @@ pub fn upstream_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Run `command` with `stdin` written to it and its output captured.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", command.get_program()));
+    let written = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("the program's output");
+    // A program may exit without reading its input; its status says what happened.
+    if written.is_err() && out.status.success() {
+        panic!("{:?} succeeded without reading its input", command.get_program());
+    }
+    out
+}
+
 /// `kubectl` of the tested release (built beside the control plane), not whatever the PATH has:
 /// kubectl supports only one minor of skew.
 pub fn kubectl_command() -> Command {
