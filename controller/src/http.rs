@@ -436,8 +436,13 @@ pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> anyh
         };
         let router = router.clone();
         tokio::spawn(async move {
+            // Silent for FIRST_BYTE, or made room for by a newer connection meanwhile: closed.
             let mut first = [0u8; 1];
-            if !matches!(tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+            let spoke = tokio::select! {
+                peeked = tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)) => matches!(peeked, Ok(Ok(1..))),
+                () = slot.close.notified() => false,
+            };
+            if !spoke {
                 return;
             }
             let in_request = slot.in_request.clone();
