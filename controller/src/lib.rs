@@ -56,8 +56,12 @@ fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
     }
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+/// Reconciles that may hold a turn at the RSA work at once: two a core, so that one's API calls
+/// (reading the whole object, writing the Secret) overlap another's decryption. One a core left
+/// the cores idle during those calls: 228 decryptions a second at 10,000 objects, against 339 to
+/// 477 before turns (controller-load).
+fn decrypt_turns() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -65,12 +69,12 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     memory::configure();
     // Decryption (RSA) and parsing run on the blocking pool: CPU work, for which threads beyond
     // the cores add memory (a stack and buffers each), not speed. Tokio's default is 512.
-    // Reconciling takes at most one thread a core (its turns); the HTTP API's decryptions have
+    // Reconciling takes at most its turns' threads; the HTTP API's decryptions have
     // their own, so a flood of SealedSecrets never starves /v1/verify; one more for the rest
     // (key generation, giving memory back).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(cores() + http::HEAVY_REQUESTS + 1)
+        .max_blocking_threads(decrypt_turns() + http::HEAVY_REQUESTS + 1)
         .build()?;
     let result = runtime.block_on(run_async(flags));
     // Decryptions still running on the blocking pool must not hold the exit (SIGTERM has a
@@ -148,7 +152,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         events: events::Events::new(client.clone(), identity()),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         key_secrets: KeySecrets { namespace: namespace.clone(), legacy_name: flags.key_prefix.clone() },
-        turns: turns::FairTurns::new(cores()),
+        turns: turns::FairTurns::new(decrypt_turns()),
         template_guard: template_guard::TemplateGuard::new(flags.template_backoff),
         update_status: flags.update_status,
         omit_secret_labels: flags.metrics_omit_secret_labels,
