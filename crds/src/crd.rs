@@ -1,6 +1,7 @@
 //! The CustomResourceDefinition for `SealedSecret`, built in code beside the types so the two
-//! cannot drift apart: `crds/sealedsecrets.bitnami.com.yaml` is this function's output, and the
-//! tests check both that file and that every field the types write is in the schema.
+//! cannot drift apart: `crds/sealedsecrets.bitnami.com.yaml` and the Helm chart's copy are this
+//! function's output, and the tests check those files and that every field the types write is in
+//! the schema.
 
 use serde_json::{Value, json};
 
@@ -8,6 +9,9 @@ use crate::types::{GROUP, KIND, PLURAL, VERSION};
 
 /// Path of the checked-in CRD, relative to the workspace root.
 pub const CRD_FILE: &str = "crds/sealedsecrets.bitnami.com.yaml";
+
+/// The same, in the Helm chart (Helm reads CRDs only from the chart's own `crds/`).
+pub const CHART_CRD_FILE: &str = "deploy/chart/crds/sealedsecrets.bitnami.com.yaml";
 
 fn string(description: &str) -> Value {
     json!({ "description": description, "type": "string" })
@@ -156,12 +160,14 @@ mod tests {
 
     #[test]
     fn checked_in_yaml_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(CRD_FILE);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == crd_yaml().unwrap(),
-            "{CRD_FILE} is stale: run `cargo run -p sealant-crds --example crd-yaml > {CRD_FILE}`"
-        );
+        for file in [CRD_FILE, CHART_CRD_FILE] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == crd_yaml().unwrap(),
+                "{file} is stale: run `cargo run -p sealant-crds --example crd-yaml > {file}`"
+            );
+        }
     }
 
     #[test]

@@ -62,13 +62,24 @@ pub fn binary_cache() -> PathBuf {
 /// A program of upstream's sealed-secrets (`kubeseal`, `controller`) as tests/peers/build builds
 /// it: at the version tests/peers/sealed-secrets/go.mod pins, cached per machine.
 pub fn upstream_binary(name: &str) -> PathBuf {
-    let go_mod = repo().join("tests/peers/sealed-secrets/go.mod");
+    peer_binary("sealed-secrets", "github.com/bitnami/sealed-secrets", name)
+}
+
+/// The real `helm`, at the version tests/peers/helm/go.mod pins.
+pub fn helm_binary() -> PathBuf {
+    peer_binary("helm", "helm.sh/helm/v4", "helm")
+}
+
+/// The program `name` of the peer tests/peers/`peer` pins (its go.mod requires `module`), where
+/// tests/peers/build puts it.
+fn peer_binary(peer: &str, module: &str, name: &str) -> PathBuf {
+    let go_mod = repo().join("tests/peers").join(peer).join("go.mod");
     let text = std::fs::read_to_string(&go_mod).unwrap_or_else(|e| panic!("{}: {e}", go_mod.display()));
     let version = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("github.com/bitnami/sealed-secrets v")?.split_whitespace().next())
-        .expect("the pinned sealed-secrets version");
-    let path = sealant_cache().join(format!("sealed-secrets-{version}")).join(name);
+        .find_map(|l| l.trim().strip_prefix(module)?.trim().strip_prefix('v')?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{}: no version of {module}", go_mod.display()));
+    let path = sealant_cache().join(format!("{peer}-{version}")).join(name);
     assert!(
         path.is_file(),
         "{} is missing: build the peers with `tests/peers/build` (or `tests/setup`)",

@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is its job
 
+pub mod chart;
 pub mod cluster;
 pub mod node;
