@@ -16,6 +16,7 @@ use sealant_crds::SealedSecret;
 use sealant_tests::cluster::{TestNamespace, admin_client, client_from, control_plane, eventually, repo};
 use serde_json::{Value, json};
 
+mod chart;
 mod controller;
 mod faults;
 mod hostile;

@@ -29,7 +29,7 @@ fn apply_chart_rbac(namespace: &str) {
 }
 
 /// A kubeconfig with the token of ServiceAccount `name` in `namespace`.
-async fn service_account_kubeconfig(client: &Client, namespace: &str, name: &str) -> std::path::PathBuf {
+pub(super) async fn service_account_kubeconfig(client: &Client, namespace: &str, name: &str) -> std::path::PathBuf {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     let token_secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": format!("{name}-token"), "annotations": {"kubernetes.io/service-account.name": name}},
