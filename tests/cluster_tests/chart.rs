@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use sealant_tests::chart::{RELEASE, documents, render};
-use sealant_tests::cluster::{RunningController, helm_binary};
+use sealant_tests::chart::{RELEASE, documents, helm_command, render};
+use sealant_tests::cluster::RunningController;
 
 use super::controller::{apply_sealed, demo_sealed, install_keys, synced};
 use super::upstream_chart::service_account_kubeconfig;
@@ -195,14 +195,8 @@ async fn every_option_renders_objects_the_api_server_accepts() {
 
 /// `helm` against the test control plane.
 fn helm(args: &[&str]) -> std::process::Output {
-    let out = Command::new(helm_binary())
-        .args(args)
-        .env("KUBECONFIG", &control_plane().kubeconfig)
-        .env("HELM_CACHE_HOME", control_plane().dir.join("helm/cache"))
-        .env("HELM_CONFIG_HOME", control_plane().dir.join("helm/config"))
-        .env("HELM_DATA_HOME", control_plane().dir.join("helm/data"))
-        .output()
-        .unwrap();
+    let plane = control_plane();
+    let out = helm_command(&plane.kubeconfig, &plane.dir.join("helm")).args(args).output().unwrap();
     assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }

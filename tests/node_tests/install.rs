@@ -110,10 +110,10 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
 }
 
 /// `kube-system` labelled for the restricted Pod Security level while it lives.
-struct Restricted(&'static Node);
+pub(super) struct Restricted(&'static Node);
 
 impl Restricted {
-    fn enforce(node: &'static Node) -> Restricted {
+    pub(super) fn enforce(node: &'static Node) -> Restricted {
         let mut args = vec!["label", "namespace", NS, "--overwrite"];
         args.extend(RESTRICTED);
         node.kubectl_ok(&args, None);

@@ -1,7 +1,7 @@
 //! Node tests: the controller installed as users install it, as Pods from the image built here,
 //! on a real node (tests/cluster/up --node: containerd, kubelet, kube-proxy, kube-scheduler).
 //!
-//! Both tests install into kube-system under the names kubeseal expects, so they run one at a
+//! Every test installs into kube-system under the names kubeseal expects, so they run one at a
 //! time (the `node` test group in .config/nextest.toml) and each removes what it installed.
 //! Figures (time to Ready, failover, RSS) are printed for the notes; nothing asserts a time
 //! beyond generous timeouts.
@@ -18,6 +18,7 @@ use sealant_tests::cluster::{built_binary, repo};
 use sealant_tests::node::{Node, kubectl_as, node, process_facts};
 use serde_json::{Value, json};
 
+mod helm;
 mod image;
 mod install;
 mod rollback;
@@ -176,7 +177,7 @@ fn install_upstream_chart(node: &Node, image: Option<&str>) -> (String, String) 
     (rbac, controller)
 }
 
-/// Remove what either test installs into kube-system, and wait until its Pods are gone.
+/// Remove what the tests install into kube-system, and wait until its Pods are gone.
 fn uninstall(node: &Node) {
     for args in [
         &["delete", "deployment", "-n", NS, DEPLOYMENT, "--ignore-not-found", "--wait=true"][..],

@@ -1,5 +1,6 @@
 //! The Helm chart (deploy/chart) rendered by the real helm, as objects.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde::Deserialize as _;
@@ -39,6 +40,18 @@ pub fn render_err(namespace: &str, args: &[&str]) -> String {
         Ok(text) => panic!("helm template {args:?} rendered, want an error:\n{text}"),
         Err(e) => e,
     }
+}
+
+/// `helm` for the cluster of `kubeconfig`, with its cache, configuration and data under `home`
+/// (none of the user's).
+pub fn helm_command(kubeconfig: &Path, home: &Path) -> Command {
+    let mut command = Command::new(helm_binary());
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    command
 }
 
 /// The non-empty documents of a multi-document YAML stream, as JSON values.
