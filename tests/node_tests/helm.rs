@@ -15,14 +15,19 @@ fn helm(node: &Node, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Removes the release (if any) and what [`uninstall`] removes, also when the test fails.
+/// The release name of upstream's chart in the migration test.
+const UPSTREAM_RELEASE: &str = "sealed-secrets";
+
+/// Removes the releases (if any) and what [`uninstall`] removes, also when the test fails.
 struct HelmUninstall(&'static Node);
 
 impl Drop for HelmUninstall {
     fn drop(&mut self) {
-        let _ = helm_command(&self.0.kubeconfig, &self.0.dir.join("helm"))
-            .args(["uninstall", RELEASE, "--namespace", NS, "--ignore-not-found", "--wait"])
-            .output();
+        for release in [RELEASE, UPSTREAM_RELEASE] {
+            let _ = helm_command(&self.0.kubeconfig, &self.0.dir.join("helm"))
+                .args(["uninstall", release, "--namespace", NS, "--ignore-not-found", "--wait"])
+                .output();
+        }
         drop(Uninstall(self.0));
     }
 }
@@ -149,4 +154,76 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_without_losing_a_key() {
         "node figures: helm install to both replicas Ready {installed:.1} s; helm upgrade to a new tag {upgraded:.1} s ({upgrade_answers} certificate fetches, none failed); helm rollback {rolled_back:.1} s ({rollback_answers} fetches, none failed); RSS per Pod (node's view) {rss:?} KiB"
     );
     node.kubectl_ok(&["delete", "namespace", "helm-apps", "--wait=false"], None);
+}
+
+#[test]
+fn from_upstreams_real_chart_to_ours_keeps_the_key_and_every_secret() {
+    let node = node();
+    let upstream = upstream_image(node);
+    let ours = node.controller_image("helm-migrate");
+    uninstall(node);
+    let rendered = template(NS, &[]).unwrap();
+    node.kubectl_ok(&["delete", "--ignore-not-found", "--wait=true", "-f", "-"], Some(&rendered));
+    let _cleanup = HelmUninstall(node);
+    let chart = repo_abs().join("deploy/chart");
+    let upstream_chart = sealant_tests::cluster::upstream_chart();
+
+    // Upstream's chart v2.19 as its README installs it for kubeseal's defaults, running
+    // upstream's controller v0.40.0; it makes its key, and unseals what our CLI sealed.
+    let [values] = image_values(&upstream);
+    helm(
+        node,
+        &[
+            "install",
+            UPSTREAM_RELEASE,
+            upstream_chart.to_str().unwrap(),
+            "--namespace",
+            NS,
+            "--set=fullnameOverride=sealed-secrets-controller",
+            &values,
+        ],
+    );
+    let upstream_selector = "app.kubernetes.io/name=sealed-secrets";
+    wait_for(Duration::from_secs(180), "upstream's controller Ready", || {
+        let pods = controller_pods(node, upstream_selector);
+        let ready = |p: &Value| p["status"]["containerStatuses"][0]["ready"] == true;
+        (pods.len() == 1 && pods.iter().all(ready)).then_some(())
+    });
+    let cert = wait_for(Duration::from_secs(60), "upstream's certificate", || fetch_cert(node).ok());
+    node.kubectl_ok(&["create", "namespace", "migrate"], None);
+    let value = seal_and_apply(node, "migrate", "before");
+    assert_eq!(unsealed_password(node, "migrate", "before", Duration::from_secs(60)), value);
+    let before = node.get_json(&["secret", "-n", "migrate", "before"]);
+
+    // README's path: uninstall upstream's release (its key is the controller's, not the chart's),
+    // install ours.
+    let keys = |node: &Node| {
+        let list = node.get_json(&["secrets", "-n", NS, "-l", "sealedsecrets.bitnami.com/sealed-secrets-key"]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metadata"]["uid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let upstream_keys = keys(node);
+    assert_eq!(upstream_keys.len(), 1, "upstream made one key");
+    helm(node, &["uninstall", UPSTREAM_RELEASE, "--namespace", NS, "--wait"]);
+    assert_eq!(keys(node), upstream_keys, "helm uninstall of upstream's chart keeps its key");
+    let started = Instant::now();
+    let [values] = image_values(&ours);
+    helm(node, &["install", RELEASE, chart.to_str().unwrap(), "--namespace", NS, &values]);
+    wait_rolled_out(node, 2, Duration::from_secs(180), "ours Ready after upstream's chart", || all_run(node, &ours));
+    let moved = started.elapsed().as_secs_f64();
+
+    // The same key serves, the Secret upstream made is untouched, new SealedSecrets unseal.
+    assert_eq!(fetch_cert(node).unwrap(), cert, "upstream's key, now served by ours");
+    assert_eq!(keys(node), upstream_keys, "no new key");
+    let value = seal_and_apply(node, "migrate", "after");
+    assert_eq!(unsealed_password(node, "migrate", "after", Duration::from_secs(60)), value);
+    let still = node.get_json(&["secret", "-n", "migrate", "before"]);
+    assert_eq!(still["data"], before["data"]);
+    assert_eq!(still["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"], "not rewritten");
+    eprintln!("node figures: from upstream's chart to ours, helm install to both replicas Ready {moved:.1} s");
+    node.kubectl_ok(&["delete", "namespace", "migrate", "--wait=false"], None);
 }

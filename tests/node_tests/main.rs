@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sealant_tests::cluster::{built_binary, repo};
+use sealant_tests::cluster::{built_binary, repo, upstream_binary};
 use sealant_tests::node::{Node, kubectl_as, node, process_facts};
 use serde_json::{Value, json};
 
@@ -175,6 +175,24 @@ fn install_upstream_chart(node: &Node, image: Option<&str>) -> (String, String) 
     };
     node.kubectl_ok(&["apply", "-f", "-"], Some(&controller));
     (rbac, controller)
+}
+
+/// Upstream's controller as an image: its static binary at `/usr/local/bin/controller`, the
+/// chart's command, in one FROM-scratch layer run as 1001, imported into the node.
+fn upstream_image(node: &Node) -> String {
+    let reference = "localhost/sealed-secrets-controller:upstream".to_owned();
+    let archive = node.dir.join("upstream-controller.oci.tar");
+    let binary = upstream_binary("controller");
+    let out = Command::new("python3")
+        .arg(repo().join("deploy/image/oci-archive.py"))
+        .args(["--out", archive.to_str().unwrap(), "--name", &reference, "--created", "0"])
+        .arg(format!("--file={}=/usr/local/bin/controller", binary.display()))
+        .args(["--dir", "/tmp=1777", "--entrypoint", "/usr/local/bin/controller", "--user", "1001:1001"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "oci-archive.py: {}", String::from_utf8_lossy(&out.stderr));
+    node.ctr(&["images", "import", archive.to_str().unwrap()]);
+    reference
 }
 
 /// Remove what the tests install into kube-system, and wait until its Pods are gone.

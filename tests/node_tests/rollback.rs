@@ -5,27 +5,7 @@
 //! but for one rewrite of ours by upstream, their resourceVersion), the failing one fails the
 //! same way, and new SealedSecrets unseal. Our CLI works against upstream's controller too.
 
-use sealant_tests::cluster::upstream_binary;
-
 use super::*;
-
-/// Upstream's controller as an image: its static binary at `/usr/local/bin/controller`, the
-/// chart's command, in one FROM-scratch layer run as 1001, imported into the node.
-fn upstream_image(node: &Node) -> String {
-    let reference = "localhost/sealed-secrets-controller:upstream".to_owned();
-    let archive = node.dir.join("upstream-controller.oci.tar");
-    let binary = upstream_binary("controller");
-    let out = Command::new("python3")
-        .arg(repo().join("deploy/image/oci-archive.py"))
-        .args(["--out", archive.to_str().unwrap(), "--name", &reference, "--created", "0"])
-        .arg(format!("--file={}=/usr/local/bin/controller", binary.display()))
-        .args(["--dir", "/tmp=1777", "--entrypoint", "/usr/local/bin/controller", "--user", "1001:1001"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "oci-archive.py: {}", String::from_utf8_lossy(&out.stderr));
-    node.ctr(&["images", "import", archive.to_str().unwrap()]);
-    reference
-}
 
 fn version_and_data(node: &Node, namespace: &str, name: &str) -> (String, Value) {
     let secret = node.get_json(&["secret", "-n", namespace, name]);

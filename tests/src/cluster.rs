@@ -62,17 +62,22 @@ pub fn binary_cache() -> PathBuf {
 /// A program of upstream's sealed-secrets (`kubeseal`, `controller`) as tests/peers/build builds
 /// it: at the version tests/peers/sealed-secrets/go.mod pins, cached per machine.
 pub fn upstream_binary(name: &str) -> PathBuf {
-    peer_binary("sealed-secrets", "github.com/bitnami/sealed-secrets", name)
+    peer_file("sealed-secrets", "github.com/bitnami/sealed-secrets", name)
+}
+
+/// Upstream's Helm chart at the same version (copied by tests/peers/build, see its `files`).
+pub fn upstream_chart() -> PathBuf {
+    peer_file("sealed-secrets", "github.com/bitnami/sealed-secrets", "sealed-secrets")
 }
 
 /// The real `helm`, at the version tests/peers/helm/go.mod pins.
 pub fn helm_binary() -> PathBuf {
-    peer_binary("helm", "helm.sh/helm/v4", "helm")
+    peer_file("helm", "helm.sh/helm/v4", "helm")
 }
 
-/// The program `name` of the peer tests/peers/`peer` pins (its go.mod requires `module`), where
-/// tests/peers/build puts it.
-fn peer_binary(peer: &str, module: &str, name: &str) -> PathBuf {
+/// The program or file `name` of the peer tests/peers/`peer` pins (its go.mod requires `module`),
+/// where tests/peers/build puts it.
+fn peer_file(peer: &str, module: &str, name: &str) -> PathBuf {
     let go_mod = repo().join("tests/peers").join(peer).join("go.mod");
     let text = std::fs::read_to_string(&go_mod).unwrap_or_else(|e| panic!("{}: {e}", go_mod.display()));
     let version = text
@@ -81,7 +86,7 @@ fn peer_binary(peer: &str, module: &str, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{}: no version of {module}", go_mod.display()));
     let path = sealant_cache().join(format!("{peer}-{version}")).join(name);
     assert!(
-        path.is_file(),
+        path.exists(),
         "{} is missing: build the peers with `tests/peers/build` (or `tests/setup`)",
         path.display()
     );
