@@ -139,6 +139,11 @@ fn values_users_set_most_become_the_right_fields_and_flags() {
         json!({"kind": "ServiceAccount", "name": "sealed-secrets-controller", "namespace": "security"})
     );
 
+    // Another name: its own Lease, so two releases in one namespace elect their own leaders.
+    let objects = render("kube-system", &["--set=fullnameOverride=sealant"]);
+    assert_eq!(args(&objects), ["--leader-elect-lease-name=sealant"]);
+    assert_eq!(the(&objects, "Deployment")["metadata"]["name"], "sealant");
+
     // A digest wins over the tag.
     let digest = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
     let objects = render("kube-system", &[&format!("--set=image.digest={digest}")]);

@@ -20,14 +20,17 @@ const HELM_LABELS: [&str; 4] =
 /// A backup recipient (age1…) for the settings below.
 const RECIPIENT: &str = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq";
 
-/// `objects` as the API server would store them (`kubectl apply --dry-run=server`), in
+/// `objects` as the API server would store them (`kubectl apply --server-side --dry-run=server`), in
 /// `namespace`, without what the server makes up (uid, times, cluster IPs, status) and without
 /// Helm's own labels; keyed by kind and name. The CRD is left out (both install the same file,
 /// checked by sealant-crds' drift test), and so is any object kubectl refuses: that fails.
 fn as_stored(objects: &[Value]) -> BTreeMap<(String, String, String), Value> {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects.iter()
         .filter(|o| o["kind"] != "CustomResourceDefinition").collect::<Vec<_>>()});
-    let out = kubectl(&["apply", "--dry-run=server", "-o", "json", "-f", "-"], Some(&list.to_string()));
+    let out = kubectl(
+        &["apply", "--server-side", "--field-manager=sealant-tests", "--dry-run=server", "-o", "json", "-f", "-"],
+        Some(&list.to_string()),
+    );
     assert!(out.status.success(), "the API server refuses: {}", String::from_utf8_lossy(&out.stderr));
     let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
     let items = match stored["kind"].as_str() {
@@ -210,12 +213,15 @@ async fn helm_install_gives_the_controller_all_the_rights_it_needs_and_uninstall
     let (h, a) = (home.name.as_str(), apps.name.as_str());
     // Namespaced Roles only: the controller may touch nothing outside its own namespace and the
     // one it watches. No Pod runs here (no node): the controller runs beside the test, with the
-    // chart's ServiceAccount's token. The release and its cluster-wide names are per test.
+    // chart's ServiceAccount's token. The release and the names it gives objects outside its
+    // namespace (a Role in `default`) are this test's own: other tests render the defaults.
     let release = format!("{RELEASE}-{}", &h[h.len() - 6..]);
     let watched = format!("--set-json=additionalNamespaces=[\"{a}\"]");
+    let name = format!("--set=fullnameOverride={release}");
     let values = [
         "--set=rbac.clusterRole=false,rbac.namespacedRoles=true,allNamespaces=false",
         &watched,
+        &name,
         "--set=replicaCount=0",
     ];
     let chart = repo().join("deploy/chart");
@@ -224,8 +230,10 @@ async fn helm_install_gives_the_controller_all_the_rights_it_needs_and_uninstall
     helm(&install);
     // The chart made no key Secret; the demo key stands for the one the controller would make.
     install_keys(&client, h, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap()).await;
-    let kubeconfig = service_account_kubeconfig(&client, h, "sealed-secrets-controller").await;
-    let controller = RunningController::start_as(&kubeconfig, h, &[a], &[]);
+    let kubeconfig = service_account_kubeconfig(&client, h, &release).await;
+    // The chart's arguments for this name.
+    let lease = format!("--leader-elect-lease-name={release}");
+    let controller = RunningController::start_as(&kubeconfig, h, &[a], &[&lease]);
     controller.ready().await;
     apply_sealed(&client, a, demo_sealed(a, "demo", json!({}))).await;
     synced(&client, a, "demo", "True").await;

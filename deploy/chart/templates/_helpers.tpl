@@ -111,6 +111,8 @@ defaults give deploy/'s Deployment (no arguments).
 {{- else if ne (int $v.containerPorts.metrics) 8081 }}
 {{- $args = append $args (printf "--listen-metrics-addr=:%d" (int $v.containerPorts.metrics)) -}}
 {{- end -}}
+{{- $fullname := include "sealant.fullname" . -}}
+{{- if ne $fullname "sealed-secrets-controller" }}{{ $args = append $args (printf "--leader-elect-lease-name=%s" $fullname) }}{{ end -}}
 {{- range $v.extraArgs }}{{ $args = append $args . }}{{ end -}}
 {{- toJson $args -}}
 {{- end -}}
