@@ -253,6 +253,8 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let client = client(&flags).await?;
     let namespace = controller_namespace(&flags);
     let metrics = Arc::new(Metrics::new());
+    metrics.renewal_period.set(flags.renew_period().as_secs_f64());
+    metrics.backup_recipients.set(i64::try_from(flags.backup_age_recipients.len()).unwrap_or(i64::MAX));
     let (keyring_tx, keyring_rx) = watch::channel(Arc::new(Keyring::default()));
     let (ready_tx, ready_rx) = watch::channel(false);
     let renew_now = Arc::new(Notify::new());

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub election_forbidden: Gauge,
     pub key_renewal_failures: Counter,
     pub last_backup: Gauge<f64, AtomicU64>,
+    /// `--key-renew-period` in seconds (0: renewal off), for the alert on a key not renewed.
+    pub renewal_period: Gauge<f64, AtomicU64>,
+    /// How many age recipients the keys are backed up to (0: no backup), for the stale-backup alert.
+    pub backup_recipients: Gauge,
 }
 
 impl Metrics {
@@ -146,8 +150,22 @@ impl Metrics {
             "When the encrypted key backup Secret was last written, Unix seconds (0: never)",
             last_backup.clone(),
         );
+        let renewal_period = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "sealant_key_renewal_period_seconds",
+            "How often a new sealing key is made (--key-renew-period), seconds; 0: never",
+            renewal_period.clone(),
+        );
+        let backup_recipients = Gauge::default();
+        registry.register(
+            "sealant_key_backup_recipients",
+            "Number of age recipients the keys are backed up to (0: no backup configured)",
+            backup_recipients.clone(),
+        );
         Metrics {
             last_backup,
+            renewal_period,
+            backup_recipients,
             registry,
             unseal_requests,
             unseal_errors,

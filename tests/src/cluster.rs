@@ -75,6 +75,22 @@ pub fn helm_binary() -> PathBuf {
     peer_file("helm", "helm.sh/helm/v4", "helm")
 }
 
+/// Grafana's dashboard schema and the TypeScript compiler, as tests/peers/build installs them
+/// from tests/peers/grafana-schema/package.json (a directory with `node_modules`).
+pub fn grafana_schema() -> PathBuf {
+    let manifest = repo().join("tests/peers/grafana-schema/package.json");
+    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("package.json");
+    let version = json["dependencies"]["@grafana/schema"].as_str().expect("the pinned @grafana/schema");
+    let path = sealant_cache().join(format!("grafana-schema-{version}"));
+    assert!(
+        path.join(".installed").exists(),
+        "{} is missing: install the peers with `tests/peers/build` (or `tests/setup`)",
+        path.display()
+    );
+    path
+}
+
 /// The program or file `name` of the peer tests/peers/`peer` pins (its go.mod requires `module`),
 /// where tests/peers/build puts it.
 fn peer_file(peer: &str, module: &str, name: &str) -> PathBuf {

@@ -6,4 +6,5 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod monitoring;
 pub mod node;
