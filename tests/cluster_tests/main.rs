@@ -21,6 +21,7 @@ mod controller;
 mod faults;
 mod hostile;
 mod kubeseal_path;
+mod monitoring;
 mod runbooks;
 mod upstream_chart;
 mod upstream_kubeseal;
