@@ -236,3 +236,57 @@ fn values_that_cannot_work_are_refused_with_the_reason() {
     let err = render_err("kube-system", &["--set-json=privateKeyLabels={\"tier\":1}"]);
     assert!(err.contains("privateKeyLabels: the value of tier must be a string"), "{err}");
 }
+
+#[test]
+fn monitoring_options_render_our_rules_with_overrides_a_service_monitor_and_the_dashboard() {
+    let objects = render(
+        "kube-system",
+        &[
+            "--set=metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboards.create=true",
+            "--set=metrics.dashboards.namespace=grafana,metrics.serviceMonitor.interval=15s",
+        ],
+    );
+    // The rules as deploy/monitoring has them, untouched without overrides.
+    let rule = the(&objects, "PrometheusRule");
+    assert_eq!(rule["spec"]["groups"], serde_json::Value::Array(sealant_tests::monitoring::groups()));
+    let monitor = the(&objects, "ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
+    assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"], json!({"name": "sealed-secrets-controller"}));
+    let dashboard = the(&objects, "ConfigMap");
+    assert_eq!(dashboard["metadata"]["namespace"], "grafana");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(dashboard["data"]["sealant.json"].as_str().unwrap()).unwrap();
+    let file: Value =
+        serde_json::from_str(&sealant_tests::monitoring::read("deploy/monitoring/dashboard.json")).unwrap();
+    assert_eq!(json, file);
+
+    // Overrides per alert: a threshold, a severity, one alert off; a name that is no alert fails.
+    let objects = render(
+        "kube-system",
+        &[
+            "--set=metrics.prometheusRule.enabled=true",
+            "--set=metrics.prometheusRule.overrides.SealantSealedSecretNotSynced.for=30m",
+            "--set=metrics.prometheusRule.overrides.SealantNoLeader.severity=page",
+            "--set=metrics.prometheusRule.overrides.SealantHTTPRateLimited.enabled=false",
+        ],
+    );
+    let alerts: Vec<Value> = the(&objects, "PrometheusRule")["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().clone())
+        .filter(|r| r["alert"].is_string())
+        .collect();
+    let alert = |name: &str| alerts.iter().find(|a| a["alert"] == name).cloned();
+    assert_eq!(alert("SealantSealedSecretNotSynced").unwrap()["for"], "30m");
+    assert_eq!(alert("SealantNoLeader").unwrap()["labels"]["severity"], "page");
+    assert!(alert("SealantHTTPRateLimited").is_none());
+    assert_eq!(alerts.len(), sealant_tests::monitoring::alerts().len() - 1);
+    let err = render_err(
+        "kube-system",
+        &["--set=metrics.prometheusRule.enabled=true,metrics.prometheusRule.overrides.SealantTypo.for=1m"],
+    );
+    assert!(err.contains("there is no alert SealantTypo"), "{err}");
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use sealant_tests::chart::{RELEASE, documents, helm_command, render};
-use sealant_tests::cluster::RunningController;
+use sealant_tests::cluster::{RunningController, prometheus_operator_crds};
 
 use super::controller::{apply_sealed, demo_sealed, install_keys, synced};
 use super::upstream_chart::service_account_kubeconfig;
@@ -175,8 +175,33 @@ async fn every_option_renders_objects_the_api_server_accepts() {
     let client = admin_client().await;
     install_crd(&client).await;
     let ns = TestNamespace::create(&client, "chart-options").await;
+    // The Prometheus Operator's own CRDs, so that the API server checks the ServiceMonitor and
+    // the PrometheusRule against their real schemas.
+    for crd in prometheus_operator_crds() {
+        let out = kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // deploy/monitoring's component, as kustomize renders it.
+    let component = as_stored(&kustomize(&ns.name, "components:\n  - DEPLOY/monitoring\n"));
+    assert!(component.keys().any(|(kind, _, _)| kind == "PrometheusRule"));
+    assert!(component.keys().any(|(kind, _, _)| kind == "ServiceMonitor"));
     for values in [
-        &["--set=metrics.enabled=false,pdb.create=false,networkPolicy.enabled=true,startupProbe.enabled=true"][..],
+        &[
+            "--set=metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboards.create=true",
+            "--set=metrics.prometheusRule.overrides.SealantSealedSecretNotSynced.for=30m",
+        ][..],
+        &["--set=metrics.enabled=false,pdb.create=false,networkPolicy.enabled=true,startupProbe.enabled=true"],
         &[
             "--set=rbac.clusterRole=false,rbac.namespacedRoles=true,allNamespaces=false",
             "--set-json=additionalNamespaces=[\"default\"]",

@@ -75,6 +75,15 @@ pub fn helm_binary() -> PathBuf {
     peer_file("helm", "helm.sh/helm/v4", "helm")
 }
 
+/// The Prometheus Operator's CRDs for ServiceMonitor and PrometheusRule, at the version
+/// tests/peers/prometheus-operator pins.
+pub fn prometheus_operator_crds() -> Vec<PathBuf> {
+    ["monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml"]
+        .iter()
+        .map(|file| peer_file("prometheus-operator", "github.com/prometheus-operator/prometheus-operator", file))
+        .collect()
+}
+
 /// Grafana's dashboard schema and the TypeScript compiler, as tests/peers/build installs them
 /// from tests/peers/grafana-schema/package.json (a directory with `node_modules`).
 pub fn grafana_schema() -> PathBuf {
@@ -98,7 +107,15 @@ fn peer_file(peer: &str, module: &str, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(&go_mod).unwrap_or_else(|e| panic!("{}: {e}", go_mod.display()));
     let version = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix(module)?.trim().strip_prefix('v')?.split_whitespace().next())
+        .find_map(|l| {
+            l.trim()
+                .trim_start_matches("require ")
+                .strip_prefix(module)?
+                .trim()
+                .strip_prefix('v')?
+                .split_whitespace()
+                .next()
+        })
         .unwrap_or_else(|| panic!("{}: no version of {module}", go_mod.display()));
     let path = sealant_cache().join(format!("{peer}-{version}")).join(name);
     assert!(
