@@ -58,13 +58,19 @@ pub enum Command {
     /// Manage sealing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Is sealing healthy in this cluster? The controller, its keys and backup, failing
+    /// SealedSecrets; exit 1 with the reasons when not.
+    Status(commands::status::StatusCommand),
 }
 
 /// Whether the binary was started under the name `kubeseal`.
 fn invoked_as_kubeseal(argv0: Option<&OsString>) -> bool {
-    argv0
-        .and_then(|a| Path::new(a).file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .is_some_and(|name| name == "kubeseal")
+    invoked_as(argv0, "kubeseal")
+}
+
+/// Whether the binary was started under `name` (its file stem: `kubeseal.exe` is `kubeseal`).
+fn invoked_as(argv0: Option<&OsString>, name: &str) -> bool {
+    argv0.and_then(|a| Path::new(a).file_stem().map(|s| s.to_string_lossy().into_owned())).is_some_and(|n| n == name)
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
@@ -90,11 +96,17 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Keys(KeysCommand::Restore(c)) => commands::keys::restore(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Usage(c)) => commands::keys::usage(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Retire(c)) => commands::keys::retire(&c, &cli.cluster).await,
+        Command::Status(c) => commands::status::run(&c, &cli.cluster).await,
     }
 }
 
 fn parse<T: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> Result<T, clap::Error> {
-    T::command().try_get_matches_from(args).and_then(|m| T::from_arg_matches(&m))
+    let mut command = T::command();
+    // Installed as a kubectl plugin (`kubectl-sealant` on the PATH), usage reads `kubectl sealant`.
+    if invoked_as(args.first(), "kubectl-sealant") {
+        command = command.bin_name("kubectl sealant");
+    }
+    command.try_get_matches_from(args).and_then(|m| T::from_arg_matches(&m))
 }
 
 /// Run the command line `args` (including the program name) and return the exit status.

@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use sealant_core::cert;
-use sealant_crds::keys::{KeyName, backup_list, key_secret};
+use sealant_crds::keys::{BACKUP_KEYS_ANNOTATION, BACKUP_WRITTEN_ANNOTATION, KeyName, backup_list, key_secret};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
@@ -188,6 +188,10 @@ pub fn backup_secret_name(flags: &Flags) -> String {
     format!("{}-backup", flags.key_prefix)
 }
 
+fn rfc3339_now() -> String {
+    OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 /// Write every key Secret, encrypted to the backup recipients, to the backup Secret.
 async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: &Metrics) -> anyhow::Result<()> {
     if flags.backup_age_recipients.is_empty() {
@@ -211,10 +215,18 @@ async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: 
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace.to_owned()),
-            annotations: Some(BTreeMap::from([(
-                "sealant.dev/backup".to_owned(),
-                "key Secrets as a v1 List, age-encrypted; restore with `sealant keys restore`".to_owned(),
-            )])),
+            annotations: Some(BTreeMap::from([
+                (
+                    "sealant.dev/backup".to_owned(),
+                    "key Secrets as a v1 List, age-encrypted; restore with `sealant keys restore`".to_owned(),
+                ),
+                // What `sealant status` reads to tell whether the backup holds the newest key.
+                (
+                    BACKUP_KEYS_ANNOTATION.to_owned(),
+                    keys.items.iter().map(|k| k.name_any()).collect::<Vec<_>>().join(","),
+                ),
+                (BACKUP_WRITTEN_ANNOTATION.to_owned(), rfc3339_now()),
+            ])),
             ..Default::default()
         },
         type_: Some("Opaque".to_owned()),

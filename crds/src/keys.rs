@@ -10,6 +10,13 @@ use sealant_core::GeneratedKey;
 /// Label that marks key Secrets; only the value `active` is loaded.
 pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 
+/// The backup Secret's annotation naming the key Secrets it holds (comma-separated): what
+/// `sealant status` reads to tell whether the backup holds the newest key.
+pub const BACKUP_KEYS_ANNOTATION: &str = "sealant.dev/backup-keys";
+
+/// The backup Secret's annotation with the time the controller wrote it (RFC 3339).
+pub const BACKUP_WRITTEN_ANNOTATION: &str = "sealant.dev/backup-written-at";
+
 /// How a new key Secret is named.
 #[derive(Clone, Debug)]
 pub enum KeyName {

@@ -6,5 +6,6 @@ pub mod lint;
 pub mod reencrypt;
 pub mod seal;
 pub mod sops;
+pub mod status;
 pub mod unseal;
 pub mod validate;

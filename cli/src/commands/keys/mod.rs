@@ -113,6 +113,6 @@ pub async fn cluster_keys(client: &Client, namespace: &str) -> CliResult<Vec<Clu
 }
 
 /// The key the controller seals with (default `--key-order-priority`): the newest loadable one.
-fn sealing_key(keys: &[ClusterKey]) -> Option<&ClusterKey> {
+pub fn sealing_key(keys: &[ClusterKey]) -> Option<&ClusterKey> {
     keys.iter().filter(|k| k.state == "active" || k.state == "legacy").max_by_key(|k| k.not_before)
 }
