@@ -279,12 +279,24 @@ pub async fn manage_keys(
     if needs_first {
         make_next_key(&client, &namespace, &flags, &metrics, &mut keyring).await;
     }
-    // A new leader makes sure the backup holds every key, including any added by hand.
-    if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
-        tracing::warn!(error = %e, "cannot write the key backup");
+    // A new leader makes sure the backup holds every key, including any added by hand; then
+    // it writes it again whenever the set of keys changes (a key restored or rotated by hand).
+    let fingerprints =
+        |ring: &Keyring| -> Vec<String> { ring.entries().iter().map(|e| e.fingerprint.clone()).collect() };
+    let mut backed_up = Vec::new();
+    match write_backup(&client, &namespace, &flags, &metrics).await {
+        Ok(()) => backed_up = fingerprints(&keyring.borrow()),
+        Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
     }
     let period = flags.renew_period();
     loop {
+        let now_held = fingerprints(&keyring.borrow());
+        if now_held != backed_up && !flags.backup_age_recipients.is_empty() {
+            match write_backup(&client, &namespace, &flags, &metrics).await {
+                Ok(()) => backed_up = now_held,
+                Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
+            }
+        }
         let due = if period.is_zero() {
             None
         } else {
@@ -312,8 +324,9 @@ pub async fn manage_keys(
             }
         }
         make_next_key(&client, &namespace, &flags, &metrics, &mut keyring).await;
-        if let Err(e) = write_backup(&client, &namespace, &flags, &metrics).await {
-            tracing::warn!(error = %e, "cannot write the key backup");
+        match write_backup(&client, &namespace, &flags, &metrics).await {
+            Ok(()) => backed_up = fingerprints(&keyring.borrow()),
+            Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::install::Restricted;
 use super::*;
 
 /// `helm` against the node, which must succeed; its standard output.
-fn helm(node: &Node, args: &[&str]) -> String {
+pub(super) fn helm(node: &Node, args: &[&str]) -> String {
     let out = helm_command(&node.kubeconfig, &node.dir.join("helm")).args(args).output().unwrap();
     assert!(out.status.success(), "helm {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -19,7 +19,7 @@ fn helm(node: &Node, args: &[&str]) -> String {
 const UPSTREAM_RELEASE: &str = "sealed-secrets";
 
 /// Removes the releases (if any) and what [`uninstall`] removes, also when the test fails.
-struct HelmUninstall(&'static Node);
+pub(super) struct HelmUninstall(pub(super) &'static Node);
 
 impl Drop for HelmUninstall {
     fn drop(&mut self) {
@@ -33,14 +33,14 @@ impl Drop for HelmUninstall {
 }
 
 /// The chart's values for one of the images the node has (`localhost/sealant-controller:TAG`).
-fn image_values(image: &str) -> [String; 1] {
+pub(super) fn image_values(image: &str) -> [String; 1] {
     let (repository, tag) = image.rsplit_once(':').unwrap();
     let (registry, repository) = repository.split_once('/').unwrap();
     [format!("--set=image.registry={registry},image.repository={repository},image.tag={tag}")]
 }
 
 /// Whether every controller Pod runs `image`.
-fn all_run(node: &Node, image: &str) -> bool {
+pub(super) fn all_run(node: &Node, image: &str) -> bool {
     let pods = controller_pods(node, "name=sealed-secrets-controller");
     pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == image)
 }

@@ -22,6 +22,7 @@ mod helm;
 mod image;
 mod install;
 mod rollback;
+mod status;
 mod upgrade;
 
 const NS: &str = "kube-system";
