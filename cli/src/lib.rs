@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub mod cluster;
 pub mod commands;
+pub mod config;
 pub mod error;
 pub mod io;
 pub mod kubeseal;
@@ -61,6 +62,12 @@ pub enum Command {
     /// Is sealing healthy in this cluster? The controller, its keys and backup, failing
     /// SealedSecrets; exit 1 with the reasons when not.
     Status(commands::status::StatusCommand),
+    /// .sealant.yaml: which rule, cluster, certificate and output each file gets; check the file.
+    #[command(subcommand)]
+    Config(commands::envs::ConfigCommand),
+    /// The clusters' committed certificates: fetch them, check them (for CI).
+    #[command(subcommand)]
+    Certs(commands::envs::CertsCommand),
 }
 
 /// Whether the binary was started under the name `kubeseal`.
@@ -97,6 +104,8 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Keys(KeysCommand::Usage(c)) => commands::keys::usage(&c, &cli.cluster).await,
         Command::Keys(KeysCommand::Retire(c)) => commands::keys::retire(&c, &cli.cluster).await,
         Command::Status(c) => commands::status::run(&c, &cli.cluster).await,
+        Command::Config(c) => commands::envs::config(&c).await,
+        Command::Certs(c) => commands::envs::certs(&c, &cli.cluster).await,
     }
 }
 

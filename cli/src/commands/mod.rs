@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod cert;
+pub mod envs;
 pub mod keys;
 pub mod lint;
 pub mod reencrypt;

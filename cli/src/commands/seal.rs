@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cluster::{ClusterArgs, kubeconfig_namespace};
 use crate::commands::cert::{CertArgs, sealing_certificate};
+use crate::config::Config;
 use crate::error::{CliError, CliResult, Hint};
 use crate::io::{self, Format, Privacy};
 use crate::render;
@@ -159,18 +160,94 @@ pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
         let origin = req.file.as_deref().map_or("standard input".to_owned(), |p| p.display().to_string());
         parse_secrets(&io::read_input(req.file.as_deref(), "Secret")?, &origin)?
     };
+    // A file in a repository with a .sealant.yaml: its rule says for which cluster(s), unless a
+    // certificate is given (flag or SEALED_SECRETS_CERT) or the command is kubeseal's.
+    if req.cert.cert.is_none()
+        && req.cert.controller_url.is_none()
+        && !req.kubeseal
+        && req.merge_into.is_none()
+        && let Some(file) = &req.file
+        && let Some(config) = Config::for_file(file)?
+    {
+        return seal_by_config(&req, &secrets, &config, file, cluster).await;
+    }
     let cert = sealing_certificate(&req.cert, cluster).await?;
     if let Some(target) = &req.merge_into {
         return merge_into(&req, &cert, &secrets, target);
     }
+    let text = seal_documents(&req, &cert, &secrets, req.scope, req.write.as_deref(), cluster)?;
+    match &req.write {
+        Some(path) => io::write_atomic(path, text.as_bytes(), Privacy::Public),
+        None => io::print(&text),
+    }
+}
 
+/// Seal `secrets` for every cluster the config's rule for `file` names, each into its output.
+async fn seal_by_config(
+    req: &SealRequest,
+    secrets: &[Secret],
+    config: &Config,
+    file: &Path,
+    cluster: &ClusterArgs,
+) -> CliResult {
+    let decision = config.decide(file)?;
+    if decision.targets.len() > 1 && req.write.is_some() {
+        return Err(CliError::usage(format!(
+            "-w names one file, but rule {} of {} seals {} for {} clusters",
+            decision.rule,
+            crate::config::shown(&config.path),
+            decision.relative,
+            decision.targets.len()
+        ))
+        .hint("leave -w out: each cluster's output goes where the rule's output pattern says"));
+    }
+    let scope = req.scope.or(decision.scope);
+    for target in &decision.targets {
+        let source = CertArgs { cert: Some(config.cert_source(target.entry)), controller_url: None };
+        let cert = sealing_certificate(&source, cluster).await?;
+        let fingerprint = cert.public_key().fingerprint();
+        if let Some(pin) = target.entry.fingerprint.as_deref().filter(|p| *p != fingerprint) {
+            return Err(CliError::new(format!(
+                "the certificate of cluster {} ({}) has fingerprint {fingerprint}, but {} pins {pin}",
+                target.cluster,
+                target.entry.cert,
+                crate::config::shown(&config.path)
+            ))
+            .hint("fetch the right certificate (sealant certs fetch), or update the pin if the key was rotated on purpose"));
+        }
+        let output = req.write.as_deref().or(target.output.as_deref());
+        let text = seal_documents(req, &cert, secrets, scope, output, cluster)?;
+        match output {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| CliError::new(format!("cannot create {}", dir.display())).source(e))?;
+                }
+                io::write_atomic(path, text.as_bytes(), Privacy::Public)?;
+            }
+            None => io::print(&text)?,
+        }
+    }
+    Ok(())
+}
+
+/// `secrets` sealed to `cert` as the text of the output (its format from `write`'s extension,
+/// else -o, else YAML).
+fn seal_documents(
+    req: &SealRequest,
+    cert: &Certificate,
+    secrets: &[Secret],
+    scope: Option<Scope>,
+    write: Option<&Path>,
+    cluster: &ClusterArgs,
+) -> CliResult<String> {
     let needs_fallback = secrets.iter().any(|s| s.metadata.namespace.as_deref().unwrap_or_default().is_empty());
     let options = SealOptions {
-        scope: req.scope,
+        scope,
         name: req.name.clone(),
         namespace: req.namespace.clone(),
         default_namespace: if needs_fallback && req.namespace.is_none() {
-            fallback_namespace(&req, cluster)
+            fallback_namespace(req, cluster)
         } else {
             None
         },
@@ -178,8 +255,8 @@ pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
     };
     let mut rng = rand::rng();
     let mut values = Vec::with_capacity(secrets.len());
-    for secret in &secrets {
-        let sealed = seal_secret(&mut rng, &cert, secret, &options).map_err(|e| {
+    for secret in secrets {
+        let sealed = seal_secret(&mut rng, cert, secret, &options).map_err(|e| {
             let hint = seal_hint(&e);
             CliError::new(format!("cannot seal Secret {}", quoted(secret.metadata.name.as_deref().unwrap_or_default())))
                 .source(e)
@@ -187,18 +264,8 @@ pub async fn run(req: SealRequest, cluster: &ClusterArgs) -> CliResult {
         })?;
         values.push(render::to_value(&sealed)?);
     }
-    let format = req
-        .write
-        .as_deref()
-        .and_then(Format::from_extension)
-        .or(req.format)
-        .or(req.default_format)
-        .unwrap_or(Format::Yaml);
-    let text = render::documents(&values, format)?;
-    match &req.write {
-        Some(path) => io::write_atomic(path, text.as_bytes(), Privacy::Public),
-        None => io::print(&text),
-    }
+    let format = write.and_then(Format::from_extension).or(req.format).or(req.default_format).unwrap_or(Format::Yaml);
+    render::documents(&values, format)
 }
 
 /// A Secret built in memory from --from-literal, --from-env-var and --from-file: nothing

@@ -1,0 +1,350 @@
+//! `.sealant.yaml`: which cluster a file is sealed for, chosen by its path, as sops chooses keys
+//! with `.sops.yaml`'s creation rules. Found by walking up from the file's own directory; the
+//! first rule whose `path_regex` matches the file's path (relative to the config's directory)
+//! decides the cluster(s), the scope and where the output goes. No matching rule is an error.
+//!
+//! ```yaml
+//! clusters:
+//!   prod-eu:
+//!     cert: certs/prod-eu.pem              # committed; or an http(s):// URL
+//!     context: prod-eu                     # kubeconfig context, for `sealant certs fetch/check`
+//!     controller_namespace: kube-system    # and controller_name, as the flags
+//!     fingerprint: SHA256:...              # optional pin
+//! rules:
+//!   - path_regex: ^clusters/(?P<cluster>[^/]+)/secrets/
+//!     scope: strict
+//!     output: "{dir}/../sealed/{stem}.yaml"
+//!   - path_regex: ^shared/
+//!     clusters: [prod-eu, prod-us]
+//!     output: "clusters/{cluster}/sealed/{stem}.yaml"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use regex::Regex;
+use sealant_core::Scope;
+use sealant_core::error::quoted;
+use serde::Deserialize;
+
+use crate::error::{CliError, CliResult, Hint};
+
+/// The file name looked for in each directory, from the target file's up to the root.
+pub const FILE_NAME: &str = ".sealant.yaml";
+
+/// Placeholders an output pattern may use.
+const PLACEHOLDERS: [&str; 5] = ["{dir}", "{name}", "{stem}", "{ext}", "{cluster}"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    clusters: BTreeMap<String, ClusterEntry>,
+    #[serde(default)]
+    rules: Vec<RuleEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEntry {
+    /// The committed certificate (relative to the config's directory), or an http(s):// URL.
+    pub cert: String,
+    pub context: Option<String>,
+    pub controller_name: Option<String>,
+    pub controller_namespace: Option<String>,
+    /// `SHA256:...` of the certificate's public key, as `sealant cert --info` prints it.
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    path_regex: String,
+    cluster: Option<String>,
+    clusters: Option<Vec<String>>,
+    scope: Option<String>,
+    output: Option<String>,
+}
+
+/// A loaded `.sealant.yaml`.
+#[derive(Debug)]
+pub struct Config {
+    /// The file itself.
+    pub path: PathBuf,
+    /// Its directory (canonical): rule paths and certificates are relative to it.
+    pub dir: PathBuf,
+    pub clusters: BTreeMap<String, ClusterEntry>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub path_regex: Regex,
+    /// The clusters named in the rule; empty when the `cluster` capture names it.
+    pub clusters: Vec<String>,
+    pub scope: Option<Scope>,
+    pub output: Option<String>,
+}
+
+/// What the config says for one file.
+#[derive(Debug)]
+pub struct Decision<'a> {
+    /// 1-based, as a user counts the rules.
+    pub rule: usize,
+    pub path_regex: &'a str,
+    /// The file's path relative to the config's directory, with `/`.
+    pub relative: String,
+    pub scope: Option<Scope>,
+    /// Each cluster with where its output goes (None: standard output).
+    pub targets: Vec<Target<'a>>,
+}
+
+#[derive(Debug)]
+pub struct Target<'a> {
+    pub cluster: &'a str,
+    pub entry: &'a ClusterEntry,
+    pub output: Option<PathBuf>,
+}
+
+impl Config {
+    /// The config for `file`: the nearest `.sealant.yaml` from its directory (symbolic links
+    /// resolved) upwards, if any.
+    pub fn for_file(file: &Path) -> CliResult<Option<Config>> {
+        let real =
+            file.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", file.display())).source(e))?;
+        let mut dir = real.parent();
+        while let Some(d) = dir {
+            let candidate = d.join(FILE_NAME);
+            if candidate.is_file() {
+                return Config::load(&candidate).map(Some);
+            }
+            dir = d.parent();
+        }
+        Ok(None)
+    }
+
+    /// The nearest config from directory `dir` upwards (for `config check`, `certs`).
+    pub fn from_dir(dir: &Path) -> CliResult<Config> {
+        let real =
+            dir.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", dir.display())).source(e))?;
+        let mut d = Some(real.as_path());
+        while let Some(here) = d {
+            let candidate = here.join(FILE_NAME);
+            if candidate.is_file() {
+                return Config::load(&candidate);
+            }
+            d = here.parent();
+        }
+        Err(CliError::new(format!("no {FILE_NAME} in {} or above", dir.display()))
+            .hint("write one at the repository's root (README \"Environments\"), or pass --cert"))
+    }
+
+    pub fn load(path: &Path) -> CliResult<Config> {
+        let text = crate::io::read_input(Some(path), "config")?;
+        let origin = shown(path);
+        let mut docs = sealant_core::yaml::parse_documents(&text)
+            .map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))?;
+        let doc = if docs.is_empty() { serde_json::json!({}) } else { docs.remove(0) };
+        let file: File = serde_json::from_value(doc)
+            .map_err(|e| CliError::new(format!("{origin} is not a valid {FILE_NAME}")).source(e))
+            .hint("the keys are `clusters` (cert, context, controller_name, controller_namespace, fingerprint) and `rules` (path_regex, cluster or clusters, scope, output)")?;
+        let dir = path
+            .parent()
+            .and_then(|d| d.canonicalize().ok())
+            .ok_or_else(|| CliError::new(format!("cannot resolve the directory of {origin}")))?;
+        let mut rules = Vec::with_capacity(file.rules.len());
+        for (i, entry) in file.rules.into_iter().enumerate() {
+            let n = i + 1;
+            let path_regex = Regex::new(&entry.path_regex)
+                .map_err(|e| CliError::new(format!("{origin}: rule {n}: path_regex {} does not compile", quoted(&entry.path_regex))).source(e))
+                .hint("it is a regular expression (Rust's regex syntax, as RE2) matched against the path from the config's directory, with /")?;
+            let mut clusters: Vec<String> =
+                entry.cluster.into_iter().chain(entry.clusters.into_iter().flatten()).collect();
+            clusters.dedup();
+            let names_capture = path_regex.capture_names().flatten().any(|c| c == "cluster");
+            if clusters.is_empty() && !names_capture {
+                return Err(CliError::new(format!("{origin}: rule {n} names no cluster"))
+                    .hint("give it `cluster:`, `clusters:`, or a named group `(?P<cluster>...)` in path_regex"));
+            }
+            for c in &clusters {
+                if !file.clusters.contains_key(c) {
+                    return Err(CliError::new(format!(
+                        "{origin}: rule {n} names cluster {}, which `clusters` does not define",
+                        quoted(c)
+                    ))
+                    .hint(format!("the clusters are: {}", names(&file.clusters))));
+                }
+            }
+            let scope = entry
+                .scope
+                .as_deref()
+                .map(|s| s.parse::<Scope>().map_err(|e| CliError::new(format!("{origin}: rule {n}: scope")).source(e)))
+                .transpose()?;
+            if let Some(output) = &entry.output {
+                check_pattern(output)
+                    .map_err(|e| CliError::new(format!("{origin}: rule {n}: output {}: {e}", quoted(output))))?;
+                if (clusters.len() > 1) && !output.contains("{cluster}") {
+                    return Err(CliError::new(format!(
+                        "{origin}: rule {n} seals for several clusters into one output"
+                    ))
+                    .hint("put {cluster} in its output pattern, so that each cluster's file has its own name"));
+                }
+            } else if clusters.len() > 1 {
+                return Err(CliError::new(format!("{origin}: rule {n} seals for several clusters but has no output"))
+                    .hint("give it an output pattern with {cluster}, e.g. clusters/{cluster}/sealed/{stem}.yaml"));
+            }
+            rules.push(Rule { path_regex, clusters, scope, output: entry.output });
+        }
+        Ok(Config { path: path.to_owned(), dir, clusters: file.clusters, rules })
+    }
+
+    /// What the config says for `file`; an error when no rule matches it.
+    pub fn decide(&self, file: &Path) -> CliResult<Decision<'_>> {
+        let relative = self.relative(file)?;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let Some(captures) = rule.path_regex.captures(&relative) else { continue };
+            let clusters: Vec<String> = if rule.clusters.is_empty() {
+                let name = captures.name("cluster").map(|m| m.as_str()).unwrap_or_default();
+                vec![name.to_owned()]
+            } else {
+                rule.clusters.clone()
+            };
+            let mut targets = Vec::with_capacity(clusters.len());
+            for name in clusters {
+                let (cluster, entry) = self.clusters.get_key_value(&name).ok_or_else(|| {
+                    CliError::new(format!(
+                        "{relative}: rule {} of {} selects cluster {}, which `clusters` does not define",
+                        i + 1,
+                        shown(&self.path),
+                        quoted(&name)
+                    ))
+                    .hint(format!("the clusters are: {}", names(&self.clusters)))
+                })?;
+                let output = rule.output.as_deref().map(|p| normalize(&self.dir.join(expand(p, &relative, cluster))));
+                targets.push(Target { cluster: cluster.as_str(), entry, output });
+            }
+            return Ok(Decision {
+                rule: i + 1,
+                path_regex: rule.path_regex.as_str(),
+                relative,
+                scope: rule.scope,
+                targets,
+            });
+        }
+        Err(CliError::new(format!("no rule of {} matches {relative}", shown(&self.path)))
+            .hint("add a rule whose path_regex matches it (sealant config explain FILE shows what each file gets), or pass --cert"))
+    }
+
+    /// `file`'s path from the config's directory, with `/`, symbolic links resolved.
+    pub fn relative(&self, file: &Path) -> CliResult<String> {
+        let real =
+            file.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", file.display())).source(e))?;
+        let inside = real.strip_prefix(&self.dir).map_err(|_| {
+            CliError::new(format!(
+                "{} is outside {}, the directory of {}",
+                shown(&real),
+                shown(&self.dir),
+                shown(&self.path)
+            ))
+        })?;
+        Ok(inside
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("/"))
+    }
+
+    /// A cluster's certificate as a path (a file relative to the config) or the URL.
+    pub fn cert_source(&self, entry: &ClusterEntry) -> String {
+        match self.cert_file(entry) {
+            Some(path) => path.display().to_string(),
+            None => entry.cert.clone(),
+        }
+    }
+
+    /// The config's directory relative path of a cluster's certificate file, if it is a file.
+    pub fn cert_file(&self, entry: &ClusterEntry) -> Option<PathBuf> {
+        (!entry.cert.starts_with("http://") && !entry.cert.starts_with("https://"))
+            .then(|| normalize(&self.dir.join(&entry.cert)))
+    }
+}
+
+/// `path` without `.` and with each `..` taking away the part before it (no file system access:
+/// an output need not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A path as the user sees it: relative to the current directory when inside it.
+pub fn shown(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    cwd.and_then(|d| path.strip_prefix(d).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn names(clusters: &BTreeMap<String, ClusterEntry>) -> String {
+    if clusters.is_empty() { "none".to_owned() } else { clusters.keys().cloned().collect::<Vec<_>>().join(", ") }
+}
+
+/// An output pattern uses only the known placeholders.
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').ok_or("an unclosed {")? + start;
+        let placeholder = &rest[start..=end];
+        if !PLACEHOLDERS.contains(&placeholder) {
+            return Err(format!("unknown placeholder {placeholder} (known: {})", PLACEHOLDERS.join(", ")));
+        }
+        rest = &rest[end + 1..];
+    }
+    Ok(())
+}
+
+/// An output pattern for the input at `relative` (from the config's directory) and `cluster`:
+/// {dir} its directory, {name} its file name, {stem} the name up to its first dot, {ext} the
+/// rest after that dot (`secret.yaml`), {cluster} the cluster.
+pub fn expand(pattern: &str, relative: &str, cluster: &str) -> String {
+    let (dir, name) = relative.rsplit_once('/').unwrap_or((".", relative));
+    let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+    pattern
+        .replace("{dir}", dir)
+        .replace("{name}", name)
+        .replace("{stem}", stem)
+        .replace("{ext}", ext)
+        .replace("{cluster}", cluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_expand_from_the_inputs_path() {
+        assert_eq!(
+            expand("{dir}/{stem}.sealed.yaml", "clusters/dev/db.secret.yaml", "dev"),
+            "clusters/dev/db.sealed.yaml"
+        );
+        assert_eq!(expand("out/{cluster}/{name}", "db.yaml", "prod"), "out/prod/db.yaml");
+        assert_eq!(expand("{dir}/{stem}-{cluster}.{ext}", "a/b/c.secret.json", "x"), "a/b/c-x.secret.json");
+    }
+
+    #[test]
+    fn unknown_placeholders_are_refused() {
+        assert!(check_pattern("{dir}/{stem}.yaml").is_ok());
+        assert!(check_pattern("{dir}/{basename}.yaml").unwrap_err().contains("{basename}"));
+        assert!(check_pattern("{dir").is_err());
+    }
+}
