@@ -132,3 +132,49 @@ fn what_cannot_be_right_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn runbook_moving_a_folder_to_a_new_cluster_with_the_old_clusters_key_backup() {
+    let repo_copy = example();
+    let root = repo_copy.path();
+    ok(root, &["seal", "-f", "clusters/dev/secrets/db.secret.yaml"]);
+    ok(root, &["seal", "-f", "clusters/dev/secrets/team/payments/api.secret.yaml"]);
+    let sealed = "clusters/dev/sealed/db.yaml";
+    let mut text = std::fs::read_to_string(root.join(sealed)).unwrap();
+    text.insert_str(0, "# owned by the payments team\n");
+    std::fs::write(root.join(sealed), &text).unwrap();
+
+    // README "Move to a new cluster": whoever holds dev's key backup re-seals dev's folders for
+    // staging, offline, from the committed staging certificate. No controller is asked.
+    let out = sealant(
+        root,
+        &[
+            "reencrypt",
+            "--private-key",
+            repo(DEV_KEY).to_str().unwrap(),
+            "--to",
+            "staging",
+            "clusters/dev/sealed",
+            "clusters/dev/secrets/team/sealed",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 of 2 file(s) re-encrypted to SHA256:SOgz"));
+    let after = std::fs::read_to_string(root.join(sealed)).unwrap();
+    assert!(after.starts_with("# owned by the payments team\n"), "the file's comments stay:\n{after}");
+    assert!(after.contains("sealant.dev/sealing-key: SHA256:SOgz"), "{after}");
+    assert_eq!(unsealed_password(root, sealed, STAGING_KEY).as_deref(), Some("dev-password"));
+    assert_eq!(unsealed_password(root, sealed, DEV_KEY), None, "only the new cluster's key opens it");
+    let moved = "clusters/dev/secrets/team/sealed/api.yaml";
+    assert_eq!(unsealed_password(root, moved, STAGING_KEY).as_deref(), Some("nested-password"));
+
+    // The wrong keys: nothing is written.
+    let before = std::fs::read_to_string(root.join(sealed)).unwrap();
+    let out = sealant(
+        root,
+        &["reencrypt", "--private-key", repo(PROD_KEY).to_str().unwrap(), "--to", "prod", "clusters/dev/sealed"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open db with the given keys"));
+    assert_eq!(std::fs::read_to_string(root.join(sealed)).unwrap(), before);
+}

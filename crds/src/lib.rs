@@ -10,7 +10,7 @@ pub mod unseal;
 
 pub use seal::{SealError, SealOptions, seal_secret};
 pub use types::{SealedSecret, SealedSecretCondition, SealedSecretSpec, SealedSecretStatus, SecretTemplateSpec};
-pub use unseal::{UnsealError, UnsealOptions, open_items, unseal};
+pub use unseal::{UnsealError, UnsealOptions, open_items, reseal, unseal};
 
 /// Annotation our CLI adds to a SealedSecret: the fingerprint of the key it was sealed to, so
 /// the controller can try that key first and `sealant keys usage` can tell who depends on a key.

@@ -223,3 +223,42 @@ pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) ->
     };
     Ok(secret)
 }
+
+/// `ss` with every item opened with `keys` and sealed again to `to`, under the same scope: what
+/// the controller's `/v1/rotate` does, for whoever holds the keys (moving SealedSecrets to a new
+/// cluster from the old cluster's key backup). Nothing else changes but our sealing-key annotation.
+pub fn reseal<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    ss: &SealedSecret,
+    keys: &[PrivateKey],
+    to: &sealant_core::PublicKey,
+) -> Result<SealedSecret, UnsealError> {
+    let name = ss.metadata.name.clone().unwrap_or_default();
+    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+    let label = Scope::from_annotations(ss.metadata.annotations.as_ref()).label(&namespace, &name);
+    let keys = ordered_keys(ss, keys);
+    let mut again = |encoded: &str| -> Result<String, ItemError> {
+        let item = STANDARD.decode(encoded).map_err(|_| ItemError::Base64)?;
+        let plain = hybrid_decrypt(keys.iter().copied(), &item, &label)?;
+        let sealed = sealant_core::hybrid_encrypt(rng, to, plain.expose(), &label)?;
+        Ok(STANDARD.encode(sealed))
+    };
+    let mut out = ss.clone();
+    if let Some(v1) = &ss.spec.data {
+        out.spec.data = Some(again(v1).map_err(|e| UnsealError::Items(vec![("data".to_owned(), e)]))?);
+    }
+    let mut errors = Vec::new();
+    for (key, encoded) in &ss.spec.encrypted_data {
+        match again(encoded) {
+            Ok(item) => {
+                out.spec.encrypted_data.insert(key.clone(), item);
+            }
+            Err(e) => errors.push((key.clone(), e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(UnsealError::Items(errors));
+    }
+    out.metadata.annotations.get_or_insert_default().insert(SEALING_KEY_ANNOTATION.to_owned(), to.fingerprint());
+    Ok(out)
+}

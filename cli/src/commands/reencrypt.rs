@@ -1,5 +1,7 @@
 //! `sealant reencrypt`: re-seal files to the controller's newest key (through `/v1/rotate`), in
 //! place, keeping each file's format and layout; files already sealed to that key are left alone.
+//! With `--private-key`, offline: opened with keys the caller holds (an old cluster's key
+//! backup) and sealed to another certificate (`--to CLUSTER` of .sealant.yaml, or `--cert`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +11,10 @@ use serde_json::Value;
 
 use crate::cluster::{ClusterArgs, ControllerApi};
 use crate::commands::cert::{self, CertArgs};
+use crate::commands::unseal::load_keys;
 use crate::commands::validate::sealed_secret_files;
-use crate::error::{CliError, CliResult};
+use crate::config::Config;
+use crate::error::{CliError, CliResult, Hint};
 use crate::io::{self, Format, Privacy};
 use crate::render;
 
@@ -25,9 +29,18 @@ pub struct ReencryptCommand {
     /// Change nothing: exit 1 when any SealedSecret is not sealed to the newest key (for CI).
     #[arg(long)]
     pub check: bool,
-    /// With --check: the newest certificate, to check offline.
-    #[arg(long, value_name = "PATH|URL", requires = "check")]
+    /// With --check: the newest certificate, to check offline; with --private-key: the
+    /// certificate to re-seal to.
+    #[arg(long, value_name = "PATH|URL")]
     pub cert: Option<String>,
+    /// Re-seal offline, opening the items with these private keys (PEM, key Secrets, or a key
+    /// backup's List; repeatable): no controller is asked. Needs --to or --cert.
+    #[arg(long = "private-key", value_name = "FILE", value_delimiter = ',')]
+    pub private_keys: Vec<PathBuf>,
+    /// With --private-key: the cluster of .sealant.yaml whose committed certificate to re-seal to
+    /// (moving SealedSecrets to a new cluster).
+    #[arg(long, value_name = "CLUSTER", requires = "private_keys")]
+    pub to: Option<String>,
 }
 
 /// SealedSecrets in `files` not sealed to `fingerprint`: `file: name: sealed to X`.
@@ -47,6 +60,29 @@ fn stale_objects(files: &[(PathBuf, bool)], fingerprint: &str) -> Vec<String> {
         }
     }
     stale
+}
+
+/// Who re-seals: the controller (its newest key), or this process with keys it was given.
+enum Resealer {
+    Controller(ControllerApi),
+    Offline { keys: Vec<sealant_core::PrivateKey>, to: sealant_core::Certificate },
+}
+
+impl Resealer {
+    async fn reseal(&self, ss: &Value) -> CliResult<Value> {
+        match self {
+            Resealer::Controller(api) => rotate(api, ss).await,
+            Resealer::Offline { keys, to } => {
+                let name = ss.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let parsed: SealedSecret = serde_json::from_value(ss.clone())
+                    .map_err(|e| CliError::new(format!("{name} is not a valid SealedSecret")).source(e))?;
+                let resealed = sealant_crds::reseal(&mut rand::rng(), &parsed, keys, to.public_key())
+                    .map_err(|e| CliError::new(format!("cannot open {name} with the given keys")).source(e))
+                    .hint("give the private keys of the cluster it was sealed for (its key backup)")?;
+                render::to_value(&resealed)
+            }
+        }
+    }
 }
 
 /// Ask the controller to re-seal one SealedSecret to its newest key.
@@ -126,7 +162,7 @@ fn set_annotation_in_yaml(doc: &str, fingerprint: &str, old: Option<&str>) -> St
 }
 
 /// Re-seal one file; `Ok(true)` when it changed.
-async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> CliResult<bool> {
+async fn reencrypt_file(resealer: &Resealer, path: &Path, fingerprint: &str) -> CliResult<bool> {
     let text = io::read_file(path)?;
     let origin = path.display().to_string();
     let docs = yaml::parse_documents(&text).map_err(|e| CliError::new(format!("cannot parse {origin}")).source(e))?;
@@ -143,7 +179,7 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
         Format::Json => {
             let mut out = Vec::with_capacity(docs.len());
             for doc in docs {
-                out.push(if is_sealed(&doc) && stale(&doc) { rotate(api, &doc).await? } else { doc });
+                out.push(if is_sealed(&doc) && stale(&doc) { resealer.reseal(&doc).await? } else { doc });
             }
             render::documents(&out, Format::Json)?
         }
@@ -159,7 +195,7 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
                 if !(is_sealed(&doc) && stale(&doc)) {
                     continue;
                 }
-                let rotated = rotate(api, &doc).await?;
+                let rotated = resealer.reseal(&doc).await?;
                 let old: SealedSecret = serde_json::from_value(doc)
                     .map_err(|e| CliError::new(format!("{origin} holds an invalid SealedSecret")).source(e))?;
                 let new: SealedSecret = serde_json::from_value(rotated)
@@ -198,8 +234,39 @@ async fn reencrypt_file(api: &ControllerApi, path: &Path, fingerprint: &str) -> 
 }
 
 pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult {
-    let cert_args = CertArgs { cert: command.cert.clone(), controller_url: command.controller_url.clone() };
-    let certificate = cert::parse(&cert::load_pem(&cert_args, cluster).await?)?;
+    if command.cert.is_some() && !command.check && command.private_keys.is_empty() {
+        return Err(CliError::usage("--cert is for --check (offline) or --private-key (re-seal offline)"));
+    }
+    if !command.private_keys.is_empty() && command.to.is_none() && command.cert.is_none() {
+        return Err(CliError::usage(
+            "--private-key re-seals offline: say to which certificate, with --to CLUSTER or --cert",
+        ));
+    }
+    let certificate = match &command.to {
+        Some(name) => {
+            let start = command
+                .paths
+                .first()
+                .map(|p| if p.is_dir() { p.clone() } else { p.parent().unwrap_or(p).to_path_buf() });
+            let config = Config::from_dir(&start.unwrap_or_else(|| PathBuf::from(".")))?;
+            let entry = config.clusters.get(name).ok_or_else(|| {
+                CliError::usage(format!("{} defines no cluster {name}", crate::config::shown(&config.path)))
+            })?;
+            let source = CertArgs { cert: Some(config.cert_source(entry)), controller_url: None };
+            let certificate = cert::parse(&cert::load_pem(&source, cluster).await?)?;
+            let fingerprint = certificate.public_key().fingerprint();
+            if let Some(pin) = entry.fingerprint.as_deref().filter(|p| *p != fingerprint) {
+                return Err(CliError::new(format!(
+                    "the certificate of cluster {name} has fingerprint {fingerprint}, but the pin is {pin}"
+                )));
+            }
+            certificate
+        }
+        None => {
+            let cert_args = CertArgs { cert: command.cert.clone(), controller_url: command.controller_url.clone() };
+            cert::parse(&cert::load_pem(&cert_args, cluster).await?)?
+        }
+    };
     let fingerprint = certificate.public_key().fingerprint();
     if command.check {
         let files = sealed_secret_files(&command.paths)?;
@@ -214,11 +281,15 @@ pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult
         ))
         .hint("run `sealant reencrypt` on them and commit the result"));
     }
-    let api = ControllerApi::connect(command.controller_url.as_deref(), cluster).await?;
+    let resealer = if command.private_keys.is_empty() {
+        Resealer::Controller(ControllerApi::connect(command.controller_url.as_deref(), cluster).await?)
+    } else {
+        Resealer::Offline { keys: load_keys(&command.private_keys)?, to: certificate }
+    };
     let files = sealed_secret_files(&command.paths)?;
     let mut changed = 0;
     for (path, _) in &files {
-        if reencrypt_file(&api, path, &fingerprint).await? {
+        if reencrypt_file(&resealer, path, &fingerprint).await? {
             changed += 1;
             eprintln!("re-encrypted {}", path.display());
         }
