@@ -19,15 +19,29 @@ pub(crate) struct Proxied {
 }
 
 pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
+    let netns = NetNs::create();
+    let (served, controller) = behind_the_proxy_in(client, n, "keys-example/demo.secret.yaml", &netns, 8080).await;
+    Proxied { served, _netns: netns, _controller: controller }
+}
+
+/// A controller in `netns` on `port` (and `port + 1` for metrics) with the key Secret in `key`
+/// (a path in the repository), behind the Service `sealed-secrets-controller` of `n`: the
+/// certificate it serves and its process. Several can share one network namespace.
+pub(crate) async fn behind_the_proxy_in(
+    client: &Client,
+    n: &str,
+    key: &str,
+    netns: &NetNs,
+    port: u16,
+) -> (Vec<u8>, ProcessGuard) {
     let n = n.to_owned();
-    let keys = std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap();
+    let keys = std::fs::read_to_string(repo().join(key)).unwrap();
     let mut key: Value = sealant_core::yaml::parse_documents(&keys).unwrap().remove(0);
     key["metadata"]["namespace"] = json!(n);
     Api::<Secret>::namespaced(client.clone(), &n)
         .create(&PostParams::default(), &serde_json::from_value(key).unwrap())
         .await
         .unwrap();
-    let netns = NetNs::create();
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", &netns.name])
@@ -35,12 +49,12 @@ pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
         .arg("--kubeconfig")
         .arg(netns.kubeconfig())
         .args(["--namespace", &n, "--all-namespaces=false", "--key-renew-period=0"])
-        .arg(format!("--listen-addr={}:8080", netns.inner_ip))
-        .arg(format!("--listen-metrics-addr={}:8081", netns.inner_ip))
+        .arg(format!("--listen-addr={}:{port}", netns.inner_ip))
+        .arg(format!("--listen-metrics-addr={}:{}", netns.inner_ip, port + 1))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let controller = ProcessGuard::spawn(command);
-    let cert_url = format!("http://{}:8080/v1/cert.pem", netns.inner_ip);
+    let cert_url = format!("http://{}:{port}/v1/cert.pem", netns.inner_ip);
     let served = eventually(Duration::from_secs(60), || async {
         http(&cert_url, "GET", b"").ok().filter(|(code, _)| *code == 200).map(|(_, body)| body)
     })
@@ -53,7 +67,7 @@ pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "controller", "labels": {"name": "sealed-secrets-controller"}},
                "spec": {"automountServiceAccountToken": false, "containers": [{"name": "c", "image": "sealant-controller"}]}}),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sealed-secrets-controller"},
-               "spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}]}}),
+               "spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": port}]}}),
     ];
     for object in objects {
         let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
@@ -65,7 +79,7 @@ pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
     pods.patch_status("controller", &PatchParams::default(), &Patch::Merge(&pod_status)).await.unwrap();
     let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "sealed-secrets-controller"},
         "subsets": [{"addresses": [{"ip": netns.inner_ip, "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
-                     "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]});
+                     "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}]});
     // The service proxy reads Endpoints up to 1.36 and EndpointSlices from 1.37 (found on 1.37:
     // "no endpoints available" with Endpoints alone); a cluster's controllers write both.
     let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -73,13 +87,13 @@ pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
         "addressType": "IPv4",
         "endpoints": [{"addresses": [netns.inner_ip], "conditions": {"ready": true},
                        "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]});
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}]});
     for object in [endpoints, slice] {
         let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
-    Proxied { served, _netns: netns, _controller: controller }
+    (served, controller)
 }
 
 #[tokio::test]

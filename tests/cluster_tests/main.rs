@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 mod chart;
 mod controller;
+mod environments;
 mod faults;
 mod hostile;
 mod kubeseal_path;

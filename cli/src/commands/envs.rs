@@ -243,6 +243,10 @@ async fn fetch(args: &CertsArgs, global: &ClusterArgs) -> CliResult {
             ));
         }
         let before = certificate_file(&config, entry).ok().map(|c| c.public_key().fingerprint());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CliError::new(format!("cannot create {}", shown(dir))).source(e))?;
+        }
         match before {
             Some(old) if old == fingerprint => out.push_str(&format!("{name}: {fingerprint} (unchanged)\n")),
             Some(old) => {
