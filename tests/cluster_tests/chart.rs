@@ -22,13 +22,24 @@ const RECIPIENT: &str = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyq
 
 /// `objects` as the API server would store them (`kubectl apply --server-side --dry-run=server`), in
 /// `namespace`, without what the server makes up (uid, times, cluster IPs, status) and without
-/// Helm's own labels; keyed by kind and name. The CRD is left out (both install the same file,
+/// Helm's own labels; keyed by kind and name. Conflicts are forced: other tests apply deploy/'s
+/// cluster-wide objects with kubectl, and a dry run changes nothing. The CRD is left out (both install the same file,
 /// checked by sealant-crds' drift test), and so is any object kubectl refuses: that fails.
 fn as_stored(objects: &[Value]) -> BTreeMap<(String, String, String), Value> {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects.iter()
         .filter(|o| o["kind"] != "CustomResourceDefinition").collect::<Vec<_>>()});
     let out = kubectl(
-        &["apply", "--server-side", "--field-manager=sealant-tests", "--dry-run=server", "-o", "json", "-f", "-"],
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=sealant-tests",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
         Some(&list.to_string()),
     );
     assert!(out.status.success(), "the API server refuses: {}", String::from_utf8_lossy(&out.stderr));
