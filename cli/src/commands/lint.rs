@@ -231,6 +231,23 @@ pub fn lint_text(file_name: &str, text: &str) -> Result<Vec<Finding>, String> {
     Ok(findings)
 }
 
+/// `sealant seal -f FILE` and what a .sealant.yaml rule makes of it, when a rule covers `file`.
+fn sealing_command(file: &Path, findings: &[Finding]) -> Option<String> {
+    if !findings.iter().any(|f| f.what.starts_with("plaintext Secret ")) {
+        return None;
+    }
+    let config = crate::config::Config::for_file(file).ok().flatten()?;
+    let decision = config.decide(file).ok()?;
+    let clusters: Vec<&str> = decision.targets.iter().map(|t| t.cluster).collect();
+    Some(format!(
+        "`sealant seal -f {}` seals it for {} (rule {} of {})",
+        file.display(),
+        clusters.join(" and "),
+        decision.rule,
+        crate::config::shown(&config.path)
+    ))
+}
+
 pub fn run(command: &LintCommand) -> CliResult {
     let paths = if command.paths.is_empty() { vec![PathBuf::from(".")] } else { command.paths.clone() };
     let files: Vec<PathBuf> = crate::walk::files(&paths, lintable)?.into_iter().map(|(file, _)| file).collect();
@@ -262,7 +279,20 @@ pub fn run(command: &LintCommand) -> CliResult {
             Err(e) => Err(e),
         };
         match findings {
-            Ok(findings) => findings.iter().for_each(|f| say(f.line, &f.what)),
+            Ok(findings) => {
+                // In a repository with a .sealant.yaml, say the command that seals the file for
+                // its cluster(s) (README "Environments").
+                let how = sealing_command(file, &findings);
+                for f in &findings {
+                    match &how {
+                        Some(how) if f.what.starts_with("plaintext Secret ") => {
+                            let what = f.what.trim_end_matches(": seal it with `sealant seal`");
+                            say(f.line, &format!("{what}: {how}"))
+                        }
+                        _ => say(f.line, &f.what),
+                    }
+                }
+            }
             Err(_) if may_hold_a_secret(&text) => {
                 say(1, "cannot examine this file, which names a Secret: it does not parse as YAML or JSON")
             }
