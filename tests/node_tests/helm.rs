@@ -39,41 +39,6 @@ pub(super) fn image_values(image: &str) -> [String; 1] {
     [format!("--set=image.registry={registry},image.repository={repository},image.tag={tag}")]
 }
 
-/// Whether every controller Pod runs `image`.
-pub(super) fn all_run(node: &Node, image: &str) -> bool {
-    let pods = controller_pods(node, "name=sealed-secrets-controller");
-    pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == image)
-}
-
-/// Run `change` while the certificate is fetched through the Service every 100 ms, wait until
-/// both replicas run `image`; the time it took and how many fetches answered. Fails on any
-/// failed fetch.
-fn without_a_failed_fetch(
-    node: &'static Node,
-    cert: &str,
-    image: &str,
-    what: &str,
-    change: impl FnOnce(),
-) -> (f64, u32) {
-    let poller = CertPoller::start(node, cert.to_owned());
-    std::thread::sleep(Duration::from_secs(1));
-    let started = Instant::now();
-    change();
-    wait_rolled_out(node, 2, Duration::from_secs(240), what, || all_run(node, image));
-    let took = started.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
-    let (answers, failures) = poller.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {} fetches failed during {what}: {:?}",
-        failures.len(),
-        answers as usize + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(answers > 10, "the poller ran ({answers} answers)");
-    (took, answers)
-}
-
 #[test]
 fn helm_installs_upgrades_rolls_back_and_uninstalls_without_losing_a_key() {
     let node = node();

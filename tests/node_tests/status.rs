@@ -7,7 +7,7 @@
 use sealant_tests::chart::RELEASE;
 use sealant_tests::cluster::kubectl_command;
 
-use super::helm::{HelmUninstall, all_run, helm, image_values};
+use super::helm::{HelmUninstall, helm, image_values};
 use super::*;
 
 /// `kubectl sealant status ARGS` with the admin kubeconfig: (exit code, stdout).
