@@ -123,6 +123,24 @@ impl Config {
         Ok(None)
     }
 
+    /// The nearest config from `path` (a directory, or a file's directory) upwards, if any.
+    pub fn near(path: &Path) -> CliResult<Option<Config>> {
+        let start =
+            if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let start = if start.as_os_str().is_empty() { PathBuf::from(".") } else { start };
+        let real =
+            start.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", start.display())).source(e))?;
+        let mut d = Some(real.as_path());
+        while let Some(here) = d {
+            let candidate = here.join(FILE_NAME);
+            if candidate.is_file() {
+                return Config::load(&candidate).map(Some);
+            }
+            d = here.parent();
+        }
+        Ok(None)
+    }
+
     /// The nearest config from directory `dir` upwards (for `config check`, `certs`).
     pub fn from_dir(dir: &Path) -> CliResult<Config> {
         let real =

@@ -178,3 +178,22 @@ fn runbook_moving_a_folder_to_a_new_cluster_with_the_old_clusters_key_backup() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open db with the given keys"));
     assert_eq!(std::fs::read_to_string(root.join(sealed)).unwrap(), before);
 }
+
+#[test]
+fn reencrypt_check_wants_every_sealed_file_sealed_to_a_committed_certificate() {
+    let repo_copy = example();
+    let root = repo_copy.path();
+    ok(root, &["seal", "-f", "clusters/staging/secrets/db.secret.yaml"]);
+    ok(root, &["seal", "-f", "clusters/dev/secrets/db.secret.yaml"]);
+    assert_eq!(ok(root, &["reencrypt", "--check", "clusters"]), "", "no controller is asked");
+
+    // staging's key was renewed and `certs fetch` committed the new certificate: what was sealed
+    // to the old one is listed, and the check fails.
+    std::fs::copy(repo("tests/fixtures/sealed-secrets/real-kubeseal-v0.14.1/tls.crt"), root.join("certs/staging.pem"))
+        .unwrap();
+    let out = sealant(root, &["reencrypt", "--check", "clusters"]);
+    assert_eq!(out.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("clusters/staging/sealed/db.yaml: db: sealed to SHA256:SOgz"), "{listed}");
+    assert!(!listed.contains("clusters/dev/"), "{listed}");
+}

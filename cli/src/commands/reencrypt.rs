@@ -43,8 +43,8 @@ pub struct ReencryptCommand {
     pub to: Option<String>,
 }
 
-/// SealedSecrets in `files` not sealed to `fingerprint`: `file: name: sealed to X`.
-fn stale_objects(files: &[(PathBuf, bool)], fingerprint: &str) -> Vec<String> {
+/// SealedSecrets in `files` not sealed to one of `fingerprints`: `file: name: sealed to X`.
+fn stale_objects(files: &[(PathBuf, bool)], fingerprints: &[String]) -> Vec<String> {
     let mut stale = Vec::new();
     for (path, _) in files {
         let Ok(Ok(text)) = io::read_document(path).map(String::from_utf8) else { continue };
@@ -54,7 +54,7 @@ fn stale_objects(files: &[(PathBuf, bool)], fingerprint: &str) -> Vec<String> {
             let sealed_to = doc
                 .pointer(&format!("/metadata/annotations/{}", SEALING_KEY_ANNOTATION.replace('/', "~1")))
                 .and_then(Value::as_str);
-            if sealed_to != Some(fingerprint) {
+            if !sealed_to.is_some_and(|f| fingerprints.iter().any(|want| want == f)) {
                 stale.push(format!("{}: {name}: sealed to {}", path.display(), sealed_to.unwrap_or("an unknown key")));
             }
         }
@@ -242,6 +242,35 @@ pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult
             "--private-key re-seals offline: say to which certificate, with --to CLUSTER or --cert",
         ));
     }
+    // --check in a repository with a .sealant.yaml: every SealedSecret must be sealed to one of
+    // the committed certificates (after `certs fetch`, the stale ones are those to re-seal).
+    if command.check
+        && command.cert.is_none()
+        && command.controller_url.is_none()
+        && let Some(config) = Config::near(command.paths.first().map_or(Path::new("."), PathBuf::as_path))?
+    {
+        let mut fingerprints = Vec::new();
+        for (name, entry) in &config.clusters {
+            let source = CertArgs { cert: Some(config.cert_source(entry)), controller_url: None };
+            let pem = cert::load_pem(&source, cluster).await?;
+            let certificate = cert::parse(&pem).map_err(|_| {
+                CliError::new(format!("the certificate of cluster {name} ({}) is not a PEM certificate", entry.cert))
+            })?;
+            fingerprints.push(certificate.public_key().fingerprint());
+        }
+        let files = sealed_secret_files(&command.paths)?;
+        let stale = stale_objects(&files, &fingerprints);
+        io::print(&stale.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        return Err(CliError::new(format!(
+            "{} SealedSecret(s) are sealed to none of the certificates {} names",
+            stale.len(),
+            crate::config::shown(&config.path)
+        ))
+        .hint("re-seal them: sealant seal -f the input again, or sealant reencrypt (online, or --private-key --to CLUSTER)"));
+    }
     let certificate = match &command.to {
         Some(name) => {
             let start = command
@@ -270,7 +299,7 @@ pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult
     let fingerprint = certificate.public_key().fingerprint();
     if command.check {
         let files = sealed_secret_files(&command.paths)?;
-        let stale = stale_objects(&files, &fingerprint);
+        let stale = stale_objects(&files, std::slice::from_ref(&fingerprint));
         io::print(&stale.iter().map(|l| format!("{l}\n")).collect::<String>())?;
         if stale.is_empty() {
             return Ok(());
