@@ -235,6 +235,36 @@ fn a_values_file_written_for_upstreams_chart_carries_over() {
 fn values_that_cannot_work_are_refused_with_the_reason() {
     let err = render_err("kube-system", &["--set-json=privateKeyLabels={\"tier\":1}"]);
     assert!(err.contains("privateKeyLabels: the value of tier must be a string"), "{err}");
+    // values.schema.json: types, enums and typos in the values this chart defines.
+    for (values, says) in [
+        ("--set=replicaCount=two", "/replicaCount"),
+        ("--set=image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("--set=image.digest=sha256:short", "/image/digest"),
+        ("--set-json=backupRecipients=[\"ssh-rsa AAAA\"]", "/backupRecipients/0"),
+        ("--set=metrics.prometheusRule.overrides.SealantNoLeader.forr=1m", "forr"),
+        ("--set=service.type=External", "/service/type"),
+    ] {
+        let err = render_err("kube-system", &[values]);
+        assert!(err.contains("don't meet the specifications of the schema") && err.contains(says), "{values}: {err}");
+    }
+}
+
+#[test]
+fn upstreams_own_values_file_renders_our_objects_with_its_image() {
+    // Upstream's chart's values.yaml as it is (v0.40.0's chart, copied by tests/peers/build):
+    // every value it sets is one this chart takes or ignores.
+    let upstream = sealant_tests::cluster::upstream_chart().join("values.yaml");
+    let objects = render("kube-system", &["--values", upstream.to_str().unwrap()]);
+    let defaults = render("kube-system", &[]);
+    let kinds = |o: &[Value]| o.iter().map(|o| format!("{} {}", o["kind"], o["metadata"]["name"])).collect::<Vec<_>>();
+    // Its `pdb.create: false` leaves the PodDisruptionBudget out; everything else is there.
+    let without_pdb: Vec<Value> = defaults.into_iter().filter(|o| o["kind"] != "PodDisruptionBudget").collect();
+    assert_eq!(kinds(&objects), kinds(&without_pdb));
+    assert_eq!(
+        the(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"],
+        "docker.io/bitnami/sealed-secrets-controller:0.39.1"
+    );
+    assert_eq!(args(&objects), Vec::<String>::new());
 }
 
 #[test]

@@ -203,6 +203,7 @@ async fn every_option_renders_objects_the_api_server_accepts() {
         None,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let upstream_values = sealant_tests::cluster::upstream_chart().join("values.yaml");
     // deploy/monitoring's component, as kustomize renders it.
     let component = as_stored(&kustomize(&ns.name, "components:\n  - DEPLOY/monitoring\n"));
     assert!(component.keys().any(|(kind, _, _)| kind == "PrometheusRule"));
@@ -226,6 +227,7 @@ async fn every_option_renders_objects_the_api_server_accepts() {
             "--set-json=topologySpreadConstraints=[{\"maxSkew\":1,\"topologyKey\":\"kubernetes.io/hostname\",\"whenUnsatisfiable\":\"ScheduleAnyway\",\"labelSelector\":{\"matchLabels\":{\"name\":\"sealant\"}}}]",
         ],
         &["--set=createController=false"],
+        &["--values", upstream_values.to_str().unwrap()],
     ] {
         let stored = as_stored(&render(&ns.name, values));
         assert!(!stored.is_empty(), "{values:?} rendered nothing");
