@@ -186,6 +186,8 @@ fn reencrypt_check_wants_every_sealed_file_sealed_to_a_committed_certificate() {
     ok(root, &["seal", "-f", "clusters/staging/secrets/db.secret.yaml"]);
     ok(root, &["seal", "-f", "clusters/dev/secrets/db.secret.yaml"]);
     assert_eq!(ok(root, &["reencrypt", "--check", "clusters"]), "", "no controller is asked");
+    // validate checks the items against the committed certificate they were sealed to.
+    assert_eq!(ok(root, &["validate", "clusters/dev/sealed", "clusters/staging/sealed"]), "");
 
     // staging's key was renewed and `certs fetch` committed the new certificate: what was sealed
     // to the old one is listed, and the check fails.

@@ -29,6 +29,16 @@ pub struct ValidateCommand {
     pub controller_url: Option<String>,
 }
 
+/// The key the first SealedSecret of `text` names as sealed to (our annotation), if any.
+fn sealed_to(text: &str) -> Option<String> {
+    let docs = yaml::parse_documents(text).ok()?;
+    docs.iter()
+        .find(|d| d.get("kind").and_then(Value::as_str) == Some("SealedSecret"))?
+        .pointer(&format!("/metadata/annotations/{}", sealant_crds::SEALING_KEY_ANNOTATION.replace('/', "~1")))?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Every file under `paths` to check: (path, given explicitly).
 pub fn sealed_secret_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, bool)>> {
     crate::walk::files(paths, crate::walk::manifests)
@@ -184,6 +194,26 @@ pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult 
         }
         None => None,
     };
+    // In a repository with a .sealant.yaml, the committed certificates: each file is checked
+    // against the one its items were sealed to (our sealing-key annotation).
+    let committed = match (&cert, command.paths.first()) {
+        (None, Some(first)) => match crate::config::Config::near(first)? {
+            Some(config) => {
+                let mut certs = std::collections::BTreeMap::new();
+                for entry in config.clusters.values() {
+                    if let Some(path) = config.cert_file(entry)
+                        && let Ok(pem) = std::fs::read_to_string(&path)
+                        && let Ok(parsed) = Certificate::from_pem(&pem)
+                    {
+                        certs.insert(parsed.public_key().fingerprint(), parsed);
+                    }
+                }
+                certs
+            }
+            None => Default::default(),
+        },
+        _ => Default::default(),
+    };
     let files = sealed_secret_files(&command.paths)?;
     let api = match command.online {
         true => Some(ControllerApi::connect(command.controller_url.as_deref(), cluster).await?),
@@ -194,7 +224,8 @@ pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult 
         let shown = path.display().to_string();
         match io::read_document(path).map(String::from_utf8) {
             Ok(Ok(text)) => {
-                problems.extend(check_text(&shown, &text, *explicit, cert.as_ref()));
+                let by_config = sealed_to(&text).and_then(|fingerprint| committed.get(&fingerprint));
+                problems.extend(check_text(&shown, &text, *explicit, cert.as_ref().or(by_config)));
                 if let Some(api) = &api {
                     problems.extend(check_online(api, &shown, &text).await?);
                 }
