@@ -106,14 +106,26 @@ fn controller_namespace(flags: &Flags) -> String {
         .unwrap_or_else(|| "default".to_owned())
 }
 
+/// This replica's one name, in the Lease, its Events and its logs: the Pod's name where there is
+/// one (unique among live Pods, and what `kubectl get pods` shows; a restarted container is the
+/// same replica); elsewhere the host's name and a random suffix, so that processes on one host
+/// differ. The same for the life of the process.
 fn identity() -> String {
-    let host = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
-        .unwrap_or_else(|| "sealant".to_owned());
-    format!("{host}_{:08x}", rand::random::<u32>())
+    static IDENTITY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(pod) = var("POD_NAME") {
+            return pod;
+        }
+        let host = var("HOSTNAME")
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+            .unwrap_or_else(|| "sealant".to_owned());
+        // In a Pod (upstream's chart sets no POD_NAME) the host's name is the Pod's.
+        if var("KUBERNETES_SERVICE_HOST").is_some() {
+            return host;
+        }
+        format!("{host}_{:08x}", rand::random::<u32>())
+    });
+    IDENTITY.clone()
 }
 
 /// What the leader works with.
@@ -258,7 +270,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let (keyring_tx, keyring_rx) = watch::channel(Arc::new(Keyring::default()));
     let (ready_tx, ready_rx) = watch::channel(false);
     let renew_now = Arc::new(Notify::new());
-    tracing::info!(namespace = %namespace, version = env!("CARGO_PKG_VERSION"), "starting");
+    tracing::info!(namespace = %namespace, version = env!("CARGO_PKG_VERSION"), replica = %identity(), "starting");
 
     let mut background = JoinSet::new();
     background.spawn(keys::watch_keys(

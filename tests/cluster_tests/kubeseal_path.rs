@@ -49,6 +49,7 @@ pub(crate) async fn behind_the_proxy_in(
         .arg("--kubeconfig")
         .arg(netns.kubeconfig())
         .args(["--namespace", &n, "--all-namespaces=false", "--key-renew-period=0"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .arg(format!("--listen-addr={}:{port}", netns.inner_ip))
         .arg(format!("--listen-metrics-addr={}:{}", netns.inner_ip, port + 1))
         .stdout(Stdio::null())

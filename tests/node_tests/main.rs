@@ -93,12 +93,12 @@ fn controller_pods(node: &Node, selector: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The Lease holder's Pod name (holderIdentity is `<pod>_<random>`), if any.
+/// The Lease holder, if any: a replica's identity is its Pod's name.
 fn lease_holder(node: &Node) -> Option<String> {
     let out = node.kubectl(&["get", "lease", "-n", NS, DEPLOYMENT, "-o", "json"], None);
     let lease: Value = serde_json::from_slice(&out.stdout).ok()?;
     let holder = lease["spec"]["holderIdentity"].as_str()?;
-    Some(holder.rsplit_once('_').map_or(holder, |(pod, _)| pod).to_owned())
+    Some(holder.to_owned())
 }
 
 /// The certificate through the service proxy, as an ordinary user (kubeseal --fetch-cert).

@@ -548,6 +548,10 @@ impl RunningController {
             .arg(format!("--additional-namespaces={}", watch.join(",")))
             .args(extra)
             .env("RUST_BACKTRACE", "1")
+            // Processes beside the control plane, never in a Pod (even if the tests run in one):
+            // each takes its own identity.
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAME")
             .stdout(log_file.try_clone().expect("controller log file"))
             .stderr(log_file);
         RunningController {
