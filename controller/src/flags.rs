@@ -125,10 +125,10 @@ pub struct Flags {
     /// Only SealedSecrets matching this label selector.
     #[arg(long, env = "SEALED_SECRETS_LABEL_SELECTOR", default_value = "")]
     pub label_selector: String,
-    /// /v1/verify requests per second per client.
+    /// /v1/verify and /v1/rotate requests per second per client.
     #[arg(long, env = "SEALED_SECRETS_RATE_LIMIT", default_value_t = 2)]
     pub rate_limit: u32,
-    /// /v1/verify burst per client.
+    /// /v1/verify and /v1/rotate burst per client.
     #[arg(long, env = "SEALED_SECRETS_RATE_LIMIT_BURST", default_value_t = 2)]
     pub rate_limit_burst: u32,
     /// Addresses and CIDR blocks (comma-separated) whose `X-Forwarded-For` names the client for

@@ -39,6 +39,8 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// Any API call of a reconcile (reading the SealedSecret, the Secret, writing either) that
+    /// got no answer within [`API_TIMEOUT`].
     #[error("the API server did not answer {verb} of the Secret within {}s", API_TIMEOUT.as_secs())]
     Timeout { verb: &'static str },
     #[error("the unsealing task stopped unexpectedly")]

@@ -47,8 +47,7 @@ pub fn next_status(ss: &SealedSecret, outcome: &Outcome, now: Time) -> Option<Se
         last_update_time: Some(now),
         last_transition_time: transition,
         reason: Some(outcome.reason.clone()),
-        // An empty message is left out: the 1.20 API server rejects `"message": ""` in a merge
-        // patch of this field as null.
+        // An empty message is left out, as upstream writes it (the field is optional).
         message: (!outcome.message.is_empty()).then(|| outcome.message.clone()),
     };
     let mut conditions: Vec<_> = current.conditions.into_iter().filter(|c| c.type_ != SYNCED).collect();
