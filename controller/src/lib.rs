@@ -240,10 +240,16 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
             controller = controller.owns_stream(owned);
         }
         let context = context.clone();
+        let metrics = context.metrics.clone();
         tasks.spawn(async move {
             controller
                 .run(reconcile::reconcile, reconcile::error_policy, context)
-                .for_each(|_| futures::future::ready(()))
+                .for_each(move |result| {
+                    if let Err(e) = result {
+                        report_controller_error(&e, &metrics);
+                    }
+                    futures::future::ready(())
+                })
                 .await;
             Ok(())
         });
@@ -253,6 +259,32 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         Some(Err(e)) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// What kube-runtime's controller reports besides reconciles: counted by kind, and said in the
+/// log when nothing else says it (a failed reconcile has its event, status and metrics already;
+/// a list or watch that fails, RBAC on SealedSecrets for one, has only this).
+fn report_controller_error(
+    error: &kube::runtime::controller::Error<reconcile::ReconcileError, kube::runtime::watcher::Error>,
+    metrics: &Metrics,
+) {
+    use kube::runtime::controller::Error;
+    let kind = match error {
+        Error::ReconcilerFailed(..) => "reconcile",
+        Error::QueueError(e) => {
+            tracing::warn!(error = %e, "cannot list or watch (retried with backoff)");
+            "watch"
+        }
+        Error::ObjectNotFound(obj) => {
+            tracing::debug!(object = %obj, "a queued object was gone before its reconcile");
+            "not_found"
+        }
+        Error::RunnerError(e) => {
+            tracing::warn!(error = %e, "the reconcile runner failed");
+            "runner"
+        }
+    };
+    metrics.controller_errors.get_or_create(&metrics::KindLabels { kind: kind.into() }).inc();
 }
 
 async fn run_async(flags: Flags) -> anyhow::Result<()> {

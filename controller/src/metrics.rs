@@ -37,6 +37,11 @@ pub struct HttpDurationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub revision: String,
 }
@@ -64,6 +69,9 @@ pub struct Metrics {
     pub renewal_period: Gauge<f64, AtomicU64>,
     /// How many age recipients the keys are backed up to (0: no backup), for the stale-backup alert.
     pub backup_recipients: Gauge,
+    /// What kube-runtime's controller reported besides reconciles, by kind (watch, reconcile,
+    /// not_found, runner).
+    pub controller_errors: Family<KindLabels, Counter>,
 }
 
 impl Metrics {
@@ -162,10 +170,21 @@ impl Metrics {
             "Number of age recipients the keys are backed up to (0: no backup configured)",
             backup_recipients.clone(),
         );
+        let controller_errors = Family::<KindLabels, Counter>::default();
+        // Every kind from the start at 0: an alert's increase() sees the first error.
+        for kind in ["watch", "reconcile", "not_found", "runner"] {
+            drop(controller_errors.get_or_create(&KindLabels { kind: kind.into() }));
+        }
+        registry.register(
+            "sealant_controller_errors",
+            "Errors kube-runtime's controller reported, by kind (watch: a list or watch failed)",
+            controller_errors.clone(),
+        );
         Metrics {
             last_backup,
             renewal_period,
             backup_recipients,
+            controller_errors,
             registry,
             unseal_requests,
             unseal_errors,

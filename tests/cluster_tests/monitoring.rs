@@ -334,3 +334,33 @@ async fn a_stopped_leader_fires_no_leader_and_no_controller_fires_controller_dow
         down.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn a_watch_the_controller_may_not_make_is_logged_and_counted() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "alerts-blind").await;
+    let n = ns.name.as_str();
+    // Its keys and its Lease, but not SealedSecrets: RBAC as a broken chart change would leave it.
+    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "blind", "namespace": n}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "blind", "namespace": n},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "update"]},
+                   {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "blind", "namespace": n},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "blind"},
+         "subjects": [{"kind": "ServiceAccount", "name": "blind", "namespace": n}]},
+    ]});
+    let out = kubectl(&["apply", "-f", "-"], Some(&rbac.to_string()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    install_keys(&client, n, &std::fs::read_to_string(repo().join("keys-example/demo.secret.yaml")).unwrap()).await;
+    let kubeconfig = super::upstream_chart::service_account_kubeconfig(&client, n, "blind").await;
+    let controller = RunningController::start_as(&kubeconfig, n, &[], &[]);
+    let counted = eventually(Duration::from_secs(60), || async {
+        controller.metric("sealant_controller_errors_total{kind=\"watch\"}").filter(|v| *v > 0.0)
+    })
+    .await;
+    assert!(counted.is_some(), "no watch error counted; log:\n{}", controller.log_text());
+    let log = controller.log_text();
+    assert!(log.contains("cannot list or watch") && log.contains("forbidden"), "{log}");
+}
