@@ -143,6 +143,17 @@ impl ReconcileError {
     }
 }
 
+/// An API call that did not answer within [`API_TIMEOUT`], as the kube error the call's own
+/// failures are (for the calls whose failure is logged, not returned: events and status).
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {}s", API_TIMEOUT.as_secs())]
+struct NoAnswer;
+
+/// An API call bounded by [`API_TIMEOUT`], a timeout being one more of its errors.
+async fn answered<T>(call: impl std::future::Future<Output = Result<T, kube::Error>>) -> Result<T, kube::Error> {
+    tokio::time::timeout(API_TIMEOUT, call).await.unwrap_or_else(|_| Err(kube::Error::Service(Box::new(NoAnswer))))
+}
+
 /// An API call bounded by [`API_TIMEOUT`].
 async fn bounded<T>(
     verb: &'static str,
@@ -249,8 +260,7 @@ pub(crate) fn key(ss: &impl Resource) -> String {
 }
 
 async fn publish(ctx: &Context, ss: &Cached, type_: EventType, reason: &str, note: String) {
-    let published = tokio::time::timeout(API_TIMEOUT, ctx.events.publish(&ss.metadata, type_, reason, note)).await;
-    if let Err(e) = published.unwrap_or_else(|_| Err(kube::Error::Service("no answer".into()))) {
+    if let Err(e) = answered(ctx.events.publish(&ss.metadata, type_, reason, note)).await {
         tracing::warn!(error = %e, sealedsecret = %key(ss), "cannot publish an event");
     }
 }
@@ -460,19 +470,13 @@ async fn update_status(ss: &Cached, outcome: &Outcome, ctx: &Context) {
         object.metadata.managed_fields = None;
         let api = api.clone();
         let name = name.clone();
-        async move {
-            match tokio::time::timeout(API_TIMEOUT, api.replace_status(&name, &PostParams::default(), &object)).await {
-                Ok(result) => result.map(|_| ()),
-                Err(_) => Err(kube::Error::Service(format!("no answer within {}s", API_TIMEOUT.as_secs()).into())),
-            }
-        }
+        async move { answered(api.replace_status(&name, &PostParams::default(), &object)).await.map(|_| ()) }
     };
     let mut result = put(ss.for_status()).await;
     if let Err(kube::Error::Api(s)) = &result
         && s.code == 409
     {
-        let fresh = tokio::time::timeout(API_TIMEOUT, api.get(&name)).await;
-        result = match fresh.unwrap_or_else(|_| Err(kube::Error::Service("no answer".into()))) {
+        result = match answered(api.get(&name)).await {
             Ok(fresh) if fresh.metadata.generation == ss.metadata.generation => put(fresh).await,
             // The object changed: its own reconcile writes the status that fits it.
             Ok(_) => Ok(()),
