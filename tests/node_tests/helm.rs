@@ -66,9 +66,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_without_losing_a_key() {
     let installed = started.elapsed().as_secs_f64();
     let pods = controller_pods(node, "name=sealed-secrets-controller");
     let rss = check_security_context(node, &pods);
-    let names: Vec<String> = pods.iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
-    let leader = wait_for(Duration::from_secs(30), "a Lease holder", || lease_holder(node));
-    assert!(names.contains(&leader), "the Lease holder {leader} is one of {names:?}");
+    leader_among(node, &pods);
 
     // The kubeseal path as an ordinary user, and a Secret unsealed.
     let cert = fetch_cert(node).expect("the certificate through the service proxy");

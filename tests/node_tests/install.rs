@@ -40,9 +40,7 @@ fn deploy_runs_as_pods_serves_the_kubeseal_path_fails_over_and_rolls() {
     let rss = check_security_context(node, &pods);
 
     // Exactly one leader, and it is one of the two.
-    let names: Vec<String> = pods.iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
-    let leader = wait_for(Duration::from_secs(30), "a Lease holder", || lease_holder(node));
-    assert!(names.contains(&leader), "the Lease holder {leader} is one of {names:?}");
+    let leader = leader_among(node, &pods);
 
     // The kubeseal path as an ordinary user: the certificate through the Service proxy, the
     // same from `sealant cert` and from the kubeseal name; sealing with it, without --cert.

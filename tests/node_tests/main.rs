@@ -101,6 +101,14 @@ fn lease_holder(node: &Node) -> Option<String> {
     Some(holder.to_owned())
 }
 
+/// Wait for the Lease holder and check it is one of `pods`, by name; the holder.
+fn leader_among(node: &Node, pods: &[Value]) -> String {
+    let names: Vec<String> = pods.iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+    let leader = wait_for(Duration::from_secs(30), "a Lease holder", || lease_holder(node));
+    assert!(names.contains(&leader), "the Lease holder {leader} is one of {names:?}");
+    leader
+}
+
 /// The certificate through the service proxy, as an ordinary user (kubeseal --fetch-cert).
 fn fetch_cert(node: &Node) -> Result<String, String> {
     let out = kubectl_as(&node.user_kubeconfig, &["get", "--raw", CERT_PROXY_PATH], None);
