@@ -50,12 +50,13 @@ fn status_tells_a_healthy_install_from_each_failure() {
     let value = seal_and_apply(node, "status-apps", "fine");
     assert_eq!(unsealed_password(node, "status-apps", "fine", Duration::from_secs(60)), value);
 
-    // Healthy, with the certificate users commit.
+    // Healthy, with the certificate users commit. (Namespace status-apps: other node tests leave
+    // namespaces behind them terminating, with SealedSecrets of keys long gone.)
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.pem");
     std::fs::write(&cert, fetch_cert(node).unwrap()).unwrap();
     let cert = cert.to_str().unwrap();
-    let (code, text) = kubectl_sealant_status(node, &["--cert", cert]);
+    let (code, text) = kubectl_sealant_status(node, &["-n", "status-apps", "--cert", cert]);
     assert_eq!(code, 0, "healthy:\n{text}");
     assert!(text.contains("2/2 replicas ready"), "{text}");
     assert!(text.contains("held, and new secrets are sealed to it"), "{text}");
