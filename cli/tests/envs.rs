@@ -199,3 +199,27 @@ fn reencrypt_check_wants_every_sealed_file_sealed_to_a_committed_certificate() {
     assert!(listed.contains("clusters/staging/sealed/db.yaml: db: sealed to SHA256:SOgz"), "{listed}");
     assert!(!listed.contains("clusters/dev/"), "{listed}");
 }
+
+#[test]
+fn keys_usage_names_each_key_by_the_cluster_whose_certificate_is_committed() {
+    let repo_copy = example();
+    let root = repo_copy.path();
+    ok(root, &["seal", "-f", "shared/registry.secret.yaml"]);
+    ok(root, &["seal", "-f", "clusters/dev/secrets/db.secret.yaml"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sealant"))
+        .args(["keys", "usage", "clusters"])
+        .current_dir(root)
+        .env("KUBECONFIG", root.join("no-kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (cluster, file, sealed) in [
+        ("dev", "certs/dev.pem", "clusters/dev/sealed/db.yaml"),
+        ("staging", "certs/staging.pem", "clusters/staging/sealed/registry.yaml"),
+        ("prod", "certs/prod.pem", "clusters/prod/sealed/registry.yaml"),
+    ] {
+        let heading = format!("(cluster {cluster}'s committed {file})\n  file {sealed}: ");
+        assert!(text.contains(&heading), "{heading:?} in:\n{text}");
+    }
+}

@@ -118,6 +118,26 @@ pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Opti
     Ok(usage)
 }
 
+/// In a repository with a .sealant.yaml: each committed certificate's fingerprint, with its
+/// cluster and file, so that keys are named by the cluster they belong to.
+fn committed_certificates(start: Option<&PathBuf>) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    let Some(config) =
+        crate::config::Config::near(start.map_or(std::path::Path::new("."), PathBuf::as_path)).ok().flatten()
+    else {
+        return out;
+    };
+    for (name, entry) in &config.clusters {
+        if let Some(path) = config.cert_file(entry)
+            && let Ok(pem) = std::fs::read_to_string(&path)
+            && let Ok(cert) = sealant_core::Certificate::from_pem(&pem)
+        {
+            out.insert(cert.public_key().fingerprint(), (name.clone(), entry.cert.clone()));
+        }
+    }
+    out
+}
+
 pub async fn usage(args: &UsageArgs, cluster: &ClusterArgs) -> CliResult {
     let client = cluster_client(cluster).await.ok();
     let cluster_keys = match &client {
@@ -125,10 +145,23 @@ pub async fn usage(args: &UsageArgs, cluster: &ClusterArgs) -> CliResult {
         None => Vec::new(),
     };
     let usage = collect_usage(args, cluster, client.as_ref()).await?;
+    let committed = committed_certificates(args.paths.first());
+    let named = |fingerprint: &str| {
+        committed
+            .get(fingerprint)
+            .map(|(name, file)| format!(", cluster {name}'s committed {file}"))
+            .unwrap_or_default()
+    };
     let mut out = String::new();
     let mut shown: Vec<&String> = Vec::new();
     for key in &cluster_keys {
-        out.push_str(&format!("{} ({}, {})\n", key.fingerprint, key.secret.name_any(), key.state));
+        out.push_str(&format!(
+            "{} ({}, {}{})\n",
+            key.fingerprint,
+            key.secret.name_any(),
+            key.state,
+            named(&key.fingerprint)
+        ));
         match usage.by_key.get(&key.fingerprint) {
             Some(places) => places.iter().for_each(|p| out.push_str(&format!("  {p}\n"))),
             None => out.push_str("  no dependents\n"),
@@ -136,7 +169,10 @@ pub async fn usage(args: &UsageArgs, cluster: &ClusterArgs) -> CliResult {
         shown.push(&key.fingerprint);
     }
     for (fp, places) in usage.by_key.iter().filter(|(fp, _)| !shown.contains(fp)) {
-        out.push_str(&format!("{fp} (not in the cluster)\n"));
+        match committed.get(fp) {
+            Some((name, file)) => out.push_str(&format!("{fp} (cluster {name}'s committed {file})\n")),
+            None => out.push_str(&format!("{fp} (not in the cluster)\n")),
+        }
         places.iter().for_each(|p| out.push_str(&format!("  {p}\n")));
     }
     if !usage.unknown.is_empty() {
