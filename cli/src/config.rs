@@ -110,51 +110,23 @@ impl Config {
     /// The config for `file`: the nearest `.sealant.yaml` from its directory (symbolic links
     /// resolved) upwards, if any.
     pub fn for_file(file: &Path) -> CliResult<Option<Config>> {
-        let real =
-            file.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", file.display())).source(e))?;
-        let mut dir = real.parent();
-        while let Some(d) = dir {
-            let candidate = d.join(FILE_NAME);
-            if candidate.is_file() {
-                return Config::load(&candidate).map(Some);
-            }
-            dir = d.parent();
-        }
-        Ok(None)
+        let real = resolve(file)?;
+        real.parent().map_or(Ok(None), upwards)
     }
 
     /// The nearest config from `path` (a directory, or a file's directory) upwards, if any.
     pub fn near(path: &Path) -> CliResult<Option<Config>> {
-        let start =
-            if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
-        let start = if start.as_os_str().is_empty() { PathBuf::from(".") } else { start };
-        let real =
-            start.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", start.display())).source(e))?;
-        let mut d = Some(real.as_path());
-        while let Some(here) = d {
-            let candidate = here.join(FILE_NAME);
-            if candidate.is_file() {
-                return Config::load(&candidate).map(Some);
-            }
-            d = here.parent();
-        }
-        Ok(None)
+        let start = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+        let start = if start.as_os_str().is_empty() { Path::new(".") } else { start };
+        upwards(&resolve(start)?)
     }
 
     /// The nearest config from directory `dir` upwards (for `config check`, `certs`).
     pub fn from_dir(dir: &Path) -> CliResult<Config> {
-        let real =
-            dir.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", dir.display())).source(e))?;
-        let mut d = Some(real.as_path());
-        while let Some(here) = d {
-            let candidate = here.join(FILE_NAME);
-            if candidate.is_file() {
-                return Config::load(&candidate);
-            }
-            d = here.parent();
-        }
-        Err(CliError::new(format!("no {FILE_NAME} in {} or above", dir.display()))
-            .hint("write one at the repository's root (README \"Environments\"), or pass --cert"))
+        upwards(&resolve(dir)?)?.ok_or_else(|| {
+            CliError::new(format!("no {FILE_NAME} in {} or above", dir.display()))
+                .hint("write one at the repository's root (README \"Environments\"), or pass --cert")
+        })
     }
 
     pub fn load(path: &Path) -> CliResult<Config> {
@@ -255,8 +227,7 @@ impl Config {
 
     /// `file`'s path from the config's directory, with `/`, symbolic links resolved.
     pub fn relative(&self, file: &Path) -> CliResult<String> {
-        let real =
-            file.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", file.display())).source(e))?;
+        let real = resolve(file)?;
         let inside = real.strip_prefix(&self.dir).map_err(|_| {
             CliError::new(format!(
                 "{} is outside {}, the directory of {}",
@@ -283,11 +254,39 @@ impl Config {
         }
     }
 
+    /// Each cluster whose certificate is a committed file that reads as a certificate, with it
+    /// (URLs and unreadable files are left out: `config check` reports those).
+    pub fn committed_certificates(&self) -> Vec<(&str, &ClusterEntry, sealant_core::Certificate)> {
+        self.clusters
+            .iter()
+            .filter_map(|(name, entry)| {
+                let pem = std::fs::read_to_string(self.cert_file(entry)?).ok()?;
+                Some((name.as_str(), entry, sealant_core::Certificate::from_pem(&pem).ok()?))
+            })
+            .collect()
+    }
+
     /// The config's directory relative path of a cluster's certificate file, if it is a file.
     pub fn cert_file(&self, entry: &ClusterEntry) -> Option<PathBuf> {
         (!entry.cert.starts_with("http://") && !entry.cert.starts_with("https://"))
             .then(|| normalize(&self.dir.join(&entry.cert)))
     }
+}
+
+/// `path` with symbolic links resolved, or why it cannot be.
+fn resolve(path: &Path) -> CliResult<PathBuf> {
+    path.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", path.display())).source(e))
+}
+
+/// The first `.sealant.yaml` in `dir` (resolved) or a directory above it, loaded.
+fn upwards(dir: &Path) -> CliResult<Option<Config>> {
+    for here in dir.ancestors() {
+        let candidate = here.join(FILE_NAME);
+        if candidate.is_file() {
+            return Config::load(&candidate).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// `path` without `.` and with each `..` taking away the part before it (no file system access:

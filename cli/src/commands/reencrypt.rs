@@ -273,11 +273,13 @@ pub async fn run(command: &ReencryptCommand, cluster: &ClusterArgs) -> CliResult
     }
     let certificate = match &command.to {
         Some(name) => {
-            let start = command
-                .paths
-                .first()
-                .map(|p| if p.is_dir() { p.clone() } else { p.parent().unwrap_or(p).to_path_buf() });
-            let config = Config::from_dir(&start.unwrap_or_else(|| PathBuf::from(".")))?;
+            let start = command.paths.first().map_or(Path::new("."), PathBuf::as_path);
+            let config = Config::near(start)?.ok_or_else(|| {
+                CliError::usage(format!(
+                    "--to names a cluster of .sealant.yaml, and there is none near {}",
+                    start.display()
+                ))
+            })?;
             let entry = config.clusters.get(name).ok_or_else(|| {
                 CliError::usage(format!("{} defines no cluster {name}", crate::config::shown(&config.path)))
             })?;

@@ -196,22 +196,12 @@ pub async fn run(command: &ValidateCommand, cluster: &ClusterArgs) -> CliResult 
     };
     // In a repository with a .sealant.yaml, the committed certificates: each file is checked
     // against the one its items were sealed to (our sealing-key annotation).
-    let committed = match (&cert, command.paths.first()) {
-        (None, Some(first)) => match crate::config::Config::near(first)? {
-            Some(config) => {
-                let mut certs = std::collections::BTreeMap::new();
-                for entry in config.clusters.values() {
-                    if let Some(path) = config.cert_file(entry)
-                        && let Ok(pem) = std::fs::read_to_string(&path)
-                        && let Ok(parsed) = Certificate::from_pem(&pem)
-                    {
-                        certs.insert(parsed.public_key().fingerprint(), parsed);
-                    }
-                }
-                certs
-            }
-            None => Default::default(),
-        },
+    let committed: std::collections::BTreeMap<String, Certificate> = match (&cert, command.paths.first()) {
+        (None, Some(first)) => crate::config::Config::near(first)?
+            .map(|config| {
+                config.committed_certificates().into_iter().map(|(_, _, c)| (c.public_key().fingerprint(), c)).collect()
+            })
+            .unwrap_or_default(),
         _ => Default::default(),
     };
     let files = sealed_secret_files(&command.paths)?;

@@ -121,21 +121,15 @@ pub async fn collect_usage(args: &UsageArgs, cluster: &ClusterArgs, client: Opti
 /// In a repository with a .sealant.yaml: each committed certificate's fingerprint, with its
 /// cluster and file, so that keys are named by the cluster they belong to.
 fn committed_certificates(start: Option<&PathBuf>) -> BTreeMap<String, (String, String)> {
-    let mut out = BTreeMap::new();
-    let Some(config) =
-        crate::config::Config::near(start.map_or(std::path::Path::new("."), PathBuf::as_path)).ok().flatten()
-    else {
-        return out;
+    let start = start.map_or(std::path::Path::new("."), PathBuf::as_path);
+    let Some(config) = crate::config::Config::near(start).ok().flatten() else {
+        return BTreeMap::new();
     };
-    for (name, entry) in &config.clusters {
-        if let Some(path) = config.cert_file(entry)
-            && let Ok(pem) = std::fs::read_to_string(&path)
-            && let Ok(cert) = sealant_core::Certificate::from_pem(&pem)
-        {
-            out.insert(cert.public_key().fingerprint(), (name.clone(), entry.cert.clone()));
-        }
-    }
-    out
+    config
+        .committed_certificates()
+        .into_iter()
+        .map(|(name, entry, cert)| (cert.public_key().fingerprint(), (name.to_owned(), entry.cert.clone())))
+        .collect()
 }
 
 pub async fn usage(args: &UsageArgs, cluster: &ClusterArgs) -> CliResult {
