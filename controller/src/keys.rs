@@ -279,21 +279,18 @@ pub async fn manage_keys(
     if needs_first {
         make_next_key(&client, &namespace, &flags, &metrics, &mut keyring).await;
     }
-    // A new leader makes sure the backup holds every key, including any added by hand; then
-    // it writes it again whenever the set of keys changes (a key restored or rotated by hand).
+    // The backup holds every key: written when this replica starts leading (keys added by hand
+    // included), and again whenever the set of keys changes (renewal, a key restored or rotated
+    // by hand); a failed write is tried again at the next change.
     let fingerprints =
         |ring: &Keyring| -> Vec<String> { ring.entries().iter().map(|e| e.fingerprint.clone()).collect() };
-    let mut backed_up = Vec::new();
-    match write_backup(&client, &namespace, &flags, &metrics).await {
-        Ok(()) => backed_up = fingerprints(&keyring.borrow()),
-        Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
-    }
+    let mut backed_up = None;
     let period = flags.renew_period();
     loop {
         let now_held = fingerprints(&keyring.borrow());
-        if now_held != backed_up && !flags.backup_age_recipients.is_empty() {
+        if backed_up.as_ref() != Some(&now_held) && !flags.backup_age_recipients.is_empty() {
             match write_backup(&client, &namespace, &flags, &metrics).await {
-                Ok(()) => backed_up = now_held,
+                Ok(()) => backed_up = Some(now_held),
                 Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
             }
         }
@@ -324,10 +321,6 @@ pub async fn manage_keys(
             }
         }
         make_next_key(&client, &namespace, &flags, &metrics, &mut keyring).await;
-        match write_backup(&client, &namespace, &flags, &metrics).await {
-            Ok(()) => backed_up = fingerprints(&keyring.borrow()),
-            Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
-        }
     }
 }
 
