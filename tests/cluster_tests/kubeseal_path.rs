@@ -25,8 +25,9 @@ pub(crate) async fn behind_the_proxy(client: &Client, n: &str) -> Proxied {
 }
 
 /// A controller in `netns` on `port` (and `port + 1` for metrics) with the key Secret in `key`
-/// (a path in the repository), behind the Service `sealed-secrets-controller` of `n`: the
-/// certificate it serves and its process. Several can share one network namespace.
+/// (a path in the repository), behind the Service `sealed-secrets-controller` of `n` on the
+/// plane that `netns` is behind (`client` is for that plane): the certificate it serves and its
+/// process. Several can share one network namespace.
 pub(crate) async fn behind_the_proxy_in(
     client: &Client,
     n: &str,
@@ -70,10 +71,13 @@ pub(crate) async fn behind_the_proxy_in(
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sealed-secrets-controller"},
                "spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": port}]}}),
     ];
-    for object in objects {
-        let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
+    let apply = |object: Value| {
+        let mut command = sealant_tests::cluster::kubectl_command();
+        command.args(["apply", "-n", &n, "-f", "-"]).env("KUBECONFIG", &netns.plane_kubeconfig);
+        let out = sealant_tests::cluster::output_with_stdin(command, &object.to_string());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    };
+    objects.into_iter().for_each(apply);
     let pod_status = json!({"status": {"phase": "Running", "podIP": netns.inner_ip, "podIPs": [{"ip": netns.inner_ip}],
         "conditions": [{"type": "Ready", "status": "True"}]}});
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &n);
@@ -89,10 +93,7 @@ pub(crate) async fn behind_the_proxy_in(
         "endpoints": [{"addresses": [netns.inner_ip], "conditions": {"ready": true},
                        "targetRef": {"kind": "Pod", "name": "controller", "namespace": n}}],
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}]});
-    for object in [endpoints, slice] {
-        let out = kubectl(&["apply", "-n", &n, "-f", "-"], Some(&object.to_string()));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    [endpoints, slice].into_iter().for_each(apply);
 
     (served, controller)
 }

@@ -220,8 +220,13 @@ pub(crate) fn read_env(path: &Path) -> HashMap<String, String> {
 /// from the run's id, so concurrent runs on one machine do not clash. The API server listens on
 /// it too (and names it in its certificate), so a process in the namespace can reach it.
 pub fn netns_host_ip(run: u32) -> String {
-    let block = (run % 16_000) * 4;
-    format!("10.201.{}.{}", block / 256, block % 256 + 1)
+    host_ip_in(201, run)
+}
+
+/// The first address of the /30 that `id` picks in 10.`second`.0.0/16.
+fn host_ip_in(second: u8, id: u32) -> String {
+    let block = (id % 16_000) * 4;
+    format!("10.{second}.{}.{}", block / 256, block % 256 + 1)
 }
 
 /// A client from a kubeconfig file.
@@ -373,6 +378,8 @@ pub fn built_binary(name: &str) -> PathBuf {
 pub struct PrivatePlane {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
+    /// What tests/cluster/up wrote of it (ports, tokens, the extra address).
+    pub env: HashMap<String, String>,
     /// Processes started again by [`PrivatePlane::restart`]: reaped when the plane stops.
     restarted: std::sync::Mutex<Vec<Child>>,
 }
@@ -386,8 +393,21 @@ pub enum Component {
 
 impl PrivatePlane {
     pub fn start(name: &str) -> PrivatePlane {
+        PrivatePlane::start_with(name, &[])
+    }
+
+    /// A plane whose API server also listens on an extra address of its own (10.202.x.y, from
+    /// the test's pid), so that a [`NetNs`] made for it can reach it and it can reach the
+    /// namespace: a second cluster for tests that need two, each with its service proxy.
+    pub fn start_reachable(name: &str) -> PrivatePlane {
+        let extra = host_ip_in(202, std::process::id());
+        PrivatePlane::start_with(name, &[("SEALANT_CLUSTER_EXTRA_IP", extra)])
+    }
+
+    fn start_with(name: &str, env: &[(&str, String)]) -> PrivatePlane {
         let dir = std::env::temp_dir().join(format!("sealant-private-{name}-{}", std::process::id()));
         let out = Command::new(repo().join("tests/cluster/up"))
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .env("SEALANT_CLUSTER_DIR", &dir)
             .env("SEALANT_CLUSTER_WATCH_PID", std::process::id().to_string())
             .stdin(Stdio::null())
@@ -395,7 +415,8 @@ impl PrivatePlane {
             .output()
             .expect("run tests/cluster/up");
         assert!(out.status.success(), "tests/cluster/up failed for the private control plane");
-        PrivatePlane { kubeconfig: dir.join("kubeconfig"), dir, restarted: Default::default() }
+        let env = read_env(&dir.join("env"));
+        PrivatePlane { kubeconfig: dir.join("kubeconfig"), env, dir, restarted: Default::default() }
     }
 
     fn pids(&self) -> Vec<String> {
@@ -625,12 +646,15 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// A network namespace of the test's own, joined to the host by a veth pair whose host end is
-/// the control plane's extra address. Removed (with the veth) when dropped.
+/// a control plane's extra address. Removed (with the veth) when dropped.
 #[derive(Debug)]
 pub struct NetNs {
     pub name: String,
     pub host_ip: String,
     pub inner_ip: String,
+    /// The admin kubeconfig of the plane whose extra address is `host_ip`.
+    pub plane_kubeconfig: PathBuf,
+    apiserver_port: String,
     host_link: String,
 }
 
@@ -640,12 +664,21 @@ fn ip(args: &[&str]) {
 }
 
 impl NetNs {
+    /// One behind the run's control plane.
     pub fn create() -> NetNs {
-        let host_ip = control_plane().env.get("EXTRA_IP").cloned().unwrap_or_default();
+        let plane = control_plane();
+        NetNs::behind(&plane.kubeconfig, &plane.env)
+    }
+
+    /// One behind the plane whose admin kubeconfig and env are these (started with an extra
+    /// address: [`PrivatePlane::start_reachable`] or the run's).
+    pub fn behind(kubeconfig: &Path, env: &HashMap<String, String>) -> NetNs {
+        let host_ip = env.get("EXTRA_IP").cloned().unwrap_or_default();
         assert!(!host_ip.is_empty(), "the control plane was started without an extra address");
-        let (prefix, last) = host_ip.rsplit_once('.').expect("an IPv4 address");
-        let inner_ip = format!("{prefix}.{}", last.parse::<u8>().expect("an IPv4 address") + 1);
-        let id = std::os::unix::process::parent_id() % 100_000;
+        let octets: Vec<u32> = host_ip.split('.').map(|o| o.parse().expect("an IPv4 address")).collect();
+        let inner_ip = format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3] + 1);
+        // Unique per address, and short: interface names have at most 15 bytes.
+        let id = format!("{}{}", octets[1] - 200, (octets[2] * 256 + octets[3]) / 4);
         let name = format!("sealant-{id}");
         let (host_link, inner_link) = (format!("slt{id}h"), format!("slt{id}n"));
         ip(&["netns", "add", &name]);
@@ -656,15 +689,15 @@ impl NetNs {
         ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("{inner_ip}/30"), "dev", &inner_link]);
         ip(&["netns", "exec", &name, "ip", "link", "set", &inner_link, "up"]);
         ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-        NetNs { name, host_ip, inner_ip, host_link }
+        let apiserver_port = env.get("APISERVER_PORT").cloned().unwrap_or_default();
+        NetNs { name, host_ip, inner_ip, plane_kubeconfig: kubeconfig.to_owned(), apiserver_port, host_link }
     }
 
     /// A kubeconfig that reaches the API server from inside the namespace.
     pub fn kubeconfig(&self) -> PathBuf {
-        let plane = control_plane();
-        let text = std::fs::read_to_string(&plane.kubeconfig).expect("admin kubeconfig");
-        let port = plane.env.get("APISERVER_PORT").cloned().unwrap_or_default();
-        let path = plane.dir.join(format!("{}.kubeconfig", self.name));
+        let text = std::fs::read_to_string(&self.plane_kubeconfig).expect("admin kubeconfig");
+        let path = self.plane_kubeconfig.with_file_name(format!("{}.kubeconfig", self.name));
+        let port = &self.apiserver_port;
         std::fs::write(&path, text.replace(&format!("127.0.0.1:{port}"), &format!("{}:{port}", self.host_ip)))
             .expect("write the namespace's kubeconfig");
         path
