@@ -197,7 +197,7 @@ async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: 
     if flags.backup_age_recipients.is_empty() {
         return Ok(());
     }
-    let recipients = sealant_core::backup::parse_recipients(&flags.backup_age_recipients)?;
+    let recipients = sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients)?;
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     let mut keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
     // The legacy key (named after --key-prefix, perhaps without the label) opens SealedSecrets
@@ -209,7 +209,7 @@ async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: 
     }
     let list = backup_list(&keys.items);
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(&list)?);
-    let sealed = sealant_core::backup::encrypt(&recipients, &plain)?;
+    let sealed = sealant_core::age_keys::encrypt(&recipients, &plain, false)?;
     let name = backup_secret_name(flags);
     let secret = Secret {
         metadata: ObjectMeta {

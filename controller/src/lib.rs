@@ -291,7 +291,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let flags = Arc::new(flags);
     flags.cutoff().map_err(anyhow::Error::msg)?;
     if !flags.backup_age_recipients.is_empty() {
-        sealant_core::backup::parse_recipients(&flags.backup_age_recipients)
+        sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients)
             .context("invalid --backup-age-recipients")?;
     }
     let client = client(&flags).await?;

@@ -177,6 +177,13 @@ impl SshEd25519Identity {
     }
 }
 
+impl SshEd25519Identity {
+    /// Its public key, `ssh-ed25519 AAAA...`, as a recipient is written.
+    pub fn public_line(&self) -> String {
+        format!("{TAG} {}", STANDARD.encode(&self.blob))
+    }
+}
+
 impl age::Identity for SshEd25519Identity {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
         if stanza.tag != TAG || stanza.args.first()? != &tag_of(&self.blob) {

@@ -1,12 +1,13 @@
 //! Sealant's core: the sealed-secrets ciphertext format, scopes, keys, certificates, templates
-//! and age key backups. SOPS files are the `sealant-sops` crate's.
+//! and age (key backups, SOPS). SOPS files are the `sealant-sops` crate's.
 //!
 //! Everything here works on bytes and values: no files, no network, no Kubernetes client.
 //! Randomness is passed in by the caller so that tests can be deterministic.
 #![forbid(unsafe_code)]
 
+pub mod age_keys;
+pub mod age_pq;
 pub mod age_ssh;
-pub mod backup;
 pub mod cert;
 pub mod error;
 pub mod go;

@@ -68,6 +68,10 @@ pub(crate) fn typed(plain: SecretBytes, kind: &str) -> Option<Node> {
             _ => return None,
         }),
         "time" => Node::Time(text?.to_owned()),
+        // sops 3.13 writes a list item's inline comment as an item of its own (`- ENC[...]`).
+        "comment" => {
+            Node::Comment(Comment { text: String::from_utf8_lossy(plain.expose()).into_owned(), inline: true })
+        }
         _ => return None,
     })
 }
@@ -82,7 +86,7 @@ pub(crate) fn plain_of(node: &Node) -> Option<(Zeroizing<Vec<u8>>, &'static str)
         Node::Int(i) => (i.to_string().into_bytes(), "int"),
         Node::Float(f) => (go_float(*f).into_bytes(), "float"),
         Node::Time(t) => (t.clone().into_bytes(), "time"),
-        Node::Comment(c) => (c.clone().into_bytes(), "comment"),
+        Node::Comment(c) => (c.text.clone().into_bytes(), "comment"),
         Node::Null | Node::Map(_) | Node::List(_) => return None,
     };
     Some((Zeroizing::new(bytes), kind))

@@ -1,6 +1,8 @@
 //! Key groups and recipients: age (X25519 and ssh-ed25519) wrapping of the data key, and the key
 //! types of sops that sealant carries through untouched but cannot wrap for.
 
+use sealant_core::age_keys::{self, Encoding, Identity};
+
 use super::*;
 
 /// An age recipient entry of the metadata.
@@ -36,22 +38,13 @@ pub(crate) fn key_groups(meta: &Value) -> Vec<Vec<AgeEntry>> {
     meta.get("key_groups").and_then(Value::as_array).into_iter().flatten().map(age_entries).collect()
 }
 
-pub(crate) fn unwrap_part(
-    entry: &AgeEntry,
-    identities: &[Box<dyn age::Identity + Send + Sync>],
-) -> Option<Zeroizing<Vec<u8>>> {
-    let reader = age::armor::ArmoredReader::new(entry.enc.as_bytes());
-    let decryptor = age::Decryptor::new(reader).ok()?;
-    let mut out = Zeroizing::new(Vec::new());
-    decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).ok()?.read_to_end(&mut out).ok()?;
-    Some(out)
+pub(crate) fn unwrap_part(entry: &AgeEntry, identities: &[Identity]) -> Option<Zeroizing<Vec<u8>>> {
+    let part = age_keys::decrypt(identities, entry.enc.as_bytes(), Encoding::Armored).ok()?;
+    Some(Zeroizing::new(part.expose().to_vec()))
 }
 
 /// The data key, from any identity that opens enough key groups.
-pub(crate) fn data_key(
-    meta: &Metadata,
-    identities: &[Box<dyn age::Identity + Send + Sync>],
-) -> Result<Zeroizing<[u8; 32]>, SopsError> {
+pub(crate) fn data_key(meta: &Metadata, identities: &[Identity]) -> Result<Zeroizing<[u8; 32]>, SopsError> {
     let groups = &meta.key_groups;
     if groups.is_empty() {
         return Err(SopsError::NoAgeKeys);
@@ -81,17 +74,11 @@ pub(crate) fn data_key(
 
 /// `lastmodified` re-formatted as RFC 3339 in UTC with seconds (the MAC's AAD).
 pub(crate) fn armored_age(recipient: &str, part: &[u8]) -> Result<String, SopsError> {
-    use std::io::Write;
-    let recipients = sealant_core::backup::parse_recipients(&[recipient.to_owned()])
-        .map_err(|_| SopsError::InvalidRecipient(recipient.to_owned()))?;
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-        .map_err(|_| SopsError::Encrypt("age refused the recipients"))?;
-    let io = |_: std::io::Error| SopsError::Encrypt("cannot wrap the data key with age");
-    let armor = age::armor::ArmoredWriter::wrap_output(Vec::new(), age::armor::Format::AsciiArmor).map_err(io)?;
-    let mut writer = encryptor.wrap_output(armor).map_err(io)?;
-    writer.write_all(part).map_err(io)?;
-    let out = writer.finish().map_err(io)?.finish().map_err(io)?;
-    String::from_utf8(out).map_err(|_| SopsError::Encrypt("age armor is not text"))
+    let recipient =
+        age_keys::parse_recipient(recipient).map_err(|_| SopsError::InvalidRecipient(recipient.to_owned()))?;
+    let armored = age_keys::encrypt(&[recipient], part, true)
+        .map_err(|_| SopsError::Encrypt("cannot wrap the data key with age"))?;
+    String::from_utf8(armored).map_err(|_| SopsError::Encrypt("age armor is not text"))
 }
 
 /// The age entries of the metadata for `key`: `age` for one group, else `key_groups` with

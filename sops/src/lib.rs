@@ -17,8 +17,6 @@ pub mod stores;
 pub mod tree;
 pub mod yaml;
 
-use std::io::Read;
-
 use aes_gcm::aead::consts::U32;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aes::Aes256;
@@ -38,7 +36,7 @@ pub use rules::{Selection, unencrypted_values};
 use sealant_core::SecretBytes;
 use sealant_core::error::quoted;
 use tree::go_float;
-pub use tree::{Entry, Node};
+pub use tree::{Comment, Entry, Node};
 #[allow(unused_imports)] // the modules below use these through `use super::*`
 use {cipher::*, keys::*, metadata::*, rules::*, shamir::*};
 
@@ -144,12 +142,12 @@ pub(crate) fn decrypt_leaf(
     if leaf.is_comment {
         // A comment that does not decrypt is kept as it is, as sops does.
         let aad = aad_of(leaf.path);
-        if let Node::Comment(text) = node
+        if let Node::Comment(comment) = node
             && encrypted
-            && let Some(value) = decrypt_value(key, text, &aad)
+            && let Some(value) = decrypt_value(key, &comment.text, &aad)
         {
             stash.keep(&aad, &value);
-            *text = String::from_utf8_lossy(value.plain.expose()).into_owned();
+            comment.text = String::from_utf8_lossy(value.plain.expose()).into_owned();
         }
         return Ok(());
     }
@@ -164,7 +162,9 @@ pub(crate) fn decrypt_leaf(
             *node = typed(value.plain, &value.kind).ok_or_else(|| SopsError::Value { path: shown() })?;
         }
     }
+    // A comment (an item 3.13 wrote for an inline one) is not part of the MAC.
     if (encrypted || !rules.mac_only_encrypted)
+        && !matches!(node, Node::Comment(_))
         && let Some((bytes, _)) = plain_of(node)
     {
         mac.update(&bytes);
@@ -185,7 +185,7 @@ pub struct Opened {
 pub fn decrypt_documents(
     docs: &mut [Node],
     meta: &Value,
-    identities: &[Box<dyn age::Identity + Send + Sync>],
+    identities: &[sealant_core::age_keys::Identity],
     ignore_mac: bool,
 ) -> Result<Opened, SopsError> {
     let meta = Metadata::parse(meta)?;
@@ -251,7 +251,10 @@ pub(crate) fn encrypt_leaf<R: rand::CryptoRng + ?Sized>(
             {
                 return Err(SopsError::CommentMatchesUnencrypted);
             }
-            *node = Node::Comment(encrypt_value(rng, key, &bytes, kind, &aad, stash)?);
+            let text = encrypt_value(rng, key, &bytes, kind, &aad, stash)?;
+            if let Node::Comment(comment) = node {
+                comment.text = text;
+            }
         }
         return Ok(());
     }
@@ -342,7 +345,7 @@ pub fn reencrypt_documents<R: rand::CryptoRng + ?Sized>(
 pub fn update_keys<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
     meta: &Value,
-    identities: &[Box<dyn age::Identity + Send + Sync>],
+    identities: &[sealant_core::age_keys::Identity],
     groups: &[Vec<String>],
     shamir_threshold: Option<usize>,
 ) -> Result<Value, SopsError> {

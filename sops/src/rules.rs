@@ -107,7 +107,7 @@ impl Rules {
     pub(crate) fn encrypted_on_decrypt(&self, leaf: &Leaf<'_>, node: &Node) -> bool {
         if self.by_comment() || leaf.is_comment {
             return matches!(node, Node::Str(s) if is_encrypted_value(s))
-                || matches!(node, Node::Comment(c) if is_encrypted_value(c));
+                || matches!(node, Node::Comment(c) if is_encrypted_value(&c.text));
         }
         self.encrypts(leaf)
     }
@@ -126,14 +126,14 @@ pub(crate) fn walk(
 ) -> Result<(), SopsError> {
     // A comment is visited with the path of the map or list it is in.
     let visit_comment =
-        |text: &mut String, path: &[String], comments: &mut Vec<Vec<String>>, visit: &mut LeafVisitor<'_>| {
+        |comment: &mut Comment, path: &[String], comments: &mut Vec<Vec<String>>, visit: &mut LeafVisitor<'_>| {
             if let Some(level) = comments.last_mut() {
-                level.push(text.clone());
+                level.push(comment.text.clone());
             }
-            let mut leaf = Node::Comment(std::mem::take(text));
+            let mut leaf = Node::Comment(std::mem::replace(comment, Comment::line("")));
             let result = visit(&Leaf { path, comments, is_comment: true }, &mut leaf);
             if let Node::Comment(new) = leaf {
-                *text = new;
+                *comment = new;
             }
             result
         };

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::tree::{Entry, Node};
+use super::tree::{Comment, Entry, Node};
 use super::{SopsError, flatten, unflatten, yaml};
 
 /// A file format.
@@ -109,7 +109,7 @@ impl Store {
                 .collect()
         };
         match self {
-            Store::Yaml => Ok(yaml::write(&with_meta()).into_bytes()),
+            Store::Yaml => Ok(yaml::write_encrypted(&with_meta()).into_bytes()),
             Store::Json => write_json(&with_meta()),
             Store::Binary => {
                 let data = docs.first().and_then(|d| d.get("data")).cloned().unwrap_or(Node::Null);
@@ -244,7 +244,7 @@ fn read_dotenv(text: &str) -> Result<Vec<Node>, SopsError> {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            entries.push(Entry::Comment(comment.to_owned()));
+            entries.push(Entry::Comment(Comment::line(comment)));
             continue;
         }
         let (key, value) = line
@@ -284,7 +284,7 @@ fn write_dotenv(docs: &[Node], meta: &[(String, String)]) -> Result<Vec<u8>, Sop
         let Node::Map(entries) = doc else { continue };
         for entry in entries {
             match entry {
-                Entry::Comment(text) => out.push_str(&format!("#{text}\n")),
+                Entry::Comment(c) => out.push_str(&format!("#{}\n", c.text)),
                 Entry::Pair(key, value) => {
                     out.push_str(&format!("{key}={}\n", flat_text(key, value)?.replace('\n', "\\n")));
                 }
@@ -330,7 +330,8 @@ fn read_ini(text: &str) -> Result<Vec<Node>, SopsError> {
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             // The comments before a header are the section's first items (AAD `section:`).
-            sections.push((name.trim().to_owned(), pending.drain(..).map(Entry::Comment).collect()));
+            sections
+                .push((name.trim().to_owned(), pending.drain(..).map(|c| Entry::Comment(Comment::line(c))).collect()));
             continue;
         }
         let at = line.find(['=', ':']).ok_or_else(|| {
@@ -340,7 +341,7 @@ fn read_ini(text: &str) -> Result<Vec<Node>, SopsError> {
             sections.push((DEFAULT_SECTION.to_owned(), Vec::new()));
         }
         if let Some((_, entries)) = sections.last_mut() {
-            entries.extend(pending.drain(..).map(Entry::Comment));
+            entries.extend(pending.drain(..).map(|c| Entry::Comment(Comment::line(c))));
             entries.push(Entry::Pair(line[..at].trim().to_owned(), Node::str(ini_value(&line[at + 1..]))));
         }
     }
@@ -376,7 +377,7 @@ fn ini_section(entries: &[Entry], out: &mut String) -> Result<(), SopsError> {
         .unwrap_or(0);
     for entry in entries {
         match entry {
-            Entry::Comment(text) => out.push_str(&format!("; {text}\n")),
+            Entry::Comment(c) => out.push_str(&format!("; {}\n", c.text)),
             Entry::Pair(key, value) => {
                 let mut text = flat_text(key, value)?;
                 if text.contains(['#', ';', '\n']) || text != text.trim() || text.starts_with(['"', '\'', '`']) {
@@ -395,7 +396,7 @@ fn write_ini(docs: &[Node], meta: &[(String, String)]) -> Result<Vec<u8>, SopsEr
         let Node::Map(entries) = doc else { continue };
         for entry in entries {
             match entry {
-                Entry::Comment(text) => out.push_str(&format!("; {text}\n")),
+                Entry::Comment(c) => out.push_str(&format!("; {}\n", c.text)),
                 Entry::Pair(name, Node::Map(section)) => {
                     // Leading comments go before the header, where sops writes them.
                     let lead = section.iter().take_while(|e| matches!(e, Entry::Comment(_))).count();
@@ -437,7 +438,7 @@ mod tests {
         let Node::Map(entries) = &docs[0] else { panic!() };
         // A comment before a key is the key's, even in the implicit DEFAULT section.
         let Entry::Pair(name, Node::Map(default)) = &entries[0] else { panic!() };
-        assert_eq!((name.as_str(), &default[0]), ("DEFAULT", &Entry::Comment("top".into())));
+        assert_eq!((name.as_str(), &default[0]), ("DEFAULT", &Entry::Comment(Comment::line("top"))));
         assert_eq!(docs[0].get("DEFAULT").and_then(|d| d.get("loose")), Some(&Node::str("1")));
         assert_eq!(docs[0].get("two").and_then(|d| d.get("q")), Some(&Node::str("quoted")));
         let written = String::from_utf8(Store::Ini.write_plain(&docs).unwrap()).unwrap();

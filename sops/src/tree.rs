@@ -20,15 +20,31 @@ pub enum Node {
     /// A timestamp, as RFC 3339 text with nanoseconds trimmed (Go's `MarshalText`).
     Time(String),
     Null,
-    /// A comment line inside a list; its text is what follows the `#`.
-    Comment(String),
+    /// A comment inside a list.
+    Comment(Comment),
 }
 
-/// One item of a map: a key and its value, or a comment line.
+/// One item of a map: a key and its value, or a comment.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
     Pair(String, Node),
-    Comment(String),
+    Comment(Comment),
+}
+
+/// A comment: what follows the `#`, placed before the key or item it belongs to. An inline one
+/// (`key: value # text`) trailed that key's line, and sops 3.13 writes it there again in an
+/// encrypted file (3.11 and 3.12 moved it to a line of its own; decrypted output does too).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comment {
+    pub text: String,
+    pub inline: bool,
+}
+
+impl Comment {
+    /// A comment on a line of its own.
+    pub fn line(text: impl Into<String>) -> Comment {
+        Comment { text: text.into(), inline: false }
+    }
 }
 
 impl Node {
@@ -268,8 +284,11 @@ mod tests {
     #[test]
     fn json_round_trip_drops_comments() {
         let tree = Node::Map(vec![
-            Entry::Comment(" c".into()),
-            Entry::Pair("a".into(), Node::List(vec![Node::Int(1), Node::Comment("x".into()), Node::Float(2.5)])),
+            Entry::Comment(Comment::line(" c")),
+            Entry::Pair(
+                "a".into(),
+                Node::List(vec![Node::Int(1), Node::Comment(Comment::line("x")), Node::Float(2.5)]),
+            ),
         ]);
         let json = tree.to_json();
         assert_eq!(json, serde_json::json!({"a": [1, 2.5]}));

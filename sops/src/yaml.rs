@@ -13,10 +13,10 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use zeroize::Zeroizing;
 
 use super::SopsError;
-use super::tree::{Entry, Node, go_float_g};
+use super::tree::{Comment, Entry, Node, go_float_g};
 
 /// A comment found in the text: its position (inline comments sort before their line) and text.
-struct Comment {
+struct Found {
     line: usize,
     col: isize,
     text: String,
@@ -39,7 +39,7 @@ enum Frame {
 }
 
 /// Every comment of `text`, in order; `spans` are the multi-line scalars, whose lines hold none.
-fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
+fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Found> {
     let lines: Vec<&str> = text.split('\n').collect();
     let mut covered = vec![false; lines.len() + 2];
     // Byte offsets of each character of the non-ASCII lines, made when first needed: the parser
@@ -84,7 +84,7 @@ fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
         if after_colon.len() < rest.len()
             && let Some(comment) = after_colon.strip_prefix('#')
         {
-            inline.push(Comment { line: end, col: -1, text: comment.to_owned() });
+            inline.push(Found { line: end, col: -1, text: comment.to_owned() });
         }
     }
     let mut comments = inline;
@@ -95,7 +95,7 @@ fn find_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
             && let Some(comment) = trimmed.strip_prefix('#')
         {
             let col = (line.len() - trimmed.len()) as isize;
-            comments.push(Comment { line: number, col, text: comment.trim_end_matches('\r').to_owned() });
+            comments.push(Found { line: number, col, text: comment.trim_end_matches('\r').to_owned() });
         }
     }
     comments.sort_by_key(|c| (c.line, c.col));
@@ -292,19 +292,23 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     let (mut decoded, mut aliased) = (0usize, 0usize);
 
     // Comments that come before `line:col` (and pass `takes`) go into the innermost open frame.
-    let mut before = |stack: &mut Vec<Frame>, line: usize, col: usize, takes: &dyn Fn(isize) -> bool| {
+    let mut before = |stack: &mut Vec<Frame>, line: usize, col: usize, takes: &dyn Fn(usize, isize) -> bool| {
         let mut taken = Vec::new();
         while let Some(c) = comments.peek() {
-            if (c.line, c.col) >= (line, col as isize) || !takes(c.col) {
+            if (c.line, c.col) >= (line, col as isize) || !takes(c.line, c.col) {
                 break;
             }
             if let Some(c) = comments.next() {
-                taken.push(c.text);
+                taken.push(c);
             }
         }
         match stack.last_mut() {
-            Some(Frame::Map { entries, .. }) => entries.extend(taken.into_iter().map(Entry::Comment)),
-            Some(Frame::List { items, .. }) => items.extend(taken.into_iter().map(Node::Comment)),
+            Some(Frame::Map { entries, .. }) => {
+                entries.extend(taken.into_iter().map(|c| Entry::Comment(Comment { inline: c.col < 0, text: c.text })))
+            }
+            Some(Frame::List { items, .. }) => {
+                items.extend(taken.into_iter().map(|c| Node::Comment(Comment { inline: c.col < 0, text: c.text })))
+            }
             None => {}
         }
     };
@@ -325,7 +329,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 // Comments left at the end of the document belong to its top level.
                 let mut frame =
                     vec![Frame::Map { entries: Vec::new(), keys: HashSet::new(), key: None, col: 0, anchor: 0 }];
-                before(&mut frame, span.end.line(), span.end.col(), &|_| true);
+                before(&mut frame, span.end.line(), span.end.col(), &|_, _| true);
                 if let (Node::Map(entries), Some(Frame::Map { entries: tail, .. })) = (&mut doc, frame.pop()) {
                     entries.extend(tail);
                 }
@@ -337,7 +341,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 match stack.last() {
                     Some(Frame::Map { key: None, .. }) => return Err(bad(span, "a key must be a plain value")),
                     // Comments indented as far as the new block's first item are its own.
-                    Some(Frame::List { .. }) => before(&mut stack, line, col, &|c| c < col as isize),
+                    Some(Frame::List { .. }) => before(&mut stack, line, col, &|_, c| c < col as isize),
                     _ => {}
                 }
                 stack.push(if matches!(event, Event::MappingStart(..)) {
@@ -352,8 +356,10 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     Some(Frame::Map { col, .. } | Frame::List { col, .. }) => *col,
                     None => 0,
                 };
-                // A comment at the end of a block is its own if indented as far as its items.
-                before(&mut stack, span.end.line(), span.end.col(), &|c| c < 0 || c >= min as isize);
+                // A comment at the end of a block is its own if indented as far as its items; an
+                // inline one on the line where the block ends is the next key's.
+                let end = span.end.line();
+                before(&mut stack, end, span.end.col(), &|line, c| (c < 0 && line < end) || c >= min as isize);
                 let (node, anchor) = match stack.pop() {
                     Some(Frame::Map { entries, anchor, .. }) => (Node::Map(entries), anchor),
                     Some(Frame::List { items, anchor, .. }) => (Node::List(items), anchor),
@@ -368,7 +374,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 decoded += 1;
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
                     let key_text = text.to_string();
-                    before(&mut stack, line, col, &|_| true);
+                    before(&mut stack, line, col, &|_, _| true);
                     if let Some(Frame::Map { keys, key, .. }) = stack.last_mut() {
                         if !keys.insert(key_text.clone()) {
                             return Err(bad(
@@ -381,7 +387,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     continue;
                 }
                 if matches!(stack.last(), Some(Frame::List { .. })) {
-                    before(&mut stack, line, col, &|_| true);
+                    before(&mut stack, line, col, &|_, _| true);
                 }
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str" || t.suffix == "binary");
                 let node = if *style == ScalarStyle::Plain && !is_str_tag {
@@ -399,7 +405,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     return Err(bad(span, "an alias cannot be a key"));
                 }
                 if matches!(stack.last(), Some(Frame::List { .. })) {
-                    before(&mut stack, line, col, &|_| true);
+                    before(&mut stack, line, col, &|_, _| true);
                 }
                 let (node, count) = anchors.get(id).ok_or_else(|| bad(span, "unknown alias"))?;
                 // Counted before the copy is made, so a bomb is refused before it costs memory.
@@ -564,14 +570,30 @@ fn block_or_quoted(text: &str, indent: usize, hint_ok: bool) -> String {
 
 const INDENT: usize = 4;
 
+/// How documents are written: whole floats with their `.0` (for editing), and inline comments
+/// where sops 3.13 writes them in an encrypted file (on their key's line; in a list, as an item).
+#[derive(Clone, Copy)]
+struct Layout {
+    exact: bool,
+    inline_comments: bool,
+}
+
 /// A map's entries with keys at `indent`; what nests under a key goes to `inner`, which is
 /// `indent + 4` except in a map that is a list item, where yaml.v3 counts from the dash.
-fn write_map(entries: &[Entry], indent: usize, inner: usize, exact: bool, out: &mut String) {
+fn write_map(entries: &[Entry], indent: usize, inner: usize, layout: Layout, out: &mut String) {
     let pad = " ".repeat(indent);
-    for entry in entries {
+    let exact = layout.exact;
+    // An inline comment waiting for the line of the key after it.
+    let mut trailing: Option<&str> = None;
+    for (i, entry) in entries.iter().enumerate() {
         match entry {
-            Entry::Comment(text) => {
-                let _ = writeln!(out, "{pad}#{text}");
+            Entry::Comment(comment) => {
+                let next_is_scalar = matches!(entries.get(i + 1), Some(Entry::Pair(_, value)) if !has_block(value));
+                if layout.inline_comments && comment.inline && next_is_scalar && trailing.is_none() {
+                    trailing = Some(&comment.text);
+                } else {
+                    let _ = writeln!(out, "{pad}#{}", comment.text);
+                }
             }
             Entry::Pair(key, value) => {
                 // A merge key holds the expanded map; yaml.v3 tags it so that it stays a key.
@@ -579,14 +601,22 @@ fn write_map(entries: &[Entry], indent: usize, inner: usize, exact: bool, out: &
                 match value {
                     Node::Map(entries) if !entries.is_empty() => {
                         let _ = writeln!(out, "{pad}{key}:");
-                        write_map(entries, inner, inner + INDENT, exact, out);
+                        write_map(entries, inner, inner + INDENT, layout, out);
                     }
                     Node::List(items) if !items.is_empty() => {
                         let _ = writeln!(out, "{pad}{key}:");
-                        write_list(items, inner, exact, out);
+                        write_list(items, inner, layout, out);
                     }
                     other => {
-                        let _ = writeln!(out, "{pad}{key}: {}", scalar(other, inner, exact, inner == indent + INDENT));
+                        let value = scalar(other, inner, exact, inner == indent + INDENT);
+                        match trailing.take() {
+                            Some(text) => {
+                                let _ = writeln!(out, "{pad}{key}: {value} #{text}");
+                            }
+                            None => {
+                                let _ = writeln!(out, "{pad}{key}: {value}");
+                            }
+                        }
                     }
                 }
             }
@@ -594,20 +624,49 @@ fn write_map(entries: &[Entry], indent: usize, inner: usize, exact: bool, out: &
     }
 }
 
+/// Whether a value is written as a block under its key (a non-empty map or list).
+fn has_block(value: &Node) -> bool {
+    matches!(value, Node::Map(e) if !e.is_empty()) || matches!(value, Node::List(i) if !i.is_empty())
+}
+
 /// A list's items at `indent` (the column of the `-`); a map or list item starts on the dash line.
-fn write_list(items: &[Node], indent: usize, exact: bool, out: &mut String) {
+/// In an encrypted file sops 3.13 writes an inline comment of a scalar item as an item of its
+/// own before it, and that of a map item on the line of its first key.
+fn write_list(items: &[Node], indent: usize, layout: Layout, out: &mut String) {
     let pad = " ".repeat(indent);
-    for item in items {
+    let mut trailing: Option<&str> = None;
+    for (i, item) in items.iter().enumerate() {
         let mut nested = String::new();
         match item {
-            Node::Comment(text) => {
-                let _ = writeln!(out, "{pad}#{text}");
+            Node::Comment(comment) if layout.inline_comments && comment.inline => {
+                match items.get(i + 1) {
+                    Some(Node::Map(entries)) if trailing.is_none() && first_pair_is_scalar(entries) => {
+                        trailing = Some(&comment.text);
+                    }
+                    Some(next) if !has_block(next) && !matches!(next, Node::Comment(_)) => {
+                        let _ = writeln!(out, "{pad}- {}", comment.text);
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{pad}#{}", comment.text);
+                    }
+                }
                 continue;
             }
-            Node::Map(inner) if !inner.is_empty() => write_map(inner, indent + 2, indent + INDENT, exact, &mut nested),
-            Node::List(inner) if !inner.is_empty() => write_list(inner, indent + 2, exact, &mut nested),
+            Node::Comment(comment) => {
+                let _ = writeln!(out, "{pad}#{}", comment.text);
+                continue;
+            }
+            Node::Map(inner) if !inner.is_empty() => {
+                write_map(inner, indent + 2, indent + INDENT, layout, &mut nested);
+                if let Some(text) = trailing.take()
+                    && let Some(end) = nested.find('\n')
+                {
+                    nested.insert_str(end, &format!(" #{text}"));
+                }
+            }
+            Node::List(inner) if !inner.is_empty() => write_list(inner, indent + 2, layout, &mut nested),
             other => {
-                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2, exact, false));
+                let _ = writeln!(out, "{pad}- {}", scalar(other, indent + 2, layout.exact, false));
                 continue;
             }
         }
@@ -623,28 +682,39 @@ fn write_list(items: &[Node], indent: usize, exact: bool, out: &mut String) {
     }
 }
 
-/// Documents as YAML, separated by `---`, as sops writes them.
+/// Whether a map's first entry is a key with a value on its line.
+fn first_pair_is_scalar(entries: &[Entry]) -> bool {
+    matches!(entries.first(), Some(Entry::Pair(_, value)) if !has_block(value))
+}
+
+/// Plaintext documents as YAML, separated by `---`, as sops writes them (a comment on a line of
+/// its own, inline ones too).
 pub fn write(docs: &[Node]) -> String {
-    write_with(docs, false)
+    write_with(docs, Layout { exact: false, inline_comments: false })
+}
+
+/// Encrypted documents as YAML: inline comments where sops 3.13 writes them.
+pub fn write_encrypted(docs: &[Node]) -> String {
+    write_with(docs, Layout { exact: false, inline_comments: true })
 }
 
 /// Documents as YAML for editing: whole floats keep their `.0`, so that an unchanged value
 /// keeps its type, and so its ciphertext.
 pub fn write_editable(docs: &[Node]) -> String {
-    write_with(docs, true)
+    write_with(docs, Layout { exact: true, inline_comments: false })
 }
 
-fn write_with(docs: &[Node], exact: bool) -> String {
+fn write_with(docs: &[Node], layout: Layout) -> String {
     let mut out = String::new();
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
         match doc {
-            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, INDENT, exact, &mut out),
-            Node::List(items) if !items.is_empty() => write_list(items, 0, exact, &mut out),
+            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, INDENT, layout, &mut out),
+            Node::List(items) if !items.is_empty() => write_list(items, 0, layout, &mut out),
             other => {
-                let _ = writeln!(out, "{}", scalar(other, INDENT, exact, false));
+                let _ = writeln!(out, "{}", scalar(other, INDENT, layout.exact, false));
             }
         }
     }
@@ -680,17 +750,39 @@ mod tests {
             "# top\na: 1 # inline\nb: |\n  # not a comment\n  x\n# before c\nc:\n  - x\n  # in list\n  - k: v\n# end\n";
         let docs = parse(text).unwrap();
         let Node::Map(entries) = &docs[0] else { panic!() };
-        assert_eq!(entries[0], Entry::Comment(" top".into()));
-        assert_eq!(entries[1], Entry::Comment(" inline".into()));
+        assert_eq!(entries[0], Entry::Comment(Comment::line(" top")));
+        assert_eq!(entries[1], Entry::Comment(Comment { text: " inline".into(), inline: true }));
         assert_eq!(entries[2], Entry::Pair("a".into(), Node::Int(1)));
         assert_eq!(entries[3], Entry::Pair("b".into(), Node::str("# not a comment\nx\n")));
-        assert_eq!(entries[4], Entry::Comment(" before c".into()));
+        assert_eq!(entries[4], Entry::Comment(Comment::line(" before c")));
         let Some(Node::List(items)) = docs[0].get("c") else { panic!() };
-        assert_eq!(items[1], Node::Comment(" in list".into()));
-        assert_eq!(entries.last(), Some(&Entry::Comment(" end".into())));
+        assert_eq!(items[1], Node::Comment(Comment::line(" in list")));
+        assert_eq!(entries.last(), Some(&Entry::Comment(Comment::line(" end"))));
         let written = write(&docs);
         assert!(written.starts_with("# top\n# inline\na: 1\nb: |\n    # not a comment\n    x\n# before c\nc:\n"));
-        assert_eq!(parse(&written).unwrap(), docs);
+        assert_eq!(write(&parse(&written).unwrap()), written);
+    }
+
+    /// Inline comments, as sops 3.13 places them in an encrypted file: on their key's line; in
+    /// a list, as an item before a scalar item and on the first key's line of a map item; on a
+    /// line of their own before a key with a block. Plaintext puts each on a line of its own.
+    #[test]
+    fn inline_comments_where_sops_3_13_writes_them() {
+        let text =
+            "a: 1 # on a\nb: # on b\n  c: x # on c\nl:\n  - one # on one\n  - two\n  - k: v # on k\nz: last # on z\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(
+            write_encrypted(&docs),
+            "a: 1 # on a\n# on b\nb:\n    c: x # on c\nl:\n    -  on one\n    - one\n    - two\n    - k: v # on k\nz: last # on z\n"
+        );
+        assert_eq!(
+            write(&docs),
+            "# on a\na: 1\n# on b\nb:\n    # on c\n    c: x\nl:\n    # on one\n    - one\n    - two\n    # on k\n    - k: v\n# on z\nz: last\n"
+        );
+        // Read back (as a file 3.13 encrypted is: the list's comment item decrypts to a
+        // comment, tests/sops_versions.rs), the map's inline comments are inline again.
+        let again = parse(&write_encrypted(&docs)).unwrap();
+        assert_eq!(again[0].get("b"), docs[0].get("b"));
     }
 
     #[test]

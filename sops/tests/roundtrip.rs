@@ -5,7 +5,9 @@
 
 use proptest::prelude::*;
 use sealant_sops::stores::Store;
-use sealant_sops::{EncryptOptions, Entry, Node, Selection, decrypt_documents, encrypt_documents, take_metadata};
+use sealant_sops::{
+    Comment, EncryptOptions, Entry, Node, Selection, decrypt_documents, encrypt_documents, take_metadata,
+};
 
 fn scalar() -> impl Strategy<Value = Node> {
     prop_oneof![
@@ -38,7 +40,9 @@ fn yaml_tree() -> impl Strategy<Value = Node> {
                 Node::List(
                     items
                         .into_iter()
-                        .flat_map(|(c, n)| c.map(Node::Comment).into_iter().chain(std::iter::once(n)))
+                        .flat_map(|(c, n)| {
+                            c.map(|c| Node::Comment(Comment::line(c))).into_iter().chain(std::iter::once(n))
+                        })
                         .collect(),
                 )
             }),
@@ -46,7 +50,9 @@ fn yaml_tree() -> impl Strategy<Value = Node> {
                 Node::Map(
                     map.into_iter()
                         .flat_map(|(k, (c, n))| {
-                            c.map(Entry::Comment).into_iter().chain(std::iter::once(Entry::Pair(k, n)))
+                            c.map(|c| Entry::Comment(Comment::line(c)))
+                                .into_iter()
+                                .chain(std::iter::once(Entry::Pair(k, n)))
                         })
                         .collect(),
                 )
@@ -58,7 +64,7 @@ fn yaml_tree() -> impl Strategy<Value = Node> {
 fn yaml_document() -> impl Strategy<Value = Node> {
     (proptest::collection::btree_map(key(), yaml_tree(), 1..5), proptest::option::of(comment())).prop_map(
         |(map, head)| {
-            let mut entries: Vec<Entry> = head.map(Entry::Comment).into_iter().collect();
+            let mut entries: Vec<Entry> = head.map(|c| Entry::Comment(Comment::line(c))).into_iter().collect();
             entries.extend(map.into_iter().filter(|(k, _)| k != "sops").map(|(k, v)| Entry::Pair(k, v)));
             Node::Map(entries)
         },
@@ -94,7 +100,9 @@ fn dotenv_document() -> impl Strategy<Value = Node> {
                 map.into_iter()
                     .filter(|(k, _)| !k.starts_with("sops_"))
                     .flat_map(|(k, (c, v))| {
-                        c.map(Entry::Comment).into_iter().chain(std::iter::once(Entry::Pair(k, Node::str(v))))
+                        c.map(|c| Entry::Comment(Comment::line(c)))
+                            .into_iter()
+                            .chain(std::iter::once(Entry::Pair(k, Node::str(v))))
                     })
                     .collect(),
             )
@@ -114,7 +122,9 @@ fn ini_document() -> impl Strategy<Value = Node> {
         Node::Map(
             map.into_iter()
                 .flat_map(|(k, (c, v))| {
-                    c.map(Entry::Comment).into_iter().chain(std::iter::once(Entry::Pair(k, Node::str(v))))
+                    c.map(|c| Entry::Comment(Comment::line(c)))
+                        .into_iter()
+                        .chain(std::iter::once(Entry::Pair(k, Node::str(v))))
                 })
                 .collect(),
         )

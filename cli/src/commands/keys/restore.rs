@@ -15,7 +15,7 @@ pub struct RestoreCommand {
 pub async fn restore(command: &RestoreCommand, cluster: &ClusterArgs) -> CliResult {
     let sealed = io::read_bytes(&command.file)?;
     let identity = zeroize::Zeroizing::new(io::read_bytes(&command.identity)?);
-    let plain = age_backup::decrypt(&identity, &sealed)
+    let plain = age_keys::decrypt_with_file(&identity, &sealed)
         .map_err(|e| CliError::new(format!("cannot decrypt {}", command.file.display())).source(e))
         .hint("give the identity (-i) of one of the recipients the backup was made for")?;
     let text = zeroize::Zeroizing::new(String::from_utf8_lossy(plain.expose()).into_owned());

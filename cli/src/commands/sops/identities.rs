@@ -1,78 +1,103 @@
-//! The age identities `sealant sops` decrypts with, gathered from every source sops reads:
-//! `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, `SOPS_AGE_SSH_PRIVATE_KEY_FILE` and
-//! the default files. Described by their public keys in messages, never by the private key.
+//! The age identities `sealant sops` decrypts with, gathered from every source sops 3.13 reads:
+//! `SOPS_AGE_SSH_PRIVATE_KEY_FILE`, `SOPS_AGE_SSH_PRIVATE_KEY_CMD`, `~/.ssh/id_ed25519`,
+//! `SOPS_AGE_KEY` (several keys to a line), `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` and the
+//! default keys file; X25519, post-quantum and ssh-ed25519 identities. Described by their public
+//! keys in messages, never by the private key.
+
+use sealant_core::age_keys::{Identity, parse_identities, same_recipient};
 
 use super::*;
 
-pub(super) type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
+pub(super) type Identities = Vec<Identity>;
 
-/// Identities gathered as sops does, all sources combined; with a description of each (its
-/// public key) for error messages, never the private key.
-pub(super) fn gather_identities() -> CliResult<(Identities, Vec<String>)> {
-    let mut identities: Identities = Vec::new();
-    let mut tried = Vec::new();
-    let add_keys_text = |text: &str, origin: &str, identities: &mut Identities, tried: &mut Vec<String>| -> CliResult {
-        for token in text.lines().filter(|l| !l.starts_with('#')).flat_map(str::split_whitespace) {
-            if let Ok(identity) = token.parse::<age::x25519::Identity>() {
-                tried.push(identity.to_public().to_string());
-                identities.push(Box::new(identity));
-            } else if token.starts_with("AGE-") {
-                return Err(CliError::new(format!("{origin} holds an identity that is not an X25519 age key"))
-                    .hint("plugin and post-quantum identities are not supported yet"));
-            }
+/// What has been gathered: the identities, and a description of each for messages.
+#[derive(Default)]
+struct Gathered {
+    identities: Identities,
+    tried: Vec<String>,
+}
+
+impl Gathered {
+    /// Add the identities of `text`, read from `origin`; whether one of them is `recipient`'s.
+    fn add(&mut self, text: &str, origin: &str, recipient: Option<&str>) -> CliResult<bool> {
+        let parsed = parse_identities(text).map_err(|e| CliError::new(format!("cannot use {origin}")).source(e))?;
+        let mut matched = false;
+        for (identity, public) in parsed {
+            matched |= recipient.is_some_and(|r| same_recipient(r, &public));
+            self.identities.push(identity);
+            self.tried.push(public);
         }
-        Ok(())
-    };
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let mut ssh_files: Vec<PathBuf> =
-        std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").map(PathBuf::from).into_iter().collect();
-    if let Some(home) = &home {
-        ssh_files.push(home.join(".ssh/id_ed25519"));
+        Ok(matched)
     }
-    for (i, path) in ssh_files.iter().enumerate() {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            if i == 0 && std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").is_some() {
-                return Err(CliError::new(format!("cannot read SOPS_AGE_SSH_PRIVATE_KEY_FILE {}", path.display())));
+}
+
+/// The output of a key command (`SOPS_AGE_KEY_CMD`, `SOPS_AGE_SSH_PRIVATE_KEY_CMD`), split as
+/// a shell would and run with `SOPS_AGE_RECIPIENT` naming the recipient it is asked for.
+fn run_key_command(variable: &str, command: &str, recipient: &str) -> CliResult<zeroize::Zeroizing<String>> {
+    let words = shlex::split(command)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| CliError::new(format!("{variable} is not a command sops could run")))?;
+    let out = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .env("SOPS_AGE_RECIPIENT", recipient)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| CliError::new(format!("cannot run {variable} {}", quoted(&words[0]))).source(e))?;
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+    if !out.status.success() {
+        return Err(CliError::new(format!("{variable} {} failed ({})", quoted(&words[0]), out.status)));
+    }
+    Ok(text)
+}
+
+/// Identities gathered as sops does, all sources combined, for a file whose age recipients are
+/// `recipients`; with a description of each (its public key) for messages.
+pub(super) fn gather_identities(recipients: &[String]) -> CliResult<(Identities, Vec<String>)> {
+    let mut gathered = Gathered::default();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let Some(path) = std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE") {
+        let path = PathBuf::from(path);
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+            CliError::new(format!("cannot read SOPS_AGE_SSH_PRIVATE_KEY_FILE {}", path.display())).source(e)
+        })?);
+        gathered.add(&text, &path.display().to_string(), None)?;
+    }
+    // Key commands run as sops runs them: once for a recipient of the file, with
+    // SOPS_AGE_RECIPIENT naming it, and again for the next one only while what they gave is not
+    // the identity of the one asked for.
+    let ask_for: Vec<&str> =
+        if recipients.is_empty() { vec![""] } else { recipients.iter().map(String::as_str).collect() };
+    for variable in ["SOPS_AGE_SSH_PRIVATE_KEY_CMD", "SOPS_AGE_KEY_CMD"] {
+        let Ok(command) = std::env::var(variable) else { continue };
+        for recipient in &ask_for {
+            let text = run_key_command(variable, &command, recipient)?;
+            if gathered.add(&text, &format!("what {variable} printed"), Some(recipient))? {
+                break;
             }
-            continue;
-        };
-        match SshEd25519Identity::from_openssh(&text) {
-            Ok(identity) => {
-                tried.push(format!("ssh key {}", path.display()));
-                identities.push(Box::new(identity));
-            }
-            Err(e) if i == 0 && std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").is_some() => {
-                return Err(CliError::new(format!("cannot use {}", path.display())).source(e));
-            }
-            Err(_) => {}
         }
+    }
+    if let Some(default) = home.as_ref().map(|h| h.join(".ssh/id_ed25519"))
+        && let Ok(text) = std::fs::read_to_string(&default)
+    {
+        // sops reads it too, but skips it quietly when it is not a key age can use.
+        let text = zeroize::Zeroizing::new(text);
+        let _ = gathered.add(&text, &default.display().to_string(), None);
     }
     if let Ok(inline) = std::env::var("SOPS_AGE_KEY") {
-        add_keys_text(&inline, "SOPS_AGE_KEY", &mut identities, &mut tried)?;
+        let inline = zeroize::Zeroizing::new(inline);
+        gathered.add(&inline, "SOPS_AGE_KEY", None)?;
     }
     if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
         let text = zeroize::Zeroizing::new(io::read_file(Path::new(&path))?);
-        add_keys_text(&text, "SOPS_AGE_KEY_FILE", &mut identities, &mut tried)?;
-    }
-    if let Ok(command) = std::env::var("SOPS_AGE_KEY_CMD") {
-        let mut words = command.split_whitespace();
-        let program = words.next().unwrap_or_default();
-        let out = std::process::Command::new(program)
-            .args(words)
-            .output()
-            .map_err(|e| CliError::new(format!("cannot run SOPS_AGE_KEY_CMD {}", quoted(program))).source(e))?;
-        if !out.status.success() {
-            return Err(CliError::new(format!("SOPS_AGE_KEY_CMD {} failed ({})", quoted(program), out.status)));
-        }
-        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
-        add_keys_text(&text, "SOPS_AGE_KEY_CMD", &mut identities, &mut tried)?;
+        gathered.add(&text, "SOPS_AGE_KEY_FILE", None)?;
     }
     let config = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| home.map(|h| h.join(".config")));
     if let Some(default) = config.map(|c| c.join("sops/age/keys.txt"))
         && let Ok(text) = std::fs::read_to_string(&default)
     {
         let text = zeroize::Zeroizing::new(text);
-        add_keys_text(&text, &default.display().to_string(), &mut identities, &mut tried)?;
+        gathered.add(&text, &default.display().to_string(), None)?;
     }
-    Ok((identities, tried))
+    Ok((gathered.identities, gathered.tried))
 }

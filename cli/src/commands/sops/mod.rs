@@ -3,7 +3,6 @@
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
-use sealant_core::age_ssh::SshEd25519Identity;
 use sealant_core::error::quoted;
 use sealant_sops::config::{self, Rule, split_keys};
 use sealant_sops::stores::Store as CoreStore;
@@ -39,7 +38,7 @@ pub enum SopsCommand {
     /// Wrap the data key for the recipients of the matching .sops.yaml rule; values stay as they are.
     Updatekeys(UpdatekeysCommand),
     /// Encrypt every value again under a new data key (same recipients and rules).
-    Rotate(FileCommand),
+    Rotate(RotateCommand),
     /// Print whether the file is encrypted: {"encrypted":true|false}.
     Filestatus(FileCommand),
 }
@@ -79,6 +78,9 @@ pub struct EncryptCommand {
     /// The output format (default: the input's).
     #[arg(long, value_enum)]
     pub output_type: Option<Store>,
+    /// Match creation rules and pick the format by this path instead of FILE's (as sops does).
+    #[arg(long, value_name = "PATH")]
+    pub filename_override: Option<PathBuf>,
     /// Write the encrypted file over the plaintext instead of printing it.
     #[arg(short = 'i', long)]
     pub in_place: bool,
@@ -124,6 +126,9 @@ pub struct DecryptCommand {
     /// The output format (default: the input's).
     #[arg(long, value_enum)]
     pub output_type: Option<Store>,
+    /// Pick the format by this path instead of FILE's (as sops does).
+    #[arg(long, value_name = "PATH")]
+    pub filename_override: Option<PathBuf>,
     /// Decrypt even if the MAC does not match (the file may have been tampered with).
     #[arg(long)]
     pub ignore_mac: bool,
@@ -165,6 +170,9 @@ pub struct SetCommand {
     /// The file's format (default: from its extension; anything else is binary).
     #[arg(long, value_enum)]
     pub input_type: Option<Store>,
+    /// The format to write the file in (default: its own, as sops does).
+    #[arg(long, value_enum)]
+    pub output_type: Option<Store>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,7 +259,7 @@ fn read_encrypted(file: &Path, store: CoreStore) -> CliResult<(Vec<Node>, Value)
 fn open(file: &Path, store: CoreStore, ignore_mac: bool) -> CliResult<OpenFile> {
     let origin = file.display().to_string();
     let (mut docs, meta) = read_encrypted(file, store)?;
-    let (identities, tried) = gather_identities()?;
+    let (identities, tried) = gather_identities(&sealant_sops::recipients(&meta).concat())?;
     let opened =
         decrypt_documents(&mut docs, &meta, &identities, ignore_mac).map_err(|e| sops_error(&origin, &tried, e))?;
     Ok(OpenFile { origin, store, docs, meta, opened })
@@ -303,14 +311,15 @@ fn creation_rule(file: &Path, config: Option<&Path>) -> CliResult<Option<Rule>> 
 pub fn encrypt(command: &EncryptCommand) -> CliResult {
     let origin = command.file.display().to_string();
     let input = io::read_bytes(&command.file)?;
-    let store = store_for(command.input_type, &command.file);
+    let named = command.filename_override.as_deref().unwrap_or(&command.file);
+    let store = store_for(command.input_type, named);
     let mut docs = store.read_plain(&input).map_err(|e| {
         CliError::new(format!("cannot read {origin} as {store}")).exit(2).source(e).hint("set --input-type")
     })?;
     if docs.is_empty() {
         return Err(CliError::new(format!("{origin} is empty: there is nothing to encrypt")));
     }
-    let rule = creation_rule(&command.file, command.config.as_deref())?.unwrap_or_default();
+    let rule = creation_rule(named, command.config.as_deref())?.unwrap_or_default();
     let key_groups = match &command.age {
         Some(list) => vec![split_keys(Some(&Value::String(list.clone())))],
         None => rule.key_groups.clone(),
@@ -364,6 +373,15 @@ pub struct FileCommand {
     pub in_place: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RotateCommand {
+    #[command(flatten)]
+    pub file: FileCommand,
+    /// The format to write the file in (default: its own).
+    #[arg(long, value_enum)]
+    pub output_type: Option<Store>,
+}
+
 /// `{"encrypted":true}` when the file has sops metadata, as `sops filestatus` prints.
 pub fn filestatus(command: &FileCommand) -> CliResult {
     let input = io::read_bytes(&command.file)?;
@@ -376,14 +394,15 @@ pub fn filestatus(command: &FileCommand) -> CliResult {
 }
 
 /// A new data key: every value is encrypted again, to the same recipients and with the same rules.
-pub fn rotate(command: &FileCommand) -> CliResult {
+pub fn rotate(RotateCommand { file: command, output_type }: &RotateCommand) -> CliResult {
     let OpenFile { origin, store, mut docs, meta, .. } =
         open(&command.file, store_for(command.input_type, &command.file), false)?;
     let options = sealant_sops::options_from_metadata(&meta)
         .map_err(|e| failed(format!("cannot rotate the data key of {origin}"), e))?;
     let new_meta = encrypt_documents(&mut rand::rng(), &mut docs, &options, time::OffsetDateTime::now_utc())
         .map_err(|e| failed(format!("cannot encrypt {origin} again"), e))?;
-    let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
+    let output = output_type.map_or(store, CoreStore::from);
+    let text = output.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
     if command.in_place {
         return io::write_atomic(&command.file, &text, Privacy::Public);
     }
@@ -423,6 +442,9 @@ pub fn set(command: &SetCommand) -> CliResult {
     let doc = file.docs.first_mut().ok_or_else(|| CliError::new(format!("{} has no document", file.origin)))?;
     set_path(doc, &steps, value)
         .map_err(|e| CliError::new(format!("cannot set {} in {}: {e}", command.path, file.origin)))?;
+    if let Some(output) = command.output_type {
+        file.store = output.into();
+    }
     file.save(&command.file)
 }
 
@@ -476,7 +498,7 @@ pub fn updatekeys(command: &UpdatekeysCommand) -> CliResult {
             return Ok(());
         }
     }
-    let (identities, tried) = gather_identities()?;
+    let (identities, tried) = gather_identities(&sealant_sops::recipients(&meta).concat())?;
     let new_meta = sealant_sops::update_keys(&mut rand::rng(), &meta, &identities, &wanted, rule.shamir_threshold)
         .map_err(|e| sops_error(&origin, &tried, e))?;
     let text = store.write_encrypted(&docs, &new_meta).map_err(|e| sops_error(&origin, &[], e))?;
@@ -495,7 +517,7 @@ fn extract<'a>(doc: &'a mut Node, path: &str) -> CliResult<&'a Node> {
 }
 
 pub fn decrypt(command: &DecryptCommand) -> CliResult {
-    let store = store_for(command.input_type, &command.file);
+    let store = store_for(command.input_type, command.filename_override.as_deref().unwrap_or(&command.file));
     let mut file = open(&command.file, store, command.ignore_mac)?;
     let output = command.output_type.map_or(store, CoreStore::from);
     let origin = file.origin.as_str();
