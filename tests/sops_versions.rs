@@ -263,3 +263,110 @@ fn shamir_key_groups_and_updatekeys_with_each_real_sops() {
         ok(command.current_dir(d).output().unwrap(), &format!("{case}: sops opens it with the third key alone"));
     }
 }
+
+/// The identity sources sops 3.12 and 3.13 added, each given alone to the real sops 3.13 and to
+/// us: several keys on one `SOPS_AGE_KEY` line, post-quantum ones among them;
+/// `SOPS_AGE_KEY_CMD` and `SOPS_AGE_SSH_PRIVATE_KEY_CMD`, run with `SOPS_AGE_RECIPIENT` naming
+/// the recipient asked for. Both open the file, or both refuse it.
+#[test]
+fn identity_sources_of_sops_3_13_alike() {
+    let pq = pq_recipient();
+    let ssh = ssh_recipient();
+    let sops = every_sops().pop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keys = Keys::new(true);
+    let input = fixtures().join("v3.11.0-generated/plain/basic.yaml");
+    let encrypt = |recipients: &str, file: &str| {
+        let out = theirs(&sops, &keys, d, &["encrypt", "--age", recipients, input.to_str().unwrap()]);
+        std::fs::write(d.join(file), ok(out, file)).unwrap();
+    };
+    encrypt(&pq, "pq.yaml");
+    encrypt(&ssh, "ssh.yaml");
+    let secret_line = |file: &str| {
+        let text = std::fs::read_to_string(fixtures().join(file)).unwrap();
+        text.lines().filter(|l| l.starts_with("AGE-SECRET-KEY")).collect::<Vec<_>>().join(" ")
+    };
+    let log = d.join("asked-for");
+    let script = d.join("key-cmd.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$SOPS_AGE_RECIPIENT\" >> {log}\n[ \"$SOPS_AGE_RECIPIENT\" = \"{pq}\" ] && cat {}\nexit 0\n",
+            fixtures().join("age-keys-pq.txt").display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&script, permissions).unwrap();
+    let ssh_key = fixtures().join("ssh_ed25519");
+    // (case, file, variable, value, opens)
+    let cases: Vec<(&str, &str, &str, String, bool)> = vec![
+        (
+            "SOPS_AGE_KEY, classic and post-quantum on one line",
+            "pq.yaml",
+            "SOPS_AGE_KEY",
+            format!("{} {}", secret_line("age-keys.txt"), secret_line("age-keys-pq.txt")),
+            true,
+        ),
+        ("SOPS_AGE_KEY, the classic keys alone", "pq.yaml", "SOPS_AGE_KEY", secret_line("age-keys.txt"), false),
+        (
+            "SOPS_AGE_KEY, a word that is not a key",
+            "pq.yaml",
+            "SOPS_AGE_KEY",
+            format!("{} not-a-key", secret_line("age-keys-pq.txt")),
+            false,
+        ),
+        (
+            "SOPS_AGE_KEY_CMD, a key for the recipient asked for",
+            "pq.yaml",
+            "SOPS_AGE_KEY_CMD",
+            script.display().to_string(),
+            true,
+        ),
+        (
+            "SOPS_AGE_SSH_PRIVATE_KEY_CMD",
+            "ssh.yaml",
+            "SOPS_AGE_SSH_PRIVATE_KEY_CMD",
+            format!("cat '{}'", ssh_key.display()),
+            true,
+        ),
+    ];
+    for (case, file, variable, value, opens) in cases {
+        let _ = std::fs::remove_file(&log);
+        let mut results = Vec::new();
+        for program in [Some(&sops.program), None] {
+            let mut command = match program {
+                Some(p) => {
+                    let mut c = Command::new(p);
+                    c.arg("--disable-version-check");
+                    c
+                }
+                None => {
+                    let mut c = Command::new(built_binary("sealant"));
+                    c.arg("sops");
+                    c
+                }
+            };
+            command.args(["decrypt", file]);
+            keys.apply(&mut command);
+            command.env_remove("SOPS_AGE_KEY_FILE").env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE").env(variable, &value);
+            let out = command.current_dir(d).output().unwrap();
+            results.push(out.status.success());
+            if opens {
+                assert!(out.status.success(), "{case}: {:?} {}", program, String::from_utf8_lossy(&out.stderr));
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for secret in [secret_line("age-keys.txt"), secret_line("age-keys-pq.txt")] {
+                assert!(!stderr.contains(&secret[20..50]), "{case}: no key in a message: {stderr}");
+            }
+        }
+        assert_eq!(results, [opens, opens], "{case}: sops 3.13, then us");
+        if variable == "SOPS_AGE_KEY_CMD" {
+            let asked = std::fs::read_to_string(&log).unwrap();
+            assert!(asked.lines().all(|l| l == pq), "{case}: asked for the file's recipient: {asked}");
+        }
+    }
+}

@@ -216,7 +216,8 @@ pub struct Flags {
     /// How often the leader renews, and followers retry.
     #[arg(long, env = "SEALED_SECRETS_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_go_duration)]
     pub leader_elect_retry_period: Duration,
-    /// age recipients (age1..., comma-separated): after each key it generates, the controller
+    /// age recipients (age1..., age1pq1... or ssh-ed25519, comma-separated; post-quantum and
+    /// classic ones not mixed): after each key it generates, the controller
     /// writes every key Secret, encrypted to them, to the Secret `<key-prefix>-backup`.
     #[arg(long, env = "SEALED_SECRETS_BACKUP_AGE_RECIPIENTS", value_delimiter = ',')]
     pub backup_age_recipients: Vec<String>,

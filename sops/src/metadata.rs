@@ -146,7 +146,7 @@ pub fn unflatten(pairs: &[(String, String)]) -> Value {
 }
 
 /// The sops metadata layout we write (3.13's: keys sorted at every level).
-pub const LAYOUT_VERSION: &str = "3.13.2";
+pub const LAYOUT_VERSION: &str = "3.13.3";
 
 /// Metadata fields in the 3.13 layout: keys sorted.
 pub(crate) fn sorted(fields: impl IntoIterator<Item = (String, Value)>) -> Value {

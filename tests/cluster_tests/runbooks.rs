@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use kube::ResourceExt;
-use sealant_tests::cluster::{RunningController, http};
+use sealant_tests::cluster::{RunningController, age_binary, http};
 
 use super::controller::{apply_sealed, install_keys, run_sealant, secret, synced};
 use super::*;
@@ -266,6 +266,63 @@ async fn recover_from_a_lost_cluster_runbook() {
         .unwrap()
         .items;
     assert_eq!(keys_after.len(), 1, "no new key was generated: the restored one is used");
+}
+
+/// A post-quantum backup: the controller, given an `age1pq1...` recipient that the real
+/// `age-keygen -pq` (age 1.3) made, writes its backup Secret; the real `age -d` opens it, and
+/// `sealant keys restore -i` with that identity puts the key back, which a new controller uses.
+#[tokio::test]
+async fn a_post_quantum_backup_is_restored_with_the_identity_age_keygen_pq_made() {
+    let client = admin_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "pq-backup").await;
+    let n = ns.name.as_str();
+    let work = tempfile::tempdir().unwrap();
+    let identity = work.path().join("pq.txt");
+    let keygen = Command::new(age_binary("age-keygen")).arg("-pq").arg("-o").arg(&identity).output().unwrap();
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let public = Command::new(age_binary("age-keygen")).arg("-y").arg(&identity).output().unwrap();
+    let recipient = String::from_utf8(public.stdout).unwrap().trim().to_owned();
+    assert!(recipient.starts_with("age1pq1"), "{recipient}");
+
+    let backup_flag = format!("--backup-age-recipients={recipient}");
+    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &backup_flag]);
+    controller.ready().await;
+    let written = eventually(Duration::from_secs(30), || async {
+        (controller.metric("sealant_last_key_backup_timestamp_seconds")? > 0.0).then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "the controller wrote its backup:\n{}", controller.log_text());
+    let secrets = Api::<Secret>::namespaced(client.clone(), n);
+    let key_selector = kube::api::ListParams::default().labels("sealedsecrets.bitnami.com/sealed-secrets-key");
+    let keys = secrets.list(&key_selector).await.unwrap().items;
+    assert_eq!(keys.len(), 1);
+    let own = secrets.get("sealed-secrets-key-backup").await.unwrap().data.unwrap()["keys.age"].0.clone();
+    assert!(own.windows(14).any(|w| w == b"mlkem768x25519"), "a post-quantum stanza");
+    std::fs::write(work.path().join("own.age"), &own).unwrap();
+    let opened = Command::new(age_binary("age"))
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity)
+        .arg(work.path().join("own.age"))
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "age 1.3 opens it: {}", String::from_utf8_lossy(&opened.stderr));
+    assert!(String::from_utf8_lossy(&opened.stdout).contains(&keys[0].name_any()));
+
+    // Lose the key and the controller; restore with the post-quantum identity.
+    drop(controller);
+    for key in &keys {
+        secrets.delete(&key.name_any(), &DeleteParams::default()).await.unwrap();
+    }
+    ok(&sealant_in(work.path(), n, &["keys", "restore", "own.age", "-i", "pq.txt"]), "keys restore");
+    let restored = secrets.list(&key_selector).await.unwrap().items;
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].data.as_ref().unwrap()["tls.crt"], keys[0].data.as_ref().unwrap()["tls.crt"]);
+    let controller = RunningController::start(n, &[], &["--key-renew-period=0"]);
+    controller.ready().await;
+    let served = http(&format!("{}/v1/cert.pem", controller.url), "GET", b"").unwrap().1;
+    assert_eq!(served, keys[0].data.as_ref().unwrap()["tls.crt"].0, "the restored key seals again");
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ use super::*;
 
 #[derive(Debug, clap::Args)]
 pub struct BackupCommand {
-    /// An age recipient (age1...) who may restore the backup. Repeatable.
+    /// An age recipient who may restore the backup: age1..., post-quantum age1pq1... (not mixed
+    /// with classic ones) or an ssh-ed25519 public key. Repeatable.
     #[arg(long = "age-recipient", value_name = "RECIPIENT", required = true)]
     pub recipients: Vec<String>,
     /// The encrypted backup file to write.
@@ -16,7 +17,7 @@ pub struct BackupCommand {
 pub async fn backup_bundle(client: &Client, namespace: &str, recipients: &[String]) -> CliResult<(usize, Vec<u8>)> {
     let recipients = age_keys::parse_recipients(recipients)
         .map_err(|e| CliError::usage("cannot use the age recipients").source(e))
-        .hint("give age recipients: age1... (as `age-keygen -y` prints) or ssh-ed25519 public keys")?;
+        .hint("give age recipients: age1... or age1pq1... (as `age-keygen -y` prints; not both kinds) or ssh-ed25519 public keys")?;
     let keys = cluster_keys(client, namespace).await?;
     let list = backup_list(keys.iter().map(|k| &k.secret));
     let plain = zeroize::Zeroizing::new(render::documents(&[list], crate::io::Format::Yaml)?);

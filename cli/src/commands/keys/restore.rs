@@ -7,7 +7,8 @@ pub struct RestoreCommand {
     /// The encrypted backup file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// An age identity file (AGE-SECRET-KEY-1...) of one of the backup's recipients.
+    /// An age identity file (AGE-SECRET-KEY-1... or AGE-SECRET-KEY-PQ-1...) or an OpenSSH
+    /// ed25519 key of one of the backup's recipients.
     #[arg(short = 'i', long = "identity", value_name = "FILE", required = true)]
     pub identity: PathBuf,
 }
