@@ -292,10 +292,10 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
     let (mut decoded, mut aliased) = (0usize, 0usize);
 
     // Comments that come before `line:col` (and pass `takes`) go into the innermost open frame.
-    let mut before = |stack: &mut Vec<Frame>, line: usize, col: usize, takes: &dyn Fn(usize, isize) -> bool| {
+    let mut before = |stack: &mut Vec<Frame>, line: usize, col: usize, takes: &dyn Fn(&Found) -> bool| {
         let mut taken = Vec::new();
         while let Some(c) = comments.peek() {
-            if (c.line, c.col) >= (line, col as isize) || !takes(c.line, c.col) {
+            if (c.line, c.col) >= (line, col as isize) || !takes(c) {
                 break;
             }
             if let Some(c) = comments.next() {
@@ -329,7 +329,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 // Comments left at the end of the document belong to its top level.
                 let mut frame =
                     vec![Frame::Map { entries: Vec::new(), keys: HashSet::new(), key: None, col: 0, anchor: 0 }];
-                before(&mut frame, span.end.line(), span.end.col(), &|_, _| true);
+                before(&mut frame, span.end.line(), span.end.col(), &|_| true);
                 if let (Node::Map(entries), Some(Frame::Map { entries: tail, .. })) = (&mut doc, frame.pop()) {
                     entries.extend(tail);
                 }
@@ -340,8 +340,16 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 decoded += 1;
                 match stack.last() {
                     Some(Frame::Map { key: None, .. }) => return Err(bad(span, "a key must be a plain value")),
-                    // Comments indented as far as the new block's first item are its own.
-                    Some(Frame::List { .. }) => before(&mut stack, line, col, &|_, c| c < col as isize),
+                    // Comments indented as far as the new block's first item are its own. So is
+                    // an inline one on its first line, as in sops, and for a map an encrypted one
+                    // on a line before: sops writes the list's own comments as items there.
+                    Some(Frame::List { .. }) => {
+                        let map = matches!(event, Event::MappingStart(..));
+                        before(&mut stack, line, col, &|c| {
+                            let own = c.line == line || (map && c.col >= 0 && crate::is_encrypted_value(&c.text));
+                            c.col < col as isize && !own
+                        })
+                    }
                     _ => {}
                 }
                 stack.push(if matches!(event, Event::MappingStart(..)) {
@@ -359,7 +367,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 // A comment at the end of a block is its own if indented as far as its items; an
                 // inline one on the line where the block ends is the next key's.
                 let end = span.end.line();
-                before(&mut stack, end, span.end.col(), &|line, c| (c < 0 && line < end) || c >= min as isize);
+                before(&mut stack, end, span.end.col(), &|c| (c.col < 0 && c.line < end) || c.col >= min as isize);
                 let (node, anchor) = match stack.pop() {
                     Some(Frame::Map { entries, anchor, .. }) => (Node::Map(entries), anchor),
                     Some(Frame::List { items, anchor, .. }) => (Node::List(items), anchor),
@@ -374,7 +382,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                 decoded += 1;
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
                     let key_text = text.to_string();
-                    before(&mut stack, line, col, &|_, _| true);
+                    before(&mut stack, line, col, &|_| true);
                     if let Some(Frame::Map { keys, key, .. }) = stack.last_mut() {
                         if !keys.insert(key_text.clone()) {
                             return Err(bad(
@@ -387,7 +395,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     continue;
                 }
                 if matches!(stack.last(), Some(Frame::List { .. })) {
-                    before(&mut stack, line, col, &|_, _| true);
+                    before(&mut stack, line, col, &|_| true);
                 }
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str" || t.suffix == "binary");
                 let node = if *style == ScalarStyle::Plain && !is_str_tag {
@@ -405,7 +413,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
                     return Err(bad(span, "an alias cannot be a key"));
                 }
                 if matches!(stack.last(), Some(Frame::List { .. })) {
-                    before(&mut stack, line, col, &|_, _| true);
+                    before(&mut stack, line, col, &|_| true);
                 }
                 let (node, count) = anchors.get(id).ok_or_else(|| bad(span, "unknown alias"))?;
                 // Counted before the copy is made, so a bomb is refused before it costs memory.
@@ -630,20 +638,23 @@ fn has_block(value: &Node) -> bool {
 }
 
 /// A list's items at `indent` (the column of the `-`); a map or list item starts on the dash line.
-/// In an encrypted file sops 3.13 writes an inline comment of a scalar item as an item of its
-/// own before it, and that of a map item on the line of its first key.
+/// In an encrypted file every sops writes a comment in a list as an item of its own
+/// (`- ENC[...,type:comment]`), and 3.13 an inline one of a map item on its first key's line.
 fn write_list(items: &[Node], indent: usize, layout: Layout, out: &mut String) {
     let pad = " ".repeat(indent);
     let mut trailing: Option<&str> = None;
     for (i, item) in items.iter().enumerate() {
         let mut nested = String::new();
         match item {
-            Node::Comment(comment) if layout.inline_comments && comment.inline => {
+            Node::Comment(comment) if layout.inline_comments => {
                 match items.get(i + 1) {
-                    Some(Node::Map(entries)) if trailing.is_none() && first_pair_is_scalar(entries) => {
+                    Some(Node::Map(entries))
+                        if comment.inline && trailing.is_none() && first_pair_is_scalar(entries) =>
+                    {
                         trailing = Some(&comment.text);
                     }
-                    Some(next) if !has_block(next) && !matches!(next, Node::Comment(_)) => {
+                    // Only an encrypted one: a plaintext comment as an item would be a value.
+                    _ if crate::is_encrypted_value(&comment.text) => {
                         let _ = writeln!(out, "{pad}- {}", comment.text);
                     }
                     _ => {
@@ -670,15 +681,19 @@ fn write_list(items: &[Node], indent: usize, layout: Layout, out: &mut String) {
                 continue;
             }
         }
-        out.push_str(&pad);
-        if nested.trim_start().starts_with('#') {
-            // A comment cannot share the dash line: it would not be read back.
-            out.push_str("-\n");
-            out.push_str(&nested);
-        } else {
-            out.push_str("- ");
-            out.push_str(&nested[indent + 2..]);
+        // The comments a map or list item starts with go before its dash, as yaml.v3 prints
+        // them (a comment cannot share the dash line).
+        while nested.trim_start().starts_with('#') {
+            let end = nested.find('\n').map_or(nested.len(), |e| e + 1);
+            let _ = write!(out, "{pad}{}", nested[..end].trim_start());
+            nested.drain(..end);
         }
+        if nested.is_empty() {
+            continue;
+        }
+        out.push_str(&pad);
+        out.push_str("- ");
+        out.push_str(&nested[indent + 2..]);
     }
 }
 
@@ -763,21 +778,21 @@ mod tests {
         assert_eq!(write(&parse(&written).unwrap()), written);
     }
 
-    /// Inline comments, as sops 3.13 places them in an encrypted file: on their key's line; in
-    /// a list, as an item before a scalar item and on the first key's line of a map item; on a
-    /// line of their own before a key with a block. Plaintext puts each on a line of its own.
+    /// Comments as sops places them in an encrypted file: an inline one on its key's line (3.13);
+    /// in a list an inline one of a map item on its first key's line (3.13), others (encrypted,
+    /// tests/sops_versions.rs; plaintext ones here) as items; on a line of their own before a key
+    /// with a block. Plaintext puts each on a line of its own.
     #[test]
-    fn inline_comments_where_sops_3_13_writes_them() {
-        let text =
-            "a: 1 # on a\nb: # on b\n  c: x # on c\nl:\n  - one # on one\n  - two\n  - k: v # on k\nz: last # on z\n";
+    fn comments_where_sops_writes_them_in_an_encrypted_file() {
+        let text = "a: 1 # on a\nb: # on b\n  c: x # on c\nl:\n  - one # on one\n  # own line\n  - two\n  - k: v # on k\nz: last # on z\n";
         let docs = parse(text).unwrap();
         assert_eq!(
             write_encrypted(&docs),
-            "a: 1 # on a\n# on b\nb:\n    c: x # on c\nl:\n    -  on one\n    - one\n    - two\n    - k: v # on k\nz: last # on z\n"
+            "a: 1 # on a\n# on b\nb:\n    c: x # on c\nl:\n    # on one\n    - one\n    # own line\n    - two\n    - k: v # on k\nz: last # on z\n"
         );
         assert_eq!(
             write(&docs),
-            "# on a\na: 1\n# on b\nb:\n    # on c\n    c: x\nl:\n    # on one\n    - one\n    - two\n    # on k\n    - k: v\n# on z\nz: last\n"
+            "# on a\na: 1\n# on b\nb:\n    # on c\n    c: x\nl:\n    # on one\n    - one\n    # own line\n    - two\n    # on k\n    - k: v\n# on z\nz: last\n"
         );
         // Read back (as a file 3.13 encrypted is: the list's comment item decrypts to a
         // comment, tests/sops_versions.rs), the map's inline comments are inline again.

@@ -155,11 +155,16 @@ fn through_encryption(store: Store, docs: &[Node], mac_only: bool, regex: bool) 
     Ok(())
 }
 
-/// Written and read back by the store without encryption: the same tree.
+/// Written and read back by the store without encryption: the same values, written again to
+/// the same text. (The tree itself may differ where yaml.v3 moves a comment: one that starts a
+/// list inside a list is printed before its dash, and read back as the outer list's.)
 fn through_store(store: Store, docs: &[Node]) -> Result<(), TestCaseError> {
     let written = store.write_plain(docs).unwrap();
     let read = store.read_plain(&written).unwrap_or_else(|e| panic!("{e}:\n{}", String::from_utf8_lossy(&written)));
-    prop_assert_eq!(read, docs.to_vec(), "{}", String::from_utf8_lossy(&written));
+    let json = |docs: &[Node]| docs.iter().map(Node::to_json).collect::<Vec<_>>();
+    prop_assert_eq!(json(&read), json(docs), "{}", String::from_utf8_lossy(&written));
+    let again = store.write_plain(&read).unwrap();
+    prop_assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&written));
     Ok(())
 }
 
