@@ -31,6 +31,19 @@ fn ok(out: &std::process::Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A controller in `n` that writes its encrypted key backup for `recipient`, once it has.
+async fn controller_with_backup(n: &str, recipient: &str) -> RunningController {
+    let backup_flag = format!("--backup-age-recipients={recipient}");
+    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &backup_flag]);
+    controller.ready().await;
+    let written = eventually(Duration::from_secs(30), || async {
+        (controller.metric("sealant_last_key_backup_timestamp_seconds")? > 0.0).then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "the controller wrote its backup:\n{}", controller.log_text());
+    controller
+}
+
 /// A new age identity in `dir/identity.txt` (Debian's age-keygen); its recipient.
 fn age_identity(dir: &Path) -> String {
     let keygen =
@@ -188,9 +201,7 @@ async fn recover_from_a_lost_cluster_runbook() {
     let recipient = age_identity(work.path());
 
     // A controller that also keeps its own encrypted backup.
-    let backup_flag = format!("--backup-age-recipients={recipient}");
-    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &backup_flag]);
-    controller.ready().await;
+    let controller = controller_with_backup(n, &recipient).await;
     for name in ["x", "y"] {
         let secret = write_secret(work.path(), n, name);
         let out = format!("{name}.sealed.yaml");
@@ -207,11 +218,6 @@ async fn recover_from_a_lost_cluster_runbook() {
         apply_sealed(&client, n, doc).await;
         synced(&client, n, name, "True").await;
     }
-    let backup_written = eventually(Duration::from_secs(30), || async {
-        (controller.metric("sealant_last_key_backup_timestamp_seconds")? > 0.0).then_some(())
-    })
-    .await;
-    assert!(backup_written.is_some(), "the controller wrote its backup");
 
     // keys backup: no plaintext key bytes anywhere in the file.
     ok(
@@ -285,14 +291,7 @@ async fn a_post_quantum_backup_is_restored_with_the_identity_age_keygen_pq_made(
     let recipient = String::from_utf8(public.stdout).unwrap().trim().to_owned();
     assert!(recipient.starts_with("age1pq1"), "{recipient}");
 
-    let backup_flag = format!("--backup-age-recipients={recipient}");
-    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &backup_flag]);
-    controller.ready().await;
-    let written = eventually(Duration::from_secs(30), || async {
-        (controller.metric("sealant_last_key_backup_timestamp_seconds")? > 0.0).then_some(())
-    })
-    .await;
-    assert!(written.is_some(), "the controller wrote its backup:\n{}", controller.log_text());
+    let controller = controller_with_backup(n, &recipient).await;
     let secrets = Api::<Secret>::namespaced(client.clone(), n);
     let key_selector = kube::api::ListParams::default().labels("sealedsecrets.bitnami.com/sealed-secrets-key");
     let keys = secrets.list(&key_selector).await.unwrap().items;
@@ -378,14 +377,7 @@ async fn the_backup_holds_the_legacy_key() {
     legacy["metadata"].as_object_mut().unwrap().remove("labels");
     install_keys(&client, n, &legacy.to_string()).await;
 
-    let backup_flag = format!("--backup-age-recipients={recipient}");
-    let controller = RunningController::start(n, &[], &["--key-renew-period=0", &backup_flag]);
-    controller.ready().await;
-    let written = eventually(Duration::from_secs(30), || async {
-        (controller.metric("sealant_last_key_backup_timestamp_seconds")? > 0.0).then_some(())
-    })
-    .await;
-    assert!(written.is_some(), "the controller wrote its backup:\n{}", controller.log_text());
+    let _controller = controller_with_backup(n, &recipient).await;
     let own = Api::<Secret>::namespaced(client.clone(), n).get("sealed-secrets-key-backup").await.unwrap();
     std::fs::write(work.path().join("own.age"), &own.data.unwrap()["keys.age"].0).unwrap();
     let opened = Command::new("age")
