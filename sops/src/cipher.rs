@@ -2,7 +2,17 @@
 //! with sops' 32-byte IVs, the AAD of a value, and the IV stash that keeps unchanged values
 //! byte for byte when a file is encrypted again.
 
-use super::*;
+use aes_gcm::Nonce;
+use aes_gcm::aead::consts::U32;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sealant_core::SecretBytes;
+use sha2::Digest as _;
+use zeroize::Zeroizing;
+
+use crate::tree::{Comment, Node, go_float};
+use crate::{SopsError, SopsGcm};
 
 /// A parsed `ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]` value.
 pub(crate) struct Encrypted {

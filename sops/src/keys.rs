@@ -1,9 +1,14 @@
 //! Key groups and recipients: age (X25519 and ssh-ed25519) wrapping of the data key, and the key
 //! types of sops that sealant carries through untouched but cannot wrap for.
 
-use sealant_core::age_keys::{self, Encoding, Identity};
+use serde_json::Value;
+use zeroize::Zeroizing;
 
-use super::*;
+use crate::SopsError;
+use crate::metadata::Metadata;
+use crate::shamir::{shamir_combine, shamir_split};
+
+use sealant_core::age_keys::{self, Encoding, Identity};
 
 /// An age recipient entry of the metadata.
 #[derive(Debug, Clone)]

@@ -17,14 +17,10 @@ pub mod stores;
 pub mod tree;
 pub mod yaml;
 
+use aes_gcm::AesGcm;
 use aes_gcm::aead::consts::U32;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aes::Aes256;
-use aes_gcm::{AesGcm, Nonce};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
@@ -33,12 +29,13 @@ pub use keys::AgeEntry;
 pub use keys::{other_key_types, recipients};
 pub use metadata::{LAYOUT_VERSION, Metadata, flatten, options_from_metadata, take_metadata, unflatten};
 pub use rules::{Selection, unencrypted_values};
-use sealant_core::SecretBytes;
 use sealant_core::error::quoted;
-use tree::go_float;
 pub use tree::{Comment, Entry, Node};
-#[allow(unused_imports)] // the modules below use these through `use super::*`
-use {cipher::*, keys::*, metadata::*, rules::*, shamir::*};
+
+use cipher::{aad_of, decrypt_value, encrypt_value, plain_of, typed};
+use keys::{check_only_age, data_key, key_entries};
+use metadata::{lastmodified, sorted};
+use rules::{Leaf, Rules, walk};
 
 pub(crate) type SopsGcm = AesGcm<Aes256, U32>;
 
@@ -381,7 +378,10 @@ pub fn update_keys<R: rand::CryptoRng + ?Sized>(
 
 #[cfg(test)]
 mod tests {
+    use sealant_core::SecretBytes;
+
     use super::*;
+    use crate::shamir::{gf_inv, gf_mul, shamir_combine, shamir_split};
 
     #[test]
     fn empty_comments_stay_as_they_are() {

@@ -1,7 +1,13 @@
 //! The `sops` metadata block: taking it out of the documents, the MAC's AAD, `lastmodified`,
 //! the 3.13 layout, the options a file was encrypted with, and dotenv's flattened form.
 
-use super::*;
+use sealant_core::error::quoted;
+use serde_json::{Map, Value};
+
+use crate::keys::{AgeEntry, check_only_age, key_groups, other_key_types, recipients};
+use crate::rules::{Rules, Selection};
+use crate::tree::Node;
+use crate::{EncryptOptions, SopsError};
 
 /// The `sops` block as sealant uses it, read and checked once (sops' `ToInternal`): the
 /// modification time the MAC is bound to, the MAC, the age key groups, the Shamir threshold,

@@ -2,7 +2,12 @@
 //! `unencrypted_suffix`, ... and the comment rules), and the depth-first walk over the tree that
 //! applies them.
 
-use super::*;
+use regex::Regex;
+use serde_json::Value;
+
+use crate::SopsError;
+use crate::cipher::is_encrypted_value;
+use crate::tree::{Comment, Entry, Node};
 
 /// Which values sops encrypts: the selection rules of the metadata.
 #[derive(Debug)]

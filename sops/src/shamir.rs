@@ -1,7 +1,7 @@
 //! Shamir secret sharing over GF(2^8) (the AES polynomial), as sops splits a data key among
 //! key groups.
 
-use super::*;
+use zeroize::Zeroizing;
 
 /// GF(2^8) multiplication with the AES polynomial.
 pub(crate) fn gf_mul(mut a: u8, mut b: u8) -> u8 {
