@@ -3,6 +3,19 @@
 
 use super::*;
 
+#[derive(Debug, clap::Args)]
+pub struct EditCommand {
+    /// The encrypted file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file's format (default: from its extension; anything else is binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Store>,
+    /// Open the file even if the MAC does not match.
+    #[arg(long)]
+    pub ignore_mac: bool,
+}
+
 /// The editor sops would start: `SOPS_EDITOR`, else `EDITOR`, else the first of vim, nano, vi.
 fn editor() -> CliResult<Vec<String>> {
     let configured =
