@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use sealant_controller::metrics::{ConditionLabels, ErrorLabels, HttpDurationLabels, HttpLabels, Metrics};
+use sealant_controller::serve::metrics::{ConditionLabels, ErrorLabels, HttpDurationLabels, HttpLabels, Metrics};
 use serde_json::Value;
 
 const PARSE: &str = r#"

@@ -12,14 +12,14 @@ use kube::{Api, Client, Resource, ResourceExt};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::sync::watch;
 
-use crate::cache::{Cached, INSTANCE_LABEL};
-use crate::events::{EventType, Events};
-use crate::keyring::{KeySecrets, Keyring};
-use crate::metrics::{ConditionLabels, ErrorLabels, Metrics};
-use crate::plan::{Plan, PlanError, SourceDigest, WriteBudget, plan, up_to_date};
-use crate::status::{Outcome, SYNCED, next_status};
-use crate::template_guard::TemplateGuard;
-use crate::turns::FairTurns;
+use crate::keys::keyring::{KeySecrets, Keyring};
+use crate::serve::metrics::{ConditionLabels, ErrorLabels, Metrics};
+use crate::unseal::cache::{Cached, INSTANCE_LABEL};
+use crate::unseal::events::{EventType, Events};
+use crate::unseal::plan::{Plan, PlanError, SourceDigest, WriteBudget, plan, up_to_date};
+use crate::unseal::status::{Outcome, SYNCED, next_status};
+use crate::unseal::template_guard::TemplateGuard;
+use crate::unseal::turns::FairTurns;
 
 /// Deadline of one API call made while reconciling: a hung request must not hold a
 /// SealedSecret (or the leader) forever.
@@ -246,7 +246,7 @@ pub struct Context {
     /// either changes; a restart checks them once more.
     pub verified: Mutex<HashMap<String, (SourceDigest, String)>>,
     /// With leader election: whether this replica's lease is fresh enough to write.
-    pub fence: Option<crate::leader::Fence>,
+    pub fence: Option<crate::run::leader::Fence>,
 }
 
 impl std::fmt::Debug for Context {

@@ -2,7 +2,7 @@
 //! several namespaces wait, the next free turn goes to the namespace after the one served last,
 //! not to whichever queued first. A tenant with many or huge SealedSecrets then delays only its
 //! own. The HTTP API's decryptions do not take these turns: they have permits of their own
-//! ([`crate::http::HEAVY_REQUESTS`]) and blocking threads beside these.
+//! ([`crate::serve::http::HEAVY_REQUESTS`]) and blocking threads beside these.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};

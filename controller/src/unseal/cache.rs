@@ -13,7 +13,7 @@ use kube::Resource;
 use sealant_crds::{SealedSecret, SealedSecretStatus};
 use serde::Deserialize;
 
-use crate::plan::{Shape, SourceDigest, source_digest};
+use crate::unseal::plan::{Shape, SourceDigest, source_digest};
 
 /// The one label of a SealedSecret that its metrics carry (and the cache keeps).
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::flags::KeyOrderPriority;
-use crate::plan::{DATA_MAC_ANNOTATION, SOURCE_DIGEST_ANNOTATION};
+use crate::unseal::plan::{DATA_MAC_ANNOTATION, SOURCE_DIGEST_ANNOTATION};
 
 pub use sealant_crds::keys::KEY_LABEL;
 

@@ -20,9 +20,9 @@ use sealant_crds::{SEALING_KEY_ANNOTATION, SealedSecret, UnsealOptions, open_ite
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
-use crate::keyring::Keyring;
-use crate::metrics::{HttpDurationLabels, HttpLabels, Metrics};
-use crate::proxies::TrustedProxies;
+use crate::keys::keyring::Keyring;
+use crate::serve::metrics::{HttpDurationLabels, HttpLabels, Metrics};
+use crate::serve::proxies::TrustedProxies;
 
 /// Largest request body: a Secret is at most 1 MiB, sealed and base64-encoded ~1.4 MiB.
 const BODY_LIMIT: usize = 4 << 20;

@@ -12,7 +12,7 @@ use sealant_crds::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::keyring::{KEY_LABEL, KeySecrets, Keyring};
+use crate::keys::keyring::{KEY_LABEL, KeySecrets, Keyring};
 
 /// On the Secret: digest of the SealedSecret it was made from.
 pub const SOURCE_DIGEST_ANNOTATION: &str = "sealant.dev/source-digest";

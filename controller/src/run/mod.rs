@@ -1,0 +1,429 @@
+//! Startup and supervision: the runtime, the kube client, the replica's identity, leader
+//! election (`leader`), the allocator (`memory`), and every task of the three planes started,
+//! watched and stopped in one place.
+
+pub mod leader;
+pub mod memory;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Config};
+use sealant_crds::{SealedSecret, UnsealOptions};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::flags::Flags;
+use crate::keys::keyring::{KeySecrets, Keyring};
+use crate::keys::{renewal, watch as key_watch};
+use crate::serve::metrics::{self, Metrics};
+use crate::serve::{http, proxies};
+use crate::unseal::cache::Cached;
+use crate::unseal::{events, reconcile, template_guard, turns};
+
+/// Objects per page of an initial list (kube's default is 500). A SealedSecret may be close to
+/// the API server's 1.5 MB limit, and a page is held whole while it is read: 20 of them cost at
+/// most about 30 MB, whatever tenants write; 10,000 small ones take 500 list calls.
+const LIST_PAGE: u32 = 20;
+
+/// SealedSecrets reconciled at once.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// A watch event of SealedSecrets as the cache keeps them.
+fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
+    match event {
+        watcher::Event::Apply(ss) => watcher::Event::Apply(ss.into()),
+        watcher::Event::Delete(ss) => watcher::Event::Delete(ss.into()),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(ss) => watcher::Event::InitApply(ss.into()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Reconciles that may hold a turn at the RSA work at once: two a core, so that one's API calls
+/// (reading the whole object, writing the Secret) overlap another's decryption. One a core left
+/// the cores idle during those calls: 228 decryptions a second at 10,000 objects, against 339 to
+/// 477 before turns (controller-load).
+fn decrypt_turns() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Run until SIGTERM or SIGINT.
+pub fn run(flags: Flags) -> anyhow::Result<()> {
+    memory::configure();
+    // Decryption (RSA) and parsing run on the blocking pool: CPU work, for which threads beyond
+    // the cores add memory (a stack and buffers each), not speed. Tokio's default is 512.
+    // Reconciling takes at most its turns' threads; the HTTP API's decryptions have
+    // their own, so a flood of SealedSecrets never starves /v1/verify; one more for the rest
+    // (key generation, giving memory back).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(decrypt_turns() + http::HEAVY_REQUESTS + 1)
+        .build()?;
+    let result = runtime.block_on(run_async(flags));
+    // Decryptions still running on the blocking pool must not hold the exit (SIGTERM has a
+    // grace period, and their results are no longer wanted).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
+}
+
+async fn client(flags: &Flags) -> anyhow::Result<Client> {
+    let config = match &flags.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await.context("cannot find the cluster (in-cluster config or KUBECONFIG)")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// `--namespace`, then $POD_NAMESPACE, then the service account's, then `default`.
+fn controller_namespace(flags: &Flags) -> String {
+    flags
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .map(|ns| ns.trim().to_owned())
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// This replica's one name, in the Lease, its Events and its logs: the Pod's name where there is
+/// one (unique among live Pods, and what `kubectl get pods` shows; a restarted container is the
+/// same replica); elsewhere the host's name and a random suffix, so that processes on one host
+/// differ. The same for the life of the process.
+fn identity() -> String {
+    static IDENTITY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(pod) = var("POD_NAME") {
+            return pod;
+        }
+        let host = var("HOSTNAME")
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+            .unwrap_or_else(|| "sealant".to_owned());
+        // In a Pod (upstream's chart sets no POD_NAME) the host's name is the Pod's.
+        if var("KUBERNETES_SERVICE_HOST").is_some() {
+            return host;
+        }
+        format!("{host}_{:08x}", rand::random::<u32>())
+    });
+    IDENTITY.clone()
+}
+
+/// What the leader works with.
+struct Leader {
+    client: Client,
+    namespace: String,
+    flags: Arc<Flags>,
+    metrics: Arc<Metrics>,
+    keyring: watch::Receiver<Arc<Keyring>>,
+    ready: watch::Receiver<bool>,
+    renew_now: Arc<Notify>,
+    /// With leader election: whether the lease is fresh enough to write.
+    fence: Option<leader::Fence>,
+}
+
+/// Everything the leader does: reconcile SealedSecrets and manage keys.
+async fn lead(leader: Leader) -> anyhow::Result<()> {
+    let Leader { client, namespace, flags, metrics, keyring, ready, renew_now, fence } = leader;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(renewal::manage_keys(
+        client.clone(),
+        namespace.clone(),
+        flags.clone(),
+        metrics.clone(),
+        keyring.clone(),
+        ready.clone(),
+        renew_now,
+    ));
+    let mut ready_wait = ready.clone();
+    ready_wait.wait_for(|r| *r).await?;
+
+    let context = Arc::new(reconcile::Context {
+        client: client.clone(),
+        keyring: keyring.clone(),
+        metrics,
+        events: events::Events::new(client.clone(), identity()),
+        unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
+        key_secrets: KeySecrets { namespace: namespace.clone(), legacy_name: flags.key_prefix.clone() },
+        turns: turns::FairTurns::new(decrypt_turns()),
+        template_guard: template_guard::TemplateGuard::new(flags.template_backoff),
+        update_status: flags.update_status,
+        omit_secret_labels: flags.metrics_omit_secret_labels,
+        max_retries: flags.max_unseal_retries,
+        retries: Mutex::new(Default::default()),
+        writes: Mutex::new(Default::default()),
+        verified: Mutex::default(),
+        fence,
+    });
+    let mut scopes: Vec<Option<String>> = Vec::new();
+    let extra = flags.namespaces();
+    if flags.all_namespaces && extra.is_empty() {
+        scopes.push(None);
+    } else {
+        scopes.push(Some(namespace.clone()));
+        scopes.extend(extra.into_iter().filter(|ns| *ns != namespace).map(Some));
+    }
+    for scope in scopes {
+        let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        };
+        let mut config = watcher::Config::default().page_size(LIST_PAGE);
+        if !flags.label_selector.is_empty() {
+            config = config.labels(&flags.label_selector);
+        }
+        // New keys may open SealedSecrets that failed before: reconcile everything again; and
+        // so every resync period, which repairs whatever a fault made us miss.
+        let key_changes = futures::stream::unfold(keyring.clone(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        });
+        let period = flags.resync_period;
+        let resyncs = futures::stream::unfold((), move |()| async move {
+            if period.is_zero() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(period).await;
+            Some(((), ()))
+        });
+        let key_changes = futures::stream::select(key_changes, resyncs);
+        // One list-and-watch of SealedSecrets serves the controller's cache (what `Cached`
+        // keeps of each) and the deletions, which are not reconciled: they only take a
+        // SealedSecret's metric and counters away.
+        let (reader, writer) = reflector::store::<Cached>();
+        let forget_context = context.clone();
+        let sealed_stream = watcher(sealed, config)
+            .default_backoff()
+            .map_ok(cached)
+            .reflect(writer)
+            .inspect(move |event| {
+                if let Ok(watcher::Event::Delete(ss)) = event {
+                    reconcile::forget(&forget_context, ss);
+                }
+            })
+            .applied_objects();
+        // Reconciles at once: enough to keep the API server and every core busy; more would
+        // only hold more objects, decrypted values and threads in memory.
+        let mut controller = Controller::for_stream(sealed_stream, reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .reconcile_all_on(key_changes);
+        if !flags.skip_recreate {
+            // Owned Secrets as metadata only: their ownerReferences are all the trigger needs, and
+            // other Secrets in the cluster (Helm releases of 100 KB and more) cost next to nothing.
+            let owned = watcher(secrets, watcher::Config::default().page_size(LIST_PAGE))
+                .default_backoff()
+                .modify(|secret| {
+                    secret.metadata.managed_fields = None;
+                    secret.metadata.annotations = None;
+                    secret.metadata.labels = None;
+                })
+                .touched_objects();
+            controller = controller.owns_stream(owned);
+        }
+        let context = context.clone();
+        let metrics = context.metrics.clone();
+        tasks.spawn(async move {
+            controller
+                .run(reconcile::reconcile, reconcile::error_policy, context)
+                .for_each(move |result| {
+                    if let Err(e) = result {
+                        report_controller_error(&e, &metrics);
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+            Ok(())
+        });
+    }
+    match tasks.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// What kube-runtime's controller reports besides reconciles: counted by kind, and said in the
+/// log when nothing else says it (a failed reconcile has its event, status and metrics already;
+/// a list or watch that fails, RBAC on SealedSecrets for one, has only this).
+fn report_controller_error(
+    error: &kube::runtime::controller::Error<reconcile::ReconcileError, kube::runtime::watcher::Error>,
+    metrics: &Metrics,
+) {
+    use kube::runtime::controller::Error;
+    let kind = match error {
+        Error::ReconcilerFailed(..) => "reconcile",
+        Error::QueueError(e) => {
+            tracing::warn!(error = %e, "cannot list or watch (retried with backoff)");
+            "watch"
+        }
+        Error::ObjectNotFound(obj) => {
+            tracing::debug!(object = %obj, "a queued object was gone before its reconcile");
+            "not_found"
+        }
+        Error::RunnerError(e) => {
+            tracing::warn!(error = %e, "the reconcile runner failed");
+            "runner"
+        }
+    };
+    metrics.controller_errors.get_or_create(&metrics::KindLabels { kind: kind.into() }).inc();
+}
+
+async fn run_async(flags: Flags) -> anyhow::Result<()> {
+    let flags = Arc::new(flags);
+    flags.cutoff().map_err(anyhow::Error::msg)?;
+    if !flags.backup_age_recipients.is_empty() {
+        sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients)
+            .context("invalid --backup-age-recipients")?;
+    }
+    let client = client(&flags).await?;
+    let namespace = controller_namespace(&flags);
+    let metrics = Arc::new(Metrics::new());
+    metrics.renewal_period.set(flags.renew_period().as_secs_f64());
+    metrics.backup_recipients.set(i64::try_from(flags.backup_age_recipients.len()).unwrap_or(i64::MAX));
+    let (keyring_tx, keyring_rx) = watch::channel(Arc::new(Keyring::default()));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let renew_now = Arc::new(Notify::new());
+    tracing::info!(namespace = %namespace, version = env!("CARGO_PKG_VERSION"), replica = %identity(), "starting");
+
+    let mut background = JoinSet::new();
+    background.spawn(key_watch::watch_keys(
+        client.clone(),
+        namespace.clone(),
+        flags.clone(),
+        metrics.clone(),
+        keyring_tx,
+        ready_tx,
+    ));
+    let (forbidden_tx, forbidden_rx) = watch::channel(false);
+    let trusted_proxies = Arc::new(
+        proxies::TrustedProxies::parse(&flags.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("invalid --trusted-proxies: {e}"))?,
+    );
+    background.spawn(trusted_proxies.clone().follow_api_servers(client.clone()));
+    let api_state = http::ApiState {
+        keyring: keyring_rx.clone(),
+        ready: ready_rx.clone(),
+        metrics: metrics.clone(),
+        limiter: Arc::new(Mutex::new(http::RateLimiter::new(flags.rate_limit, flags.rate_limit_burst))),
+        unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
+        heavy: Arc::new(tokio::sync::Semaphore::new(http::HEAVY_REQUESTS)),
+        uploads: Arc::new(tokio::sync::Semaphore::new(http::UPLOADS)),
+        election_forbidden: forbidden_rx.clone(),
+        trusted_proxies,
+    };
+    let timeouts = http::Timeouts { read: flags.read_timeout, write: flags.write_timeout };
+    background.spawn(http::serve(flags.listen_addr, http::api_router(api_state), timeouts));
+    background.spawn(http::serve(flags.listen_metrics_addr, http::metrics_router(metrics.clone()), timeouts));
+    let work = metrics.unseal_requests.clone();
+    background.spawn(async move {
+        memory::release_when_idle(work).await;
+        Ok(())
+    });
+
+    let (leading_tx, mut leading_rx) = watch::channel(!flags.leader_elect);
+    let elector = flags.leader_elect.then(|| {
+        leader::Elector::new(
+            client.clone(),
+            &namespace,
+            &flags.leader_elect_lease_name,
+            identity(),
+            flags.leader_elect_lease_duration,
+            flags.leader_elect_retry_period,
+        )
+    });
+    if let Some(elector) = elector.clone() {
+        background.spawn(async move {
+            elector.run(leading_tx, forbidden_tx).await;
+            Ok(())
+        });
+        let (metrics, mut forbidden) = (metrics.clone(), forbidden_rx.clone());
+        tokio::spawn(async move {
+            while forbidden.changed().await.is_ok() {
+                metrics.election_forbidden.set(i64::from(*forbidden.borrow()));
+            }
+        });
+    } else {
+        drop(leading_tx);
+    }
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut leading_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
+    let start_leading = |leading_task: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>| {
+        metrics.is_leader.set(1);
+        *leading_task = Some(tokio::spawn(lead(Leader {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            flags: flags.clone(),
+            metrics: metrics.clone(),
+            keyring: keyring_rx.clone(),
+            ready: ready_rx.clone(),
+            renew_now: renew_now.clone(),
+            fence: elector.as_ref().map(|e| e.fence.clone()),
+        })));
+    };
+    if *leading_rx.borrow() {
+        start_leading(&mut leading_task);
+    }
+    let outcome: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = terminate.recv() => break Ok(()),
+            _ = interrupt.recv() => break Ok(()),
+            _ = usr1.recv() => {
+                if leading_task.is_some() {
+                    renew_now.notify_one();
+                } else {
+                    tracing::warn!("SIGUSR1 ignored: only the leader renews keys; send it to the leader");
+                }
+            }
+            changed = leading_rx.changed(), if elector.is_some() => {
+                if changed.is_err() { break Err(anyhow::anyhow!("the leader elector stopped")); }
+                let leading = *leading_rx.borrow();
+                match (leading, leading_task.is_some()) {
+                    (true, false) => start_leading(&mut leading_task),
+                    (false, true) => {
+                        if let Some(task) = leading_task.take() { task.abort(); }
+                        metrics.is_leader.set(0);
+                    }
+                    _ => {}
+                }
+            }
+            done = async { match leading_task.as_mut() { Some(t) => t.await, None => std::future::pending().await } } => {
+                leading_task = None;
+                break match done {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("the controller stopped")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            done = background.join_next() => {
+                break match done {
+                    Some(Ok(Err(e))) => Err(e),
+                    Some(Err(e)) => Err(e.into()),
+                    _ => Err(anyhow::anyhow!("a background task stopped")),
+                };
+            }
+        }
+    };
+    if let Some(task) = leading_task.take() {
+        task.abort();
+    }
+    if let Some(elector) = &elector {
+        // Hand the lease over if the API server answers soon; else it expires by itself.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), elector.release()).await.is_err() {
+            tracing::warn!("could not hand the leader lease over in time; it expires by itself");
+        }
+    }
+    tracing::info!("stopped");
+    outcome
+}
