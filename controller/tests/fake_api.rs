@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use sealant_controller::flags::KeyOrderPriority;
 use sealant_controller::keys::keyring::{KeySecrets, Keyring};
 use sealant_controller::run::leader::Fence;
@@ -126,9 +127,7 @@ fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
         update_status: true,
         omit_secret_labels: false,
         max_retries: 5,
-        retries: Mutex::default(),
-        writes: Mutex::default(),
-        verified: Mutex::default(),
+        state: Default::default(),
         fence,
     })
 }
@@ -275,9 +274,11 @@ async fn a_refused_write_counts_toward_max_unseal_retries_and_success_resets_the
     // The same object against a healthy API: unsealed, and the count starts again.
     let (client, _seen) = fake_api(healthy(&ss, None));
     let healthy_ctx = context(client, None);
-    *healthy_ctx.retries.lock().unwrap() = std::mem::take(&mut *ctx.retries.lock().unwrap());
+    healthy_ctx.state.adopt(&ctx.state);
+    let object = ObjectRef::from_obj(&*cache(&ss));
+    assert!(healthy_ctx.state.has_failures(&object));
     reconcile(cache(&ss), healthy_ctx.clone()).await.unwrap();
-    assert!(healthy_ctx.retries.lock().unwrap().is_empty(), "success resets the count");
+    assert!(!healthy_ctx.state.has_failures(&object), "success resets the count");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: one replica holds it and renews it; the
 //! others take it over once it has not been renewed for a lease duration.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -46,14 +46,12 @@ impl Fence {
         if self.single_writer.load(std::sync::atomic::Ordering::SeqCst) {
             return true;
         }
-        let renewed = self.renewed.lock().ok().and_then(|r| *r);
+        let renewed = *self.renewed.lock().unwrap_or_else(PoisonError::into_inner);
         renewed.is_some_and(|at| at.elapsed() < self.deadline)
     }
 
     fn renewed_now(&self) {
-        if let Ok(mut renewed) = self.renewed.lock() {
-            *renewed = Some(tokio::time::Instant::now());
-        }
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner) = Some(tokio::time::Instant::now());
     }
 }
 
@@ -118,10 +116,7 @@ impl Elector {
             spec.lease_transitions
         );
         let now = tokio::time::Instant::now();
-        let seen_at = match self.observed.lock() {
-            Ok(mut observed) => observe(&mut observed, record, now),
-            Err(_) => now,
-        };
+        let seen_at = observe(&mut self.observed.lock().unwrap_or_else(PoisonError::into_inner), record, now);
         let duration =
             spec.lease_duration_seconds.map_or(self.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
         spec.renew_time.is_none() || now.duration_since(seen_at) > duration

@@ -159,9 +159,7 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         update_status: flags.update_status,
         omit_secret_labels: flags.metrics_omit_secret_labels,
         max_retries: flags.max_unseal_retries,
-        retries: Mutex::new(Default::default()),
-        writes: Mutex::new(Default::default()),
-        verified: Mutex::default(),
+        state: Default::default(),
         fence,
     });
     let mut scopes: Vec<Option<String>> = Vec::new();

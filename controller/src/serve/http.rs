@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -222,7 +222,7 @@ async fn admit(State(state): State<ApiState>, request: Request, next: Next) -> R
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     let route = if request.uri().path() == "/v1/rotate" { "/v1/rotate" } else { "/v1/verify" };
     let client = client_of(request.headers(), peer, &state.trusted_proxies);
-    let allowed = state.limiter.lock().map(|mut l| l.allow(route, client, Instant::now())).unwrap_or(true);
+    let allowed = state.limiter.lock().unwrap_or_else(PoisonError::into_inner).allow(route, client, Instant::now());
     if !allowed {
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "rate limit exceeded, retry later\n")
             .into_response();
@@ -371,7 +371,7 @@ struct Slot {
 impl Connections {
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
         use std::sync::atomic::Ordering;
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let idle = |o: &Open| !o.in_request.load(Ordering::Acquire);
         if open.iter().filter(|o| o.peer == peer).count() >= MAX_PER_PEER {
             let oldest = open.iter().position(|o| o.peer == peer && idle(o))?;
@@ -391,7 +391,7 @@ impl Connections {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.connections.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self.connections.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.retain(|o| o.id != self.id);
     }
 }

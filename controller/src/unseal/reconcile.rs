@@ -1,13 +1,13 @@
 //! The only module that writes unsealed Secrets and status: runs `plan` against the API server.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::sync::watch;
@@ -16,7 +16,8 @@ use crate::keys::keyring::{KeySecrets, Keyring};
 use crate::serve::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::unseal::cache::{Cached, INSTANCE_LABEL};
 use crate::unseal::events::{EventType, Events};
-use crate::unseal::plan::{Plan, PlanError, SourceDigest, WriteBudget, plan, up_to_date};
+use crate::unseal::plan::{Plan, PlanError, plan, up_to_date};
+use crate::unseal::state::ObjectStates;
 use crate::unseal::status::{Outcome, SYNCED, next_status};
 use crate::unseal::template_guard::TemplateGuard;
 use crate::unseal::turns::FairTurns;
@@ -237,14 +238,11 @@ pub struct Context {
     /// `--metrics-omit-secret-labels`: no per-SealedSecret condition series.
     pub omit_secret_labels: bool,
     pub max_retries: u32,
-    pub retries: Mutex<HashMap<String, RetryState>>,
-    /// Bounds the writes of a Secret that something else keeps changing.
-    pub writes: Mutex<WriteBudget>,
-    /// Secrets that another writer (upstream's controller) made and that were found, by
-    /// decrypting, to hold what their SealedSecret says: `namespace/name` to (source digest,
-    /// the Secret's resourceVersion). They are left unchanged and not decrypted again until
-    /// either changes; a restart checks them once more.
-    pub verified: Mutex<HashMap<String, (SourceDigest, String)>>,
+    /// Failures, writes and verified Secrets, per SealedSecret. A Secret that another writer
+    /// (upstream's controller) made and that was found, by decrypting, to hold what its
+    /// SealedSecret says is left unchanged and not decrypted again until either changes; a
+    /// restart checks it once more.
+    pub state: ObjectStates,
     /// With leader election: whether this replica's lease is fresh enough to write.
     pub fence: Option<crate::run::leader::Fence>,
 }
@@ -268,7 +266,7 @@ async fn publish(ctx: &Context, ss: &Cached, type_: EventType, reason: &str, not
 async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     let namespace = ss.namespace().unwrap_or_default();
     let name = ss.name_any();
-    let id = format!("{namespace}/{name}");
+    let object = ObjectRef::from_obj(ss);
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let existing = bounded("get", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
     let keyring = ctx.keyring.borrow().clone();
@@ -280,7 +278,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     }
     let version = existing.as_ref().and_then(|e| e.metadata.resource_version.clone());
     if let Some(version) = &version
-        && ctx.verified.lock().is_ok_and(|v| v.get(&id) == Some(&(ss.digest, version.clone())))
+        && ctx.state.is_verified(&object, &ss.digest, version)
     {
         return Ok(false);
     }
@@ -314,16 +312,14 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
         Plan::UpToDate => Ok(false),
         Plan::Matches { decrypted, digest } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
-            if let (Some(version), Ok(mut verified)) = (version, ctx.verified.lock()) {
-                verified.insert(id, (digest, version));
+            if let Some(version) = version {
+                ctx.state.verified(object, digest, version);
             }
             Ok(false)
         }
         Plan::Write { secret, create, decrypted } => {
             ctx.metrics.decryptions.inc_by(decrypted as u64);
-            let allowed =
-                ctx.writes.lock().map(|w| w.allow(&id, ss.metadata.generation, Instant::now())).unwrap_or(true);
-            if !allowed {
+            if !ctx.state.may_write(&object, ss.metadata.generation, Instant::now()) {
                 return Err(PlanError::Contested.into());
             }
             if ctx.fence.as_ref().is_some_and(|f| !f.may_write()) {
@@ -334,10 +330,8 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
             } else {
                 ("update", bounded("update", secrets.replace(&name, &PostParams::default(), &secret)).await?)
             };
-            if result.is_ok()
-                && let Ok(mut writes) = ctx.writes.lock()
-            {
-                writes.record(&id, ss.metadata.generation, Instant::now());
+            if result.is_ok() {
+                ctx.state.wrote(&object, ss.metadata.generation, Instant::now());
             }
             result.map(|_| true).map_err(|source| ReconcileError::Write { verb, source })
         }
@@ -410,9 +404,7 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
     ctx.metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
     match result {
         Ok(_) => {
-            if let Ok(mut retries) = ctx.retries.lock() {
-                retries.remove(&id);
-            }
+            ctx.state.settled(&ObjectRef::from_obj(&*ss));
             Ok(Action::await_change())
         }
         Err(e) => Err(e),
@@ -440,17 +432,8 @@ fn condition_labels(ss: &Cached) -> ConditionLabels {
 /// A SealedSecret was deleted: drop its condition metric (an alert on it would otherwise fire
 /// forever) and its retry count.
 pub fn forget(ctx: &Context, ss: &Cached) {
-    let id = key(ss);
     ctx.metrics.condition_info.remove(&condition_labels(ss));
-    if let Ok(mut retries) = ctx.retries.lock() {
-        retries.remove(&id);
-    }
-    if let Ok(mut writes) = ctx.writes.lock() {
-        writes.forget(&id);
-    }
-    if let Ok(mut verified) = ctx.verified.lock() {
-        verified.remove(&id);
-    }
+    ctx.state.forget(&ObjectRef::from_obj(ss));
 }
 
 /// Write the status with an update of the status subresource, as upstream does (its Helm chart
@@ -497,13 +480,13 @@ async fn update_status(ss: &Cached, outcome: &Outcome, ctx: &Context) {
 pub fn error_policy(ss: Arc<Cached>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let keys: Vec<String> = ctx.keyring.borrow().entries().iter().map(|e| e.fingerprint.clone()).collect();
     let version = format!("{} {}", ss.digest, keys.join(","));
-    let next = match ctx.retries.lock() {
-        Ok(mut retries) => {
-            let state = retries.entry(key(&*ss)).or_default();
-            next_action(state, &version, error.retry(), ctx.max_retries, rand::random::<f64>())
-        }
-        Err(_) => Some(backoff(1, 0.5)),
-    };
+    let next = ctx.state.next_action(
+        ObjectRef::from_obj(&*ss),
+        &version,
+        error.retry(),
+        ctx.max_retries,
+        rand::random::<f64>(),
+    );
     match next {
         Some(delay) => Action::requeue(delay),
         None => Action::await_change(),
