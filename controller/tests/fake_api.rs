@@ -321,7 +321,7 @@ async fn a_request_that_never_answers_times_out_and_is_transient() {
     let ctx = context(client, None);
     let started = tokio::time::Instant::now();
     let error = reconcile(cache(&ss), ctx.clone()).await.unwrap_err();
-    assert!(matches!(error, ReconcileError::Timeout { verb: "get" }), "{error}");
+    assert!(matches!(error, ReconcileError::Timeout { verb: "get", .. }), "{error}");
     assert_eq!(error.retry(), Retry::Transient);
     assert!(started.elapsed() <= Duration::from_secs(61), "bounded: {:?}", started.elapsed());
     assert!(seen.writes().iter().all(|w| !w.contains("/secrets")), "no write after a failed read");

@@ -1,7 +1,8 @@
 //! Errors as one line for people: the failure, then each cause that adds something.
 
-/// `head: cause: cause...`, leaving out causes whose text is already in the line (many errors
-/// repeat their source in their own message).
+/// `head: cause: cause...`, leaving out causes whose text is already in the line. Sealant's own
+/// errors never put their source in their message (style.md); the check stays for those of
+/// other crates that do, kube's among them (`HyperError: {0}` with the same error as source).
 pub fn one_line(head: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
     let mut line = head;
     while let Some(e) = cause {

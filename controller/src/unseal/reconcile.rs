@@ -34,7 +34,7 @@ pub enum ReconcileError {
     Fetch(#[source] kube::Error),
     #[error("cannot read the SealedSecret")]
     FetchSealed(#[source] kube::Error),
-    #[error("cannot {verb} the Secret: {source}")]
+    #[error("cannot {verb} the Secret")]
     Write {
         verb: &'static str,
         #[source]
@@ -42,8 +42,8 @@ pub enum ReconcileError {
     },
     /// Any API call of a reconcile (reading the SealedSecret, the Secret, writing either) that
     /// got no answer within [`API_TIMEOUT`].
-    #[error("the API server did not answer {verb} of the Secret within {}s", API_TIMEOUT.as_secs())]
-    Timeout { verb: &'static str },
+    #[error("the API server did not answer the {verb} of the {resource} within {}s", API_TIMEOUT.as_secs())]
+    Timeout { verb: &'static str, resource: &'static str },
     #[error("the unsealing task stopped unexpectedly")]
     Internal,
     #[error("this replica has not renewed its leader lease in time, so it does not write")]
@@ -118,7 +118,8 @@ impl ReconcileError {
             ReconcileError::Fetch(e) => Some(("get", "secrets", code(e))),
             ReconcileError::FetchSealed(e) => Some(("get", "sealedsecrets", code(e))),
             ReconcileError::Write { verb, source } => Some((verb, "secrets", code(source))),
-            ReconcileError::Timeout { verb } => Some((verb, "secrets", 0)),
+            ReconcileError::Timeout { verb, resource: "SealedSecret" } => Some((verb, "sealedsecrets", 0)),
+            ReconcileError::Timeout { verb, .. } => Some((verb, "secrets", 0)),
             _ => None,
         }
     }
@@ -158,9 +159,10 @@ async fn answered<T>(call: impl std::future::Future<Output = Result<T, kube::Err
 /// An API call bounded by [`API_TIMEOUT`].
 async fn bounded<T>(
     verb: &'static str,
+    resource: &'static str,
     call: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<Result<T, kube::Error>, ReconcileError> {
-    tokio::time::timeout(API_TIMEOUT, call).await.map_err(|_| ReconcileError::Timeout { verb })
+    tokio::time::timeout(API_TIMEOUT, call).await.map_err(|_| ReconcileError::Timeout { verb, resource })
 }
 
 /// Failures of one SealedSecret so far, for the version of it (and of the keys) they were for.
@@ -217,8 +219,17 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     sealant_core::error::bounded(sealant_core::error::one_line(e.to_string(), e.source()), MAX_MESSAGE)
 }
 
+/// A write refused because the Secret is immutable: the API server says 422 Invalid with a
+/// `FieldValueForbidden` cause on `data`, `stringData` or `immutable` (checked on 1.37).
 fn is_immutable(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("immutable"))
+    let kube::Error::Api(status) = e else { return false };
+    status.code == 422
+        && status.details.as_ref().is_some_and(|details| {
+            details.causes.iter().any(|cause| {
+                cause.reason == "FieldValueForbidden"
+                    && matches!(cause.field.as_str(), "data" | "stringData" | "immutable")
+            })
+        })
 }
 
 /// What every reconcile shares.
@@ -268,7 +279,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     let name = ss.name_any();
     let object = ObjectRef::from_obj(ss);
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let existing = bounded("get", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
+    let existing = bounded("get", "Secret", secrets.get_opt(&name)).await?.map_err(ReconcileError::Fetch)?;
     let keyring = ctx.keyring.borrow().clone();
     let options = ctx.unseal_options;
     // The cache holds SealedSecrets without their items, with their digest: an unchanged one
@@ -286,7 +297,9 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     // waiting holds no items in memory.
     let _turn = ctx.turns.take(&namespace).await;
     let sealed = Api::<SealedSecret>::namespaced(ctx.client.clone(), &namespace);
-    let Some(whole) = bounded("get", sealed.get_opt(&name)).await?.map_err(ReconcileError::FetchSealed)? else {
+    let Some(whole) =
+        bounded("get", "SealedSecret", sealed.get_opt(&name)).await?.map_err(ReconcileError::FetchSealed)?
+    else {
         // Deleted meanwhile: nothing to do.
         return Ok(false);
     };
@@ -326,9 +339,9 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
                 return Err(ReconcileError::NotLeading);
             }
             let (verb, result) = if create {
-                ("create", bounded("create", secrets.create(&PostParams::default(), &secret)).await?)
+                ("create", bounded("create", "Secret", secrets.create(&PostParams::default(), &secret)).await?)
             } else {
-                ("update", bounded("update", secrets.replace(&name, &PostParams::default(), &secret)).await?)
+                ("update", bounded("update", "Secret", secrets.replace(&name, &PostParams::default(), &secret)).await?)
             };
             if result.is_ok() {
                 ctx.state.wrote(&object, ss.metadata.generation, Instant::now());
@@ -501,12 +514,26 @@ mod tests {
         kube::Error::Api(Box::new(kube::core::Status { code, ..Default::default() }))
     }
 
+    /// The answer of a 1.37 API server to a change of an immutable Secret's data, and a 422 of
+    /// another kind.
+    #[test]
+    fn an_immutable_secret_is_told_by_the_status_cause_not_its_text() {
+        let answer = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Secret \"imm\" is invalid: data: Forbidden: field is immutable when `immutable` is set","reason":"Invalid","details":{"name":"imm","kind":"Secret","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: field is immutable when `immutable` is set","field":"data"}]},"code":422}"#;
+        let status: kube::core::Status = serde_json::from_str(answer).unwrap();
+        let immutable = ReconcileError::Write { verb: "update", source: kube::Error::Api(Box::new(status)) };
+        assert_eq!((immutable.category(), immutable.retry()), ("SecretImmutable", Retry::AwaitChange));
+        let other =
+            kube::core::Status { code: 422, message: "immutable in the text only".into(), ..Default::default() };
+        let other = ReconcileError::Write { verb: "update", source: kube::Error::Api(Box::new(other)) };
+        assert_eq!(other.category(), "UpdateFailed");
+    }
+
     #[test]
     fn api_trouble_is_retried_without_limit_and_never_counted() {
         for code in [409, 429, 500, 503, 504] {
             assert_eq!(ReconcileError::Write { verb: "update", source: api(code) }.retry(), Retry::Transient);
         }
-        assert_eq!(ReconcileError::Timeout { verb: "get" }.retry(), Retry::Transient);
+        assert_eq!(ReconcileError::Timeout { verb: "get", resource: "Secret" }.retry(), Retry::Transient);
         assert_eq!(ReconcileError::Fetch(api(403)).retry(), Retry::Counted);
         assert_eq!(ReconcileError::Plan(PlanError::Contested).retry(), Retry::AwaitChange);
 
