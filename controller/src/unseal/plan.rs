@@ -114,36 +114,42 @@ impl Writes {
 /// (kube-controller-manager fills in a token Secret's data as fast as we overwrite it).
 const FOREIGN_TYPES: &[&str] = &["kubernetes.io/service-account-token"];
 
+/// How a failure is reported, in one place for every kind: the reason of the status condition
+/// (Sealant's, PascalCase), the Event's reason and the `unseal_errors_total` reason label.
+/// The last two are upstream's own values, which its alerts, dashboards and scripts match:
+/// Events say only `ErrUnsealFailed` or `ErrUpdateFailed`, the metric `unseal`, `unmanaged`,
+/// `update` or `fetch` (Sealant adds `template_backoff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reasons {
+    pub category: &'static str,
+    pub event: &'static str,
+    pub metric: &'static str,
+}
+
+pub const UNSEAL_FAILED: &str = "ErrUnsealFailed";
+pub const UPDATE_FAILED: &str = "ErrUpdateFailed";
+
+impl Reasons {
+    pub const fn new(category: &'static str, event: &'static str, metric: &'static str) -> Reasons {
+        Reasons { category, event, metric }
+    }
+}
+
 impl PlanError {
-    /// PascalCase reason for the status condition (and the event).
+    pub fn reasons(&self) -> Reasons {
+        match self {
+            PlanError::Unseal(e) => Reasons::new(e.category(), UNSEAL_FAILED, "unseal"),
+            PlanError::NotManaged(_) => Reasons::new("SecretNotManaged", UPDATE_FAILED, "unmanaged"),
+            PlanError::Immutable => Reasons::new("SecretImmutable", UPDATE_FAILED, "update"),
+            PlanError::NoKeys => Reasons::new("NoKeys", UNSEAL_FAILED, "unseal"),
+            PlanError::ForeignType(_) | PlanError::KeySecret => Reasons::new("InvalidSpec", UNSEAL_FAILED, "unseal"),
+            PlanError::Contested => Reasons::new("SecretContested", UPDATE_FAILED, "update"),
+        }
+    }
+
+    /// The status condition's reason.
     pub fn category(&self) -> &'static str {
-        match self {
-            PlanError::Unseal(e) => e.category(),
-            PlanError::NotManaged(_) => "SecretNotManaged",
-            PlanError::Immutable => "SecretImmutable",
-            PlanError::NoKeys => "NoKeys",
-            PlanError::ForeignType(_) | PlanError::KeySecret => "InvalidSpec",
-            PlanError::Contested => "SecretContested",
-        }
-    }
-
-    /// Upstream's event reason.
-    pub fn event_reason(&self) -> &'static str {
-        match self {
-            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) | PlanError::KeySecret => {
-                "ErrUnsealFailed"
-            }
-            PlanError::NotManaged(_) | PlanError::Immutable | PlanError::Contested => "ErrUpdateFailed",
-        }
-    }
-
-    /// Upstream's `unseal_errors_total` reason label.
-    pub fn metric_reason(&self) -> &'static str {
-        match self {
-            PlanError::Unseal(_) | PlanError::NoKeys | PlanError::ForeignType(_) | PlanError::KeySecret => "unseal",
-            PlanError::NotManaged(_) => "unmanaged",
-            PlanError::Immutable | PlanError::Contested => "update",
-        }
+        self.reasons().category
     }
 }
 

@@ -16,7 +16,7 @@ use crate::keys::keyring::{KeySecrets, Keyring};
 use crate::serve::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::unseal::cache::{Cached, INSTANCE_LABEL};
 use crate::unseal::events::{EventType, Events};
-use crate::unseal::plan::{Plan, PlanError, plan, up_to_date};
+use crate::unseal::plan::{Plan, PlanError, Reasons, UPDATE_FAILED, plan, up_to_date};
 use crate::unseal::state::ObjectStates;
 use crate::unseal::status::{Outcome, SYNCED, next_status};
 use crate::unseal::template_guard::TemplateGuard;
@@ -83,32 +83,28 @@ pub fn is_transient(e: &kube::Error) -> bool {
 }
 
 impl ReconcileError {
+    /// How it is reported (see [`Reasons`]): a failure of the API calls around the plan is an
+    /// update failure to upstream's Events and metric.
+    fn reasons(&self) -> Reasons {
+        match self {
+            ReconcileError::Plan(e) => e.reasons(),
+            ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) => {
+                Reasons::new("FetchFailed", UPDATE_FAILED, "fetch")
+            }
+            ReconcileError::Write { source, .. } if is_immutable(source) => {
+                Reasons::new("SecretImmutable", UPDATE_FAILED, "update")
+            }
+            ReconcileError::Write { .. } | ReconcileError::Timeout { .. } => {
+                Reasons::new("UpdateFailed", UPDATE_FAILED, "update")
+            }
+            ReconcileError::Internal => Reasons::new("InternalError", UPDATE_FAILED, "update"),
+            ReconcileError::NotLeading => Reasons::new("NotLeading", UPDATE_FAILED, "update"),
+            ReconcileError::TemplateWait(_) => Reasons::new("TemplateBackoff", UPDATE_FAILED, "template_backoff"),
+        }
+    }
+
     fn category(&self) -> &'static str {
-        match self {
-            ReconcileError::Plan(e) => e.category(),
-            ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) => "FetchFailed",
-            ReconcileError::Write { source, .. } if is_immutable(source) => "SecretImmutable",
-            ReconcileError::Write { .. } | ReconcileError::Timeout { .. } => "UpdateFailed",
-            ReconcileError::Internal => "InternalError",
-            ReconcileError::NotLeading => "NotLeading",
-            ReconcileError::TemplateWait(_) => "TemplateBackoff",
-        }
-    }
-
-    fn event_reason(&self) -> &'static str {
-        match self {
-            ReconcileError::Plan(e) => e.event_reason(),
-            _ => "ErrUpdateFailed",
-        }
-    }
-
-    fn metric_reason(&self) -> &'static str {
-        match self {
-            ReconcileError::Plan(e) => e.metric_reason(),
-            ReconcileError::Fetch(_) | ReconcileError::FetchSealed(_) => "fetch",
-            ReconcileError::TemplateWait(_) => "template_backoff",
-            _ => "update",
-        }
+        self.reasons().category
     }
 
     /// The verb, resource and status code of a failed API call, for the log line.
@@ -394,7 +390,7 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
             ctx.metrics
                 .unseal_errors
                 .get_or_create(&ErrorLabels {
-                    reason: e.metric_reason().into(),
+                    reason: e.reasons().metric.into(),
                     namespace: ss.namespace().unwrap_or_default(),
                 })
                 .inc();
@@ -404,7 +400,7 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
                 }
                 _ => message.clone(),
             };
-            publish(&ctx, &ss, EventType::Warning, e.event_reason(), note).await;
+            publish(&ctx, &ss, EventType::Warning, e.reasons().event, note).await;
             Outcome::failed(e.category(), message)
         }
     };
