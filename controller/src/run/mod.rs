@@ -8,7 +8,7 @@ pub mod memory;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
@@ -18,6 +18,7 @@ use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::flags::Flags;
 use crate::keys::keyring::{KeySecrets, Keyring};
@@ -132,10 +133,12 @@ struct Leader {
 }
 
 /// Everything the leader does: reconcile SealedSecrets and manage keys.
-async fn lead(leader: Leader) -> anyhow::Result<()> {
+/// What the leader does until `stop` is cancelled (leadership lost, or shutting down): renew
+/// keys and reconcile. Ends early, with an error, if one of its tasks does.
+async fn lead(leader: Leader, stop: CancellationToken) -> anyhow::Result<()> {
     let Leader { client, namespace, flags, metrics, keyring, ready, renew_now, fence } = leader;
     let mut tasks = JoinSet::new();
-    tasks.spawn(renewal::manage_keys(
+    let renewal = renewal::manage_keys(
         client.clone(),
         namespace.clone(),
         flags.clone(),
@@ -143,9 +146,13 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         keyring.clone(),
         ready.clone(),
         renew_now,
-    ));
+    );
+    tasks.spawn(stop.clone().run_until_cancelled_owned(renewal).map(|ended| ended.unwrap_or(Ok(()))));
     let mut ready_wait = ready.clone();
-    ready_wait.wait_for(|r| *r).await?;
+    tokio::select! {
+        ready = ready_wait.wait_for(|r| *r) => { ready?; }
+        () = stop.cancelled() => return Ok(()),
+    }
 
     let context = Arc::new(reconcile::Context {
         client: client.clone(),
@@ -229,6 +236,8 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
         }
         let context = context.clone();
         let metrics = context.metrics.clone();
+        // Reconciles in flight finish before it ends, when leadership is lost or on shutdown.
+        let controller = controller.graceful_shutdown_on(stop.clone().cancelled_owned());
         tasks.spawn(async move {
             controller
                 .run(reconcile::reconcile, reconcile::error_policy, context)
@@ -242,16 +251,34 @@ async fn lead(leader: Leader) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    match tasks.join_next().await {
-        Some(Ok(result)) => result,
-        Some(Err(e)) => Err(e.into()),
-        None => Ok(()),
+    // Every task runs until `stop`; one that ends before is an error of the leader.
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) if stop.is_cancelled() => {}
+            Ok(Ok(())) => return Err(anyhow::anyhow!("a task of the leader stopped")),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
 
 /// What kube-runtime's controller reports besides reconciles: counted by kind, and said in the
 /// log when nothing else says it (a failed reconcile has its event, status and metrics already;
 /// a list or watch that fails, RBAC on SealedSecrets for one, has only this).
+/// How long the leader's work may take to stop (reconciles in flight finishing) before it is
+/// aborted: well within the Pod's grace period and the lease duration.
+const STOP_LEADING: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stop the leader's work: cancel it, let reconciles in flight finish, abort what is left.
+async fn stop_leading((stop, mut task): (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)) {
+    stop.cancel();
+    if tokio::time::timeout(STOP_LEADING, &mut task).await.is_err() {
+        tracing::warn!(after = ?STOP_LEADING, "the leader's work did not stop in time; aborting it");
+        task.abort();
+    }
+}
+
 fn report_controller_error(
     error: &kube::runtime::controller::Error<reconcile::ReconcileError, kube::runtime::watcher::Error>,
     metrics: &Metrics,
@@ -344,10 +371,12 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
             Ok(())
         });
         let (metrics, mut forbidden) = (metrics.clone(), forbidden_rx.clone());
-        tokio::spawn(async move {
+        background.spawn(async move {
             while forbidden.changed().await.is_ok() {
                 metrics.election_forbidden.set(i64::from(*forbidden.borrow()));
             }
+            // The elector is gone: its own task reports that.
+            std::future::pending().await
         });
     } else {
         drop(leading_tx);
@@ -356,10 +385,12 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut leading_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
-    let start_leading = |leading_task: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>| {
+    // While leading: the token that stops the leader's work, and its task.
+    let mut leading: Option<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)> = None;
+    let start_leading = |leading: &mut Option<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>| {
         metrics.is_leader.set(1);
-        *leading_task = Some(tokio::spawn(lead(Leader {
+        let stop = CancellationToken::new();
+        let leader = Leader {
             client: client.clone(),
             namespace: namespace.clone(),
             flags: flags.clone(),
@@ -368,17 +399,18 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
             ready: ready_rx.clone(),
             renew_now: renew_now.clone(),
             fence: elector.as_ref().map(|e| e.fence.clone()),
-        })));
+        };
+        *leading = Some((stop.clone(), tokio::spawn(lead(leader, stop))));
     };
     if *leading_rx.borrow() {
-        start_leading(&mut leading_task);
+        start_leading(&mut leading);
     }
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
             _ = terminate.recv() => break Ok(()),
             _ = interrupt.recv() => break Ok(()),
             _ = usr1.recv() => {
-                if leading_task.is_some() {
+                if leading.is_some() {
                     renew_now.notify_one();
                 } else {
                     tracing::warn!("SIGUSR1 ignored: only the leader renews keys; send it to the leader");
@@ -386,18 +418,18 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
             }
             changed = leading_rx.changed(), if elector.is_some() => {
                 if changed.is_err() { break Err(anyhow::anyhow!("the leader elector stopped")); }
-                let leading = *leading_rx.borrow();
-                match (leading, leading_task.is_some()) {
-                    (true, false) => start_leading(&mut leading_task),
-                    (false, true) => {
-                        if let Some(task) = leading_task.take() { task.abort(); }
+                let now_leading = *leading_rx.borrow();
+                match (now_leading, leading.take()) {
+                    (true, None) => start_leading(&mut leading),
+                    (false, Some(work)) => {
+                        stop_leading(work).await;
                         metrics.is_leader.set(0);
                     }
-                    _ => {}
+                    (_, work) => leading = work,
                 }
             }
-            done = async { match leading_task.as_mut() { Some(t) => t.await, None => std::future::pending().await } } => {
-                leading_task = None;
+            done = async { match leading.as_mut() { Some((_, task)) => task.await, None => std::future::pending().await } } => {
+                leading = None;
                 break match done {
                     Ok(Ok(())) => Err(anyhow::anyhow!("the controller stopped")),
                     Ok(Err(e)) => Err(e),
@@ -413,8 +445,8 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
             }
         }
     };
-    if let Some(task) = leading_task.take() {
-        task.abort();
+    if let Some(work) = leading.take() {
+        stop_leading(work).await;
     }
     if let Some(elector) = &elector {
         // Hand the lease over if the API server answers soon; else it expires by itself.
