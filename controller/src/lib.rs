@@ -6,8 +6,10 @@
 //! - [`keys`]: the keyring from key Secrets, their watch, renewal and backup;
 //! - [`serve`]: the HTTP API (certificate, verify, rotate), metrics and trusted proxies.
 //!
-//! Beside them: [`flags`] (upstream's command line) and [`telemetry`] (logs).
+//! Beside them: [`flags`] (upstream's command line), [`error`] (what stops it) and
+//! [`telemetry`] (logs).
 
+pub mod error;
 pub mod flags;
 pub mod keys;
 pub mod run;
@@ -15,4 +17,5 @@ pub mod serve;
 pub mod telemetry;
 pub mod unseal;
 
+pub use error::{Error, Result};
 pub use run::run;

@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     match sealant_controller::run(flags) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "controller stopped");
+            tracing::error!(error = %e.one_line(), "controller stopped");
             std::process::ExitCode::FAILURE
         }
     }

@@ -11,6 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use sealant_crds::keys::{BACKUP_KEYS_ANNOTATION, BACKUP_WRITTEN_ANNOTATION, backup_list};
 use time::OffsetDateTime;
 
+use crate::error::{Error, Result};
 use crate::flags::Flags;
 use crate::keys::keyring::KEY_LABEL;
 use crate::serve::metrics::Metrics;
@@ -25,16 +26,12 @@ fn rfc3339_now() -> String {
 }
 
 /// Write every key Secret, encrypted to the backup recipients, to the backup Secret.
-pub(crate) async fn write_backup(
-    client: &Client,
-    namespace: &str,
-    flags: &Flags,
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
+pub(crate) async fn write_backup(client: &Client, namespace: &str, flags: &Flags, metrics: &Metrics) -> Result<()> {
     if flags.backup_age_recipients.is_empty() {
         return Ok(());
     }
-    let recipients = sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients)?;
+    let recipients =
+        sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients).map_err(Error::BackupRecipients)?;
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     let mut keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
     // The legacy key (named after --key-prefix, perhaps without the label) opens SealedSecrets
@@ -45,8 +42,8 @@ pub(crate) async fn write_backup(
         keys.items.push(legacy);
     }
     let list = backup_list(&keys.items);
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(&list)?);
-    let sealed = sealant_core::age_keys::encrypt(&recipients, &plain, false)?;
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(&list).map_err(Error::Encode)?);
+    let sealed = sealant_core::age_keys::encrypt(&recipients, &plain, false).map_err(Error::Backup)?;
     let name = backup_secret_name(flags);
     let secret = Secret {
         metadata: ObjectMeta {

@@ -13,6 +13,7 @@ use sealant_crds::keys::{KeyName, key_secret};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
+use crate::error::{Error, Result};
 use crate::flags::Flags;
 use crate::keys::backup::write_backup;
 use crate::keys::keyring::{KEY_LABEL, Keyring};
@@ -35,7 +36,7 @@ async fn generate_key(
     namespace: &str,
     flags: &Flags,
     newest: Option<OffsetDateTime>,
-) -> anyhow::Result<Option<String>> {
+) -> Result<Option<String>> {
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     let retired = kube::api::ListParams::default().labels(&format!("{KEY_LABEL},{KEY_LABEL}!=active"));
     let retired = api.list_metadata(&retired).await?.items.len();
@@ -46,8 +47,9 @@ async fn generate_key(
     }
     let (bits, ttl, cn) = (flags.key_size, flags.key_ttl, flags.my_cn.clone());
     let not_before = cert::next_not_before(OffsetDateTime::now_utc(), newest);
-    let generated =
-        tokio::task::spawn_blocking(move || cert::generate(&mut rand::rng(), bits, ttl, &cn, not_before)).await??;
+    let generated = tokio::task::spawn_blocking(move || cert::generate(&mut rand::rng(), bits, ttl, &cn, not_before))
+        .await?
+        .map_err(Error::Generate)?;
     let fingerprint = generated.key.public().fingerprint();
     let secret = key_secret(
         &generated,
@@ -91,9 +93,9 @@ pub async fn manage_keys(
     mut keyring: watch::Receiver<Arc<Keyring>>,
     mut ready: watch::Receiver<bool>,
     renew_now: Arc<Notify>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     ready.wait_for(|r| *r).await?;
-    let cutoff = flags.cutoff().map_err(anyhow::Error::msg)?;
+    let cutoff = flags.cutoff().map_err(Error::Flag)?;
     let needs_first = {
         let ring = keyring.borrow();
         match ring.newest() {
@@ -116,7 +118,7 @@ pub async fn manage_keys(
         if backed_up.as_ref() != Some(&now_held) && !flags.backup_age_recipients.is_empty() {
             match write_backup(&client, &namespace, &flags, &metrics).await {
                 Ok(()) => backed_up = Some(now_held),
-                Err(e) => tracing::warn!(error = %e, "cannot write the key backup"),
+                Err(e) => tracing::warn!(error = %e.one_line(), "cannot write the key backup"),
             }
         }
         let due = if period.is_zero() {
@@ -169,7 +171,7 @@ async fn make_next_key(
                 let _ = tokio::time::timeout(Duration::from_secs(30), keyring.changed()).await;
                 return;
             }
-            Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "cannot make a new key"),
+            Ok(Err(error)) => tracing::warn!(error = %error.one_line(), retry_in = ?delay, "cannot make a new key"),
             Err(_) => tracing::warn!(retry_in = ?delay, "making a new key took over 5 minutes"),
         }
         metrics.key_renewal_failures.inc();

@@ -11,6 +11,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::error::Result;
 use crate::flags::Flags;
 use crate::keys::keyring::{KEY_LABEL, Keyring};
 use crate::serve::metrics::Metrics;
@@ -63,7 +64,7 @@ pub async fn watch_keys(
     metrics: Arc<Metrics>,
     keyring: watch::Sender<Arc<Keyring>>,
     ready: watch::Sender<bool>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let api = Api::<Secret>::namespaced(client, &namespace);
     let labelled = watcher::watcher(api.clone(), watcher::Config::default().labels(KEY_LABEL))
         .default_backoff()

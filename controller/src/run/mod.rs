@@ -7,7 +7,6 @@ pub mod memory;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -20,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
 use crate::flags::Flags;
 use crate::keys::keyring::{KeySecrets, Keyring};
 use crate::keys::{renewal, watch as key_watch};
@@ -56,7 +56,7 @@ fn decrypt_turns() -> usize {
 }
 
 /// Run until SIGTERM or SIGINT.
-pub fn run(flags: Flags) -> anyhow::Result<()> {
+pub fn run(flags: Flags) -> Result<()> {
     memory::configure();
     // Decryption (RSA) and parsing run on the blocking pool: CPU work, for which threads beyond
     // the cores add memory (a stack and buffers each), not speed. Tokio's default is 512.
@@ -66,7 +66,8 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(decrypt_turns() + http::HEAVY_REQUESTS + 1)
-        .build()?;
+        .build()
+        .map_err(Error::Io)?;
     let result = runtime.block_on(run_async(flags));
     // Decryptions still running on the blocking pool must not hold the exit (SIGTERM has a
     // grace period, and their results are no longer wanted).
@@ -74,15 +75,16 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     result
 }
 
-async fn client(flags: &Flags) -> anyhow::Result<Client> {
+async fn client(flags: &Flags) -> Result<Client> {
     let config = match &flags.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+            let unreadable = |source| Error::Kubeconfig { path: path.clone(), source };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(unreadable)?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(unreadable)?
         }
-        None => Config::infer().await.context("cannot find the cluster (in-cluster config or KUBECONFIG)")?,
+        None => Config::infer().await.map_err(Error::NoCluster)?,
     };
-    Ok(Client::try_from(config)?)
+    Client::try_from(config).map_err(Error::Client)
 }
 
 /// `--namespace`, then $POD_NAMESPACE, then the service account's, then `default`.
@@ -135,7 +137,7 @@ struct Leader {
 /// Everything the leader does: reconcile SealedSecrets and manage keys.
 /// What the leader does until `stop` is cancelled (leadership lost, or shutting down): renew
 /// keys and reconcile. Ends early, with an error, if one of its tasks does.
-async fn lead(leader: Leader, stop: CancellationToken) -> anyhow::Result<()> {
+async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
     let Leader { client, namespace, flags, metrics, keyring, ready, renew_now, fence } = leader;
     let mut tasks = JoinSet::new();
     let renewal = renewal::manage_keys(
@@ -255,7 +257,7 @@ async fn lead(leader: Leader, stop: CancellationToken) -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(())) if stop.is_cancelled() => {}
-            Ok(Ok(())) => return Err(anyhow::anyhow!("a task of the leader stopped")),
+            Ok(Ok(())) => return Err(Error::Stopped("a task of the leader")),
             Ok(Err(e)) => return Err(e),
             Err(e) => return Err(e.into()),
         }
@@ -271,7 +273,7 @@ async fn lead(leader: Leader, stop: CancellationToken) -> anyhow::Result<()> {
 const STOP_LEADING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stop the leader's work: cancel it, let reconciles in flight finish, abort what is left.
-async fn stop_leading((stop, mut task): (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)) {
+async fn stop_leading((stop, mut task): (CancellationToken, tokio::task::JoinHandle<Result<()>>)) {
     stop.cancel();
     if tokio::time::timeout(STOP_LEADING, &mut task).await.is_err() {
         tracing::warn!(after = ?STOP_LEADING, "the leader's work did not stop in time; aborting it");
@@ -302,12 +304,11 @@ fn report_controller_error(
     metrics.controller_errors.get_or_create(&metrics::KindLabels { kind: kind.into() }).inc();
 }
 
-async fn run_async(flags: Flags) -> anyhow::Result<()> {
+async fn run_async(flags: Flags) -> Result<()> {
     let flags = Arc::new(flags);
-    flags.cutoff().map_err(anyhow::Error::msg)?;
+    flags.cutoff().map_err(Error::Flag)?;
     if !flags.backup_age_recipients.is_empty() {
-        sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients)
-            .context("invalid --backup-age-recipients")?;
+        sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients).map_err(Error::BackupRecipients)?;
     }
     let client = client(&flags).await?;
     let namespace = controller_namespace(&flags);
@@ -331,7 +332,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     let (forbidden_tx, forbidden_rx) = watch::channel(false);
     let trusted_proxies = Arc::new(
         proxies::TrustedProxies::parse(&flags.trusted_proxies)
-            .map_err(|e| anyhow::anyhow!("invalid --trusted-proxies: {e}"))?,
+            .map_err(|e| Error::Flag(format!("invalid --trusted-proxies: {e}")))?,
     );
     background.spawn(trusted_proxies.clone().follow_api_servers(client.clone()));
     let api_state = http::ApiState {
@@ -382,12 +383,12 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
         drop(leading_tx);
     }
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Io)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(Error::Io)?;
     // While leading: the token that stops the leader's work, and its task.
-    let mut leading: Option<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)> = None;
-    let start_leading = |leading: &mut Option<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>| {
+    let mut leading: Option<(CancellationToken, tokio::task::JoinHandle<Result<()>>)> = None;
+    let start_leading = |leading: &mut Option<(CancellationToken, tokio::task::JoinHandle<Result<()>>)>| {
         metrics.is_leader.set(1);
         let stop = CancellationToken::new();
         let leader = Leader {
@@ -405,7 +406,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
     if *leading_rx.borrow() {
         start_leading(&mut leading);
     }
-    let outcome: anyhow::Result<()> = loop {
+    let outcome: Result<()> = loop {
         tokio::select! {
             _ = terminate.recv() => break Ok(()),
             _ = interrupt.recv() => break Ok(()),
@@ -417,7 +418,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
                 }
             }
             changed = leading_rx.changed(), if elector.is_some() => {
-                if changed.is_err() { break Err(anyhow::anyhow!("the leader elector stopped")); }
+                if changed.is_err() { break Err(Error::Stopped("the leader elector")); }
                 let now_leading = *leading_rx.borrow();
                 match (now_leading, leading.take()) {
                     (true, None) => start_leading(&mut leading),
@@ -431,7 +432,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
             done = async { match leading.as_mut() { Some((_, task)) => task.await, None => std::future::pending().await } } => {
                 leading = None;
                 break match done {
-                    Ok(Ok(())) => Err(anyhow::anyhow!("the controller stopped")),
+                    Ok(Ok(())) => Err(Error::Stopped("the controller")),
                     Ok(Err(e)) => Err(e),
                     Err(e) => Err(e.into()),
                 };
@@ -440,7 +441,7 @@ async fn run_async(flags: Flags) -> anyhow::Result<()> {
                 break match done {
                     Some(Ok(Err(e))) => Err(e),
                     Some(Err(e)) => Err(e.into()),
-                    _ => Err(anyhow::anyhow!("a background task stopped")),
+                    _ => Err(Error::Stopped("a background task")),
                 };
             }
         }

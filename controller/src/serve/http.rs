@@ -415,9 +415,8 @@ impl Drop for InRequest {
 /// Serve `router` on `addr` until the process stops, with bounded connections (see
 /// [`Connections`]), each bounded in time: one that sends nothing within [`FIRST_BYTE`], or
 /// sends slowly, is cut off, so held connections cannot keep the probes out.
-pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> anyhow::Result<()> {
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> crate::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| crate::Error::Listen { addr, source })?;
     tracing::info!(%addr, "serving HTTP");
     let connections = Arc::new(Connections::default());
     loop {

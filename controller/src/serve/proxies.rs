@@ -81,7 +81,7 @@ impl TrustedProxies {
     /// Keep the API server's addresses current, from `default/kubernetes`'s EndpointSlice. Where
     /// RBAC does not allow reading it (upstream's chart), says so once and believes only
     /// `--trusted-proxies`.
-    pub async fn follow_api_servers(self: Arc<Self>, client: Client) -> anyhow::Result<()> {
+    pub async fn follow_api_servers(self: Arc<Self>, client: Client) -> crate::Result<()> {
         let slices = Api::<EndpointSlice>::namespaced(client, "default");
         let mut said = false;
         loop {
