@@ -1,12 +1,12 @@
 //! Key Secrets, watched by every replica: keys added, relabelled or deleted take effect without
 //! a restart. Publishes the keyring the rest of the controller reads.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -15,43 +15,6 @@ use crate::error::Result;
 use crate::flags::Flags;
 use crate::keys::keyring::{KEY_LABEL, Keyring};
 use crate::serve::metrics::Metrics;
-
-/// One watched set of key Secrets: the ones served, and a relist in progress.
-#[derive(Debug, Default)]
-struct Watched {
-    current: BTreeMap<String, Secret>,
-    pending: BTreeMap<String, Secret>,
-    listed: bool,
-}
-
-impl Watched {
-    /// Take one watch event; whether the served set may have changed.
-    fn apply(&mut self, event: Event<Secret>) -> bool {
-        let name = |s: &Secret| s.metadata.name.clone().unwrap_or_default();
-        match event {
-            // A (re)list begins: keep serving the current keys until it is complete.
-            Event::Init => {
-                self.pending.clear();
-                return false;
-            }
-            Event::InitApply(s) => {
-                self.pending.insert(name(&s), s);
-                return false;
-            }
-            Event::InitDone => {
-                self.current = std::mem::take(&mut self.pending);
-                self.listed = true;
-            }
-            Event::Apply(s) => {
-                self.current.insert(name(&s), s);
-            }
-            Event::Delete(s) => {
-                self.current.remove(&name(&s));
-            }
-        }
-        true
-    }
-}
 
 /// Keep the published keyring in step with the key Secrets in `namespace`: the labelled ones,
 /// and the legacy key (the Secret named after the key prefix, label or not), both watched so
@@ -66,32 +29,39 @@ pub async fn watch_keys(
     ready: watch::Sender<bool>,
 ) -> Result<()> {
     let api = Api::<Secret>::namespaced(client, &namespace);
-    let labelled = watcher::watcher(api.clone(), watcher::Config::default().labels(KEY_LABEL))
+    // kube-runtime's reflector keeps serving the keys it has while a relist is in progress, and
+    // swaps in the new set once it is complete, which is what the keyring needs.
+    let (labelled, labelled_writer) = reflector::store::<Secret>();
+    let (legacy, legacy_writer) = reflector::store::<Secret>();
+    let labelled_events = watcher::watcher(api.clone(), watcher::Config::default().labels(KEY_LABEL))
         .default_backoff()
-        .map_ok(|event| (false, event));
+        .reflect(labelled_writer);
     let legacy_config = watcher::Config::default().fields(&format!("metadata.name={}", flags.key_prefix));
-    let legacy = watcher::watcher(api, legacy_config).default_backoff().map_ok(|event| (true, event));
-    let mut events = std::pin::pin!(futures::stream::select(labelled, legacy));
-    let (mut keys, mut legacy_key) = (Watched::default(), Watched::default());
-    while let Some(item) = events.next().await {
-        let (is_legacy, event) = match item {
-            Ok(tagged) => tagged,
+    let legacy_events = watcher::watcher(api, legacy_config).default_backoff().reflect(legacy_writer);
+    let mut events = std::pin::pin!(futures::stream::select(labelled_events, legacy_events));
+    let listed = |store: &reflector::Store<Secret>| store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok());
+    while let Some(event) = events.next().await {
+        match event {
+            // A relist in progress: the stores still hold the keys served.
+            Ok(Event::Init | Event::InitApply(_)) => continue,
+            Ok(_) => {}
             Err(e) => {
                 // The watcher backs off and tries again; the current keys stay in use.
                 tracing::warn!(error = %e, "watching key Secrets failed; retrying");
                 continue;
             }
-        };
-        let watched = if is_legacy { &mut legacy_key } else { &mut keys };
-        let changed = watched.apply(event);
-        if !(changed && keys.listed && legacy_key.listed) {
+        }
+        if !(listed(&labelled) && listed(&legacy)) {
             continue;
         }
-        // A legacy key that is also labelled is in both sets: count it once.
-        let unlabelled =
-            legacy_key.current.iter().filter(|(name, _)| !keys.current.contains_key(*name)).map(|(_, s)| s);
+        // A legacy key that is also labelled is in both sets: count it once. By name, so that
+        // every replica builds the same keyring.
+        let mut secrets = labelled.state();
+        secrets.extend(legacy.state());
+        secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        secrets.dedup_by(|a, b| a.metadata.name == b.metadata.name);
         let ring =
-            Keyring::from_secrets(keys.current.values().chain(unlabelled), flags.key_order_priority, &flags.key_prefix);
+            Keyring::from_secrets(secrets.iter().map(|s| s.as_ref()), flags.key_order_priority, &flags.key_prefix);
         publish(ring, &metrics, &keyring);
         ready.send_replace(true);
     }
