@@ -1,5 +1,12 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: one replica holds it and renews it; the
 //! others take it over once it has not been renewed for a lease duration.
+//!
+//! Ours rather than kubert's `LeaseManager` (what linkerd uses), for what it does not do and
+//! Sealant needs: a fence that stops writes once the lease may have passed to another replica
+//! (`Fence::may_write`, read before every Secret write), and the single-writer fallback when
+//! upstream's chart grants no `leases` at all (403: this replica writes alone, and says so in
+//! the `sealant_leader_election_forbidden` metric). kubert would also bring a second kube-rs
+//! release line to keep in step with ours.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -72,6 +72,12 @@ pub struct ApiState {
 /// Per-client token buckets: `rate` per second, `burst + 1` at once (as upstream's limiter).
 /// A client is an address and a route, so an entry has a fixed size, and there are at most
 /// [`MAX_CLIENTS`] of them.
+///
+/// Ours rather than `governor`'s keyed limiter, whose map grows with every key until
+/// `retain_recent` is called: this one can never hold more than [`MAX_CLIENTS`] entries, the
+/// bound that round 3's memory attack through `X-Forwarded-For` called for. The two semaphores
+/// ([`HEAVY_REQUESTS`], [`UPLOADS`]) stay too: tower's `ConcurrencyLimit` waits for a permit
+/// where these answer 503 at once, and `LoadShed` would shed every route, `/healthz` included.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,

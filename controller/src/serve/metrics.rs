@@ -276,6 +276,8 @@ fn process_metrics() -> String {
     let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     };
+    // prometheus-client has no process collector (the Go client's `process_*`), so the few
+    // series upstream exports are read from /proc here.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which may hold spaces), from field 3 on.
     let fields: Vec<&str> =

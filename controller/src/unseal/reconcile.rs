@@ -171,6 +171,9 @@ pub struct RetryState {
 
 /// The backoff before attempt `n` (1-based): 0.5 s doubling, at most 5 minutes, with ±20% jitter
 /// (`jitter` in 0..1) so that a fault does not bring every object back at the same instant.
+/// A pure function of the attempt rather than a backoff object (kube-runtime's, `backon`):
+/// the count lives in the per-object state, so one is needed per object, and this one is
+/// tested as it is.
 pub fn backoff(n: u32, jitter: f64) -> Duration {
     let base = Duration::from_millis(500u64 << n.saturating_sub(1).min(10)).min(Duration::from_secs(300));
     base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
