@@ -7,13 +7,10 @@ pub mod memory;
 
 use std::sync::{Arc, Mutex};
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use futures::FutureExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::PartialObjectMeta;
-use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, Config};
-use sealant_crds::{SealedSecret, UnsealOptions};
+use kube::{Client, Config};
+use sealant_crds::UnsealOptions;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -23,29 +20,9 @@ use crate::error::{Error, Result};
 use crate::flags::Flags;
 use crate::keys::keyring::{KeySecrets, Keyring};
 use crate::keys::{renewal, watch as key_watch};
-use crate::serve::metrics::{self, Metrics};
+use crate::serve::metrics::Metrics;
 use crate::serve::{http, proxies};
-use crate::unseal::cache::Cached;
-use crate::unseal::{events, reconcile, template_guard, turns};
-
-/// Objects per page of an initial list (kube's default is 500). A SealedSecret may be close to
-/// the API server's 1.5 MB limit, and a page is held whole while it is read: 20 of them cost at
-/// most about 30 MB, whatever tenants write; 10,000 small ones take 500 list calls.
-const LIST_PAGE: u32 = 20;
-
-/// SealedSecrets reconciled at once.
-const RECONCILE_CONCURRENCY: u16 = 32;
-
-/// A watch event of SealedSecrets as the cache keeps them.
-fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
-    match event {
-        watcher::Event::Apply(ss) => watcher::Event::Apply(ss.into()),
-        watcher::Event::Delete(ss) => watcher::Event::Delete(ss.into()),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(ss) => watcher::Event::InitApply(ss.into()),
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
-}
+use crate::unseal::{self, events, reconcile, template_guard, turns};
 
 /// Reconciles that may hold a turn at the RSA work at once: two a core, so that one's API calls
 /// (reading the whole object, writing the Secret) overlap another's decryption. One a core left
@@ -134,7 +111,6 @@ struct Leader {
     fence: Option<leader::Fence>,
 }
 
-/// Everything the leader does: reconcile SealedSecrets and manage keys.
 /// What the leader does until `stop` is cancelled (leadership lost, or shutting down): renew
 /// keys and reconcile. Ends early, with an error, if one of its tasks does.
 async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
@@ -171,87 +147,8 @@ async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
         state: Default::default(),
         fence,
     });
-    let mut scopes: Vec<Option<String>> = Vec::new();
-    let extra = flags.namespaces();
-    if flags.all_namespaces && extra.is_empty() {
-        scopes.push(None);
-    } else {
-        scopes.push(Some(namespace.clone()));
-        scopes.extend(extra.into_iter().filter(|ns| *ns != namespace).map(Some));
-    }
-    for scope in scopes {
-        let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        };
-        let mut config = watcher::Config::default().page_size(LIST_PAGE);
-        if !flags.label_selector.is_empty() {
-            config = config.labels(&flags.label_selector);
-        }
-        // New keys may open SealedSecrets that failed before: reconcile everything again; and
-        // so every resync period, which repairs whatever a fault made us miss.
-        let key_changes = futures::stream::unfold(keyring.clone(), |mut rx| async move {
-            rx.changed().await.ok()?;
-            Some(((), rx))
-        });
-        let period = flags.resync_period;
-        let resyncs = futures::stream::unfold((), move |()| async move {
-            if period.is_zero() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(period).await;
-            Some(((), ()))
-        });
-        let key_changes = futures::stream::select(key_changes, resyncs);
-        // One list-and-watch of SealedSecrets serves the controller's cache (what `Cached`
-        // keeps of each) and the deletions, which are not reconciled: they only take a
-        // SealedSecret's metric and counters away.
-        let (reader, writer) = reflector::store::<Cached>();
-        let forget_context = context.clone();
-        let sealed_stream = watcher(sealed, config)
-            .default_backoff()
-            .map_ok(cached)
-            .reflect(writer)
-            .inspect(move |event| {
-                if let Ok(watcher::Event::Delete(ss)) = event {
-                    reconcile::forget(&forget_context, ss);
-                }
-            })
-            .applied_objects();
-        // Reconciles at once: enough to keep the API server and every core busy; more would
-        // only hold more objects, decrypted values and threads in memory.
-        let mut controller = Controller::for_stream(sealed_stream, reader)
-            .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-            .reconcile_all_on(key_changes);
-        if !flags.skip_recreate {
-            // Owned Secrets as metadata only: their ownerReferences are all the trigger needs, and
-            // other Secrets in the cluster (Helm releases of 100 KB and more) cost next to nothing.
-            let owned = watcher(secrets, watcher::Config::default().page_size(LIST_PAGE))
-                .default_backoff()
-                .modify(|secret| {
-                    secret.metadata.managed_fields = None;
-                    secret.metadata.annotations = None;
-                    secret.metadata.labels = None;
-                })
-                .touched_objects();
-            controller = controller.owns_stream(owned);
-        }
-        let context = context.clone();
-        let metrics = context.metrics.clone();
-        // Reconciles in flight finish before it ends, when leadership is lost or on shutdown.
-        let controller = controller.graceful_shutdown_on(stop.clone().cancelled_owned());
-        tasks.spawn(async move {
-            controller
-                .run(reconcile::reconcile, reconcile::error_policy, context)
-                .for_each(move |result| {
-                    if let Err(e) = result {
-                        report_controller_error(&e, &metrics);
-                    }
-                    futures::future::ready(())
-                })
-                .await;
-            Ok(())
-        });
+    for controller in unseal::controllers(&client, &flags, &namespace, &keyring, &context, &stop) {
+        tasks.spawn(controller);
     }
     // Every task runs until `stop`; one that ends before is an error of the leader.
     while let Some(done) = tasks.join_next().await {
@@ -265,9 +162,6 @@ async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-/// What kube-runtime's controller reports besides reconciles: counted by kind, and said in the
-/// log when nothing else says it (a failed reconcile has its event, status and metrics already;
-/// a list or watch that fails, RBAC on SealedSecrets for one, has only this).
 /// How long the leader's work may take to stop (reconciles in flight finishing) before it is
 /// aborted: well within the Pod's grace period and the lease duration.
 const STOP_LEADING: std::time::Duration = std::time::Duration::from_secs(10);
@@ -279,29 +173,6 @@ async fn stop_leading((stop, mut task): (CancellationToken, tokio::task::JoinHan
         tracing::warn!(after = ?STOP_LEADING, "the leader's work did not stop in time; aborting it");
         task.abort();
     }
-}
-
-fn report_controller_error(
-    error: &kube::runtime::controller::Error<reconcile::ReconcileError, kube::runtime::watcher::Error>,
-    metrics: &Metrics,
-) {
-    use kube::runtime::controller::Error;
-    let kind = match error {
-        Error::ReconcilerFailed(..) => "reconcile",
-        Error::QueueError(e) => {
-            tracing::warn!(error = %e, "cannot list or watch (retried with backoff)");
-            "watch"
-        }
-        Error::ObjectNotFound(obj) => {
-            tracing::debug!(object = %obj, "a queued object was gone before its reconcile");
-            "not_found"
-        }
-        Error::RunnerError(e) => {
-            tracing::warn!(error = %e, "the reconcile runner failed");
-            "runner"
-        }
-    };
-    metrics.controller_errors.get_or_create(&metrics::KindLabels { kind: kind.into() }).inc();
 }
 
 async fn run_async(flags: Flags) -> Result<()> {
