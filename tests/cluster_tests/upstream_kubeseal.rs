@@ -106,4 +106,37 @@ async fn the_real_kubeseal_works_with_our_controller() {
         );
         assert!(out.contains("bWVyZ2VkLWlu"), "{}: the Secret with password merged-in: {out}", key.display());
     }
+
+    // --recovery-unseal with what `sealant keys backup` wrote, once opened with `age -d`.
+    let work = tempfile::tempdir().unwrap();
+    let keygen = Command::new("age-keygen").arg("-o").arg(work.path().join("id.txt")).output().unwrap();
+    assert!(keygen.status.success());
+    let recipient = String::from_utf8_lossy(&keygen.stderr).trim().trim_start_matches("Public key: ").to_owned();
+    let backup = Command::new(sealant_tests::cluster::built_binary("sealant"))
+        .args(["keys", "backup", "--controller-namespace", &n, "--age-recipient", &recipient, "-o"])
+        .arg(work.path().join("keys.age"))
+        .env("KUBECONFIG", &control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let opened = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(work.path().join("id.txt"))
+        .arg("-o")
+        .arg(work.path().join("keys.yaml"))
+        .arg(work.path().join("keys.age"))
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "{}", String::from_utf8_lossy(&opened.stderr));
+    let keys = work.path().join("keys.yaml");
+    let out = ok(
+        "--recovery-unseal with a key backup",
+        kubeseal(
+            &n,
+            &["--recovery-unseal", "--recovery-private-key", keys.to_str().unwrap(), "-f", file.to_str().unwrap()],
+            "",
+        ),
+    );
+    assert!(out.contains("bWVyZ2VkLWlu"), "the backup's keys open it: {out}");
 }
