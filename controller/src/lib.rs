@@ -6,9 +6,10 @@
 //! - [`keys`]: the keyring from key Secrets, their watch, renewal and backup;
 //! - [`serve`]: the HTTP API (certificate, verify, rotate), metrics and trusted proxies.
 //!
-//! Beside them: [`flags`] (upstream's command line), [`error`] (what stops it) and
-//! [`telemetry`] (logs).
+//! Beside them: [`flags`] (upstream's command line), [`api`] (every call to the API server,
+//! bounded in time), [`error`] (what stops it) and [`telemetry`] (logs).
 
+pub mod api;
 pub mod error;
 pub mod flags;
 pub mod keys;

@@ -11,6 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use sealant_crds::keys::{BACKUP_KEYS_ANNOTATION, BACKUP_WRITTEN_ANNOTATION, backup_list};
 use time::OffsetDateTime;
 
+use crate::api::answered;
 use crate::error::{Error, Result};
 use crate::flags::Flags;
 use crate::keys::keyring::KEY_LABEL;
@@ -33,11 +34,11 @@ pub(crate) async fn write_backup(client: &Client, namespace: &str, flags: &Flags
     let recipients =
         sealant_core::age_keys::parse_recipients(&flags.backup_age_recipients).map_err(Error::BackupRecipients)?;
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let mut keys = api.list(&kube::api::ListParams::default().labels(KEY_LABEL)).await?;
+    let mut keys = answered(api.list(&kube::api::ListParams::default().labels(KEY_LABEL))).await?;
     // The legacy key (named after --key-prefix, perhaps without the label) opens SealedSecrets
     // too, as the keyring loads it: a backup without it would not restore them.
     if !keys.items.iter().any(|k| k.metadata.name.as_deref() == Some(flags.key_prefix.as_str()))
-        && let Some(legacy) = api.get_opt(&flags.key_prefix).await?
+        && let Some(legacy) = answered(api.get_opt(&flags.key_prefix)).await?
     {
         keys.items.push(legacy);
     }
@@ -67,14 +68,14 @@ pub(crate) async fn write_backup(client: &Client, namespace: &str, flags: &Flags
         data: Some(BTreeMap::from([("keys.age".to_owned(), ByteString(sealed))])),
         ..Default::default()
     };
-    match api.get_opt(&name).await? {
+    match answered(api.get_opt(&name)).await? {
         Some(existing) => {
             let mut replaced = secret;
             replaced.metadata.resource_version = existing.metadata.resource_version;
-            api.replace(&name, &PostParams::default(), &replaced).await?;
+            answered(api.replace(&name, &PostParams::default(), &replaced)).await?;
         }
         None => {
-            api.create(&PostParams::default(), &secret).await?;
+            answered(api.create(&PostParams::default(), &secret)).await?;
         }
     }
     metrics.last_backup.set(OffsetDateTime::now_utc().unix_timestamp() as f64);

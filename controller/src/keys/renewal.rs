@@ -13,6 +13,7 @@ use sealant_crds::keys::{KeyName, key_secret};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
+use crate::api::answered;
 use crate::error::{Error, Result};
 use crate::flags::Flags;
 use crate::keys::backup::write_backup;
@@ -39,9 +40,9 @@ async fn generate_key(
 ) -> Result<Option<String>> {
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
     let retired = kube::api::ListParams::default().labels(&format!("{KEY_LABEL},{KEY_LABEL}!=active"));
-    let retired = api.list_metadata(&retired).await?.items.len();
+    let retired = answered(api.list_metadata(&retired)).await?.items.len();
     let name = next_key_name(&flags.key_prefix, newest, retired);
-    if api.get_opt(&name).await?.is_some() {
+    if answered(api.get_opt(&name)).await?.is_some() {
         tracing::info!(secret = %name, "the next key already exists (made by another replica)");
         return Ok(None);
     }
@@ -58,7 +59,7 @@ async fn generate_key(
         Flags::pairs(&flags.privatekey_labels).into_iter().collect(),
         Flags::pairs(&flags.privatekey_annotations).into_iter().collect(),
     );
-    match api.create(&PostParams::default(), &secret).await {
+    match answered(api.create(&PostParams::default(), &secret)).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::info!(secret = %name, "the next key was made by another replica meanwhile; keeping theirs");

@@ -173,10 +173,9 @@ impl Elector {
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
             // A hung request must not keep a leader that cannot renew: bounded well inside the lease.
-            let attempt = match tokio::time::timeout(self.lease_duration / 3, self.try_acquire_or_renew()).await {
-                Ok(attempt) => attempt,
-                Err(_) => Err(kube::Error::Service("the lease request timed out".into())),
-            };
+            let attempt = crate::api::bounded(self.lease_duration / 3, self.try_acquire_or_renew())
+                .await
+                .unwrap_or_else(|no_answer| Err(kube::Error::Service(Box::new(no_answer))));
             let is_forbidden = matches!(&attempt, Err(kube::Error::Api(s)) if s.code == 403);
             if is_forbidden != *forbidden.borrow() {
                 if is_forbidden {

@@ -322,7 +322,11 @@ async fn run_async(flags: Flags) -> Result<()> {
     }
     if let Some(elector) = &elector {
         // Hand the lease over if the API server answers soon; else it expires by itself.
-        if tokio::time::timeout(std::time::Duration::from_secs(3), elector.release()).await.is_err() {
+        let release = async {
+            elector.release().await;
+            Ok::<(), std::convert::Infallible>(())
+        };
+        if crate::api::bounded(std::time::Duration::from_secs(3), release).await.is_err() {
             tracing::warn!("could not hand the leader lease over in time; it expires by itself");
         }
     }

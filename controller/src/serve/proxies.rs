@@ -85,7 +85,7 @@ impl TrustedProxies {
         let slices = Api::<EndpointSlice>::namespaced(client, "default");
         let mut said = false;
         loop {
-            match slices.get_opt("kubernetes").await {
+            match crate::api::answered(slices.get_opt("kubernetes")).await {
                 Ok(slice) => {
                     let addresses: Vec<IpAddr> = slice
                         .iter()

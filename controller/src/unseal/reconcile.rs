@@ -12,6 +12,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use sealant_crds::{SealedSecret, UnsealOptions};
 use tokio::sync::watch;
 
+use crate::api::{self, API_TIMEOUT, answered};
 use crate::keys::keyring::{KeySecrets, Keyring};
 use crate::serve::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::unseal::cache::{Cached, INSTANCE_LABEL};
@@ -21,10 +22,6 @@ use crate::unseal::state::ObjectStates;
 use crate::unseal::status::{Outcome, SYNCED, next_status};
 use crate::unseal::template_guard::TemplateGuard;
 use crate::unseal::turns::FairTurns;
-
-/// Deadline of one API call made while reconciling: a hung request must not hold a
-/// SealedSecret (or the leader) forever.
-pub const API_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -141,24 +138,13 @@ impl ReconcileError {
     }
 }
 
-/// An API call that did not answer within [`API_TIMEOUT`], as the kube error the call's own
-/// failures are (for the calls whose failure is logged, not returned: events and status).
-#[derive(Debug, thiserror::Error)]
-#[error("no answer within {}s", API_TIMEOUT.as_secs())]
-struct NoAnswer;
-
-/// An API call bounded by [`API_TIMEOUT`], a timeout being one more of its errors.
-async fn answered<T>(call: impl std::future::Future<Output = Result<T, kube::Error>>) -> Result<T, kube::Error> {
-    tokio::time::timeout(API_TIMEOUT, call).await.unwrap_or_else(|_| Err(kube::Error::Service(Box::new(NoAnswer))))
-}
-
 /// An API call bounded by [`API_TIMEOUT`].
 async fn bounded<T>(
     verb: &'static str,
     resource: &'static str,
     call: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<Result<T, kube::Error>, ReconcileError> {
-    tokio::time::timeout(API_TIMEOUT, call).await.map_err(|_| ReconcileError::Timeout { verb, resource })
+    api::bounded(API_TIMEOUT, call).await.map_err(|_| ReconcileError::Timeout { verb, resource })
 }
 
 /// Failures of one SealedSecret so far, for the version of it (and of the keys) they were for.
