@@ -11,6 +11,7 @@ use crate::error::quoted;
 use crate::secret::SecretBytes;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgeError {
     #[error("{} is not an age recipient (age1..., age1pq1... or ssh-ed25519 ...)", quoted(.0))]
     Recipient(String),

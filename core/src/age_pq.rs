@@ -49,6 +49,7 @@ type PqKeyBytes = <EncapsulationKey as EncodedSizeUser>::EncodedSize;
 type PqCiphertextBytes = <MlKem768 as KemCore>::CiphertextSize;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PqKeyError {
     #[error("not a post-quantum age recipient (age1pq1...)")]
     Recipient,

@@ -25,6 +25,7 @@ const LABEL: &[u8] = b"age-encryption.org/v1/ssh-ed25519";
 const FILE_KEY_BYTES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SshKeyError {
     #[error("not an ssh-ed25519 public key")]
     NotEd25519,

@@ -24,6 +24,7 @@ pub const DEFAULT_KEY_BITS: usize = 4096;
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     #[error("no PEM certificate found")]
     NoCertificate,

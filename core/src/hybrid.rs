@@ -15,6 +15,7 @@ use crate::secret::SecretBytes;
 const SESSION_KEY_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HybridError {
     #[error("sealed data is too short")]
     TooShort,

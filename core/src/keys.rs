@@ -17,6 +17,7 @@ use crate::secret::SecretBytes;
 use crate::yaml;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     #[error("no PEM private key or key Secret found")]
     NoKey,

@@ -8,6 +8,7 @@ use serde_json::Value;
 pub const MAX_NESTING: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum YamlError {
     #[error("the document is nested deeper than {MAX_NESTING} levels")]
     TooDeep,

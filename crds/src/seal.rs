@@ -32,6 +32,7 @@ pub struct SealOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SealError {
     #[error("the Secret {} has no data and no stringData", quoted(.0))]
     EmptyData(String),

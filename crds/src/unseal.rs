@@ -28,6 +28,7 @@ impl Default for UnsealOptions {
 
 /// Why one `encryptedData` item could not be opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ItemError {
     #[error("not valid base64")]
     Base64,
@@ -36,6 +37,7 @@ pub enum ItemError {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UnsealError {
     /// One or more items failed; all of them are listed, as upstream's multierror does.
     #[error("{}", ItemList(.0))]

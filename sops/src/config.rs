@@ -18,6 +18,7 @@ pub struct Rule {
 
 /// Why a `.sops.yaml` cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("it is not YAML")]
     Parse(#[source] sealant_core::yaml::YamlError),

@@ -42,6 +42,7 @@ pub(crate) type SopsGcm = AesGcm<Aes256, U32>;
 /// What can go wrong with a SOPS file. Each variant has its own message and
 /// [`SopsError::exit_code`], the code sops documents for the same failure (`cmd/sops/codes`).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SopsError {
     #[error("the file has no sops metadata")]
     NoMetadata,

@@ -336,6 +336,7 @@ fn seal_hint(e: &sealant_crds::SealError) -> &'static str {
             "set metadata.namespace in the Secret or pass -n NAMESPACE (or seal --scope cluster-wide)"
         }
         Encrypt { .. } => "check that the certificate holds an RSA key of at least 2048 bits",
+        _ => "check the Secret",
     }
 }
 

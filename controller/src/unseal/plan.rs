@@ -20,6 +20,7 @@ pub const SOURCE_DIGEST_ANNOTATION: &str = "sealant.dev/source-digest";
 pub const DATA_MAC_ANNOTATION: &str = "sealant.dev/data-mac";
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     #[error(transparent)]
     Unseal(#[from] UnsealError),

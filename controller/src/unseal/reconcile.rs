@@ -24,6 +24,7 @@ use crate::unseal::template_guard::TemplateGuard;
 use crate::unseal::turns::FairTurns;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReconcileError {
     #[error(transparent)]
     Plan(#[from] PlanError),
