@@ -150,7 +150,7 @@ impl Keyring {
                     }
                     loaded.push((entry, key));
                 }
-                Err(reason) => ring.rejected.push(RejectedKey { secret_name: name, reason }),
+                Err(reason) => ring.rejected.push(RejectedKey { secret_name: name, reason: reason.to_string() }),
             }
         }
         loaded.sort_by_key(|(e, _)| (e.order_time, e.created));
@@ -218,17 +218,37 @@ fn compute_mac(key: &[u8; 32], message: &[u8]) -> String {
     }
 }
 
+/// Why a key Secret cannot be used: said in the log and kept in [`RejectedKey::reason`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySecretError {
+    #[error("no data")]
+    NoData,
+    #[error("no tls.key")]
+    NoKey,
+    #[error("no tls.crt")]
+    NoCertificate,
+    #[error("tls.key is not PEM text")]
+    KeyNotText,
+    #[error(transparent)]
+    Key(sealant_core::KeyError),
+    #[error(transparent)]
+    Certificate(sealant_core::CertError),
+    #[error("tls.crt does not match tls.key")]
+    Mismatch,
+}
+
 /// The private key and certificate of a `kubernetes.io/tls` key Secret.
-fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), String> {
-    let data = secret.data.as_ref().ok_or("no data")?;
-    let key_pem = data.get("tls.key").ok_or("no tls.key")?;
-    let cert_pem = data.get("tls.crt").ok_or("no tls.crt")?;
-    let key_text = Zeroizing::new(String::from_utf8(key_pem.0.clone()).map_err(|_| "tls.key is not PEM text")?);
-    let key = PrivateKey::from_pem(&key_text).map_err(|e| e.to_string())?;
+fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), KeySecretError> {
+    let data = secret.data.as_ref().ok_or(KeySecretError::NoData)?;
+    let key_pem = data.get("tls.key").ok_or(KeySecretError::NoKey)?;
+    let cert_pem = data.get("tls.crt").ok_or(KeySecretError::NoCertificate)?;
+    let key_text = Zeroizing::new(String::from_utf8(key_pem.0.clone()).map_err(|_| KeySecretError::KeyNotText)?);
+    let key = PrivateKey::from_pem(&key_text).map_err(KeySecretError::Key)?;
     let cert_text = String::from_utf8_lossy(&cert_pem.0);
-    let certificate = Certificate::from_pem(&cert_text).map_err(|e| e.to_string())?;
+    let certificate = Certificate::from_pem(&cert_text).map_err(KeySecretError::Certificate)?;
     if certificate.public_key() != key.public() {
-        return Err("tls.crt does not match tls.key".into());
+        return Err(KeySecretError::Mismatch);
     }
     Ok((key, certificate))
 }

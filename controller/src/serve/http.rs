@@ -281,21 +281,34 @@ async fn verify(State(state): State<ApiState>, body: Bytes) -> Response {
     }
 }
 
+/// Why `/v1/rotate` cannot re-seal a SealedSecret; the text is the answer's, as upstream words
+/// it where it can.
+#[derive(Debug, thiserror::Error)]
+enum ResealError {
+    #[error("cannot read the SealedSecret")]
+    Unreadable,
+    #[error("no keys")]
+    NoKeys,
+    #[error("an item is not valid base64")]
+    NotBase64,
+    #[error(transparent)]
+    Crypto(#[from] sealant_core::HybridError),
+}
+
 /// Re-seal every item to the newest key, keeping everything else (including `template.data`,
 /// which upstream turns into static items). Templates are not rendered: like verify, rotate
 /// must not answer anything about the plaintext.
-fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
-    let newest = ring.newest().ok_or("no keys")?;
+fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, ResealError> {
+    let newest = ring.newest().ok_or(ResealError::NoKeys)?;
     let name = ss.metadata.name.clone().unwrap_or_default();
     let namespace = ss.metadata.namespace.clone().unwrap_or_default();
     let label = Scope::from_annotations(ss.metadata.annotations.as_ref()).label(&namespace, &name);
     let mut rng = rand::rng();
     let mut out = ss.clone();
-    let mut reseal_item = |item: &str| -> Result<String, String> {
-        let bytes = STANDARD.decode(item).map_err(|_| "an item is not valid base64".to_owned())?;
-        let plain = hybrid_decrypt(ring.keys(), &bytes, &label).map_err(|e| e.to_string())?;
-        let sealed = hybrid_encrypt(&mut rng, newest.certificate.public_key(), plain.expose(), &label)
-            .map_err(|e| e.to_string())?;
+    let mut reseal_item = |item: &str| -> Result<String, ResealError> {
+        let bytes = STANDARD.decode(item).map_err(|_| ResealError::NotBase64)?;
+        let plain = hybrid_decrypt(ring.keys(), &bytes, &label)?;
+        let sealed = hybrid_encrypt(&mut rng, newest.certificate.public_key(), plain.expose(), &label)?;
         Ok(STANDARD.encode(sealed))
     };
     for value in out.spec.encrypted_data.values_mut() {
@@ -322,7 +335,7 @@ fn reseal(ss: &SealedSecret, ring: &Keyring) -> Result<SealedSecret, String> {
 async fn rotate(State(state): State<ApiState>, body: Bytes) -> Response {
     let ring = state.keyring.borrow().clone();
     let result = tokio::task::spawn_blocking(move || {
-        let ss = parse_one(&body).ok_or_else(|| "cannot read the SealedSecret".to_owned())?;
+        let ss = parse_one(&body).ok_or(ResealError::Unreadable)?;
         reseal(&ss, &ring)
     })
     .await;
