@@ -221,6 +221,11 @@ impl Metrics {
 /// family is named with its `_total`, there is no `# EOF` or `# UNIT`, OpenMetrics-only types
 /// become gauges or untyped, and bucket bounds are written as Go writes floats (`le="1"`).
 /// `spare` is room left at the end for what the caller appends.
+///
+/// Ours because prometheus-client writes OpenMetrics only, and upstream's dashboards and
+/// alerts, and scrapers that do not negotiate OpenMetrics, read the 0.0.4 text with upstream's
+/// names; the `prometheus` crate writes it but would be a second metrics library beside the one
+/// the metrics are defined with (tested by controller/tests/metrics_format.rs).
 pub fn to_prometheus_text(open_metrics: &str, spare: usize) -> String {
     let counters: std::collections::HashSet<&str> = open_metrics
         .lines()
