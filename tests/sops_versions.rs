@@ -118,6 +118,11 @@ const STORES: [(&str, &[&str], &str, &str); 6] = [
     ),
 ];
 
+/// `first`, the type flags, then `last`: a command line for both tools.
+fn command_line<'a>(first: &[&'a str], types: &[&'a str], last: &[&'a str]) -> Vec<&'a str> {
+    first.iter().chain(types).chain(last).copied().collect()
+}
+
 /// The lines of an encrypted file that hold a value's ciphertext (`ENC[...]`, the MAC aside)
 /// and changed.
 fn changed_ciphertexts(before: &str, after: &str) -> usize {
@@ -147,32 +152,25 @@ fn every_store_and_recipient_kind_both_ways_with_each_real_sops() {
                 let d = dir.path();
                 let input = repo().join("tests/fixtures").join(path);
                 let input = input.to_str().unwrap();
-                let args = |first: &[&str], last: &[&str]| -> Vec<String> {
-                    first.iter().chain(types).chain(last).map(|s| (*s).to_owned()).collect()
-                };
 
                 // Theirs, opened by us to the bytes it prints itself.
-                let enc = args(&["encrypt", "--age", recipients], &[input]);
-                let enc: Vec<&str> = enc.iter().map(String::as_str).collect();
+                let enc = command_line(&["encrypt", "--age", recipients], types, &[input]);
                 let their_file = d.join(format!("theirs.{store}"));
                 std::fs::write(&their_file, ok(theirs(&sops, &keys, d, &enc), &format!("{case}: sops encrypt")))
                     .unwrap();
                 let their_path = their_file.to_str().unwrap();
-                let dec = args(&["decrypt"], &[their_path]);
-                let dec: Vec<&str> = dec.iter().map(String::as_str).collect();
+                let dec = command_line(&["decrypt"], types, &[their_path]);
                 let reference = ok(theirs(&sops, &keys, d, &dec), &format!("{case}: sops decrypt"));
                 assert_eq!(ok(ours(&keys, d, &dec), &format!("{case}: we decrypt theirs")), reference, "{case}");
 
                 // One value changed by us: it opens the result and sees the change; the other
                 // values keep their ciphertext.
                 let before = std::fs::read_to_string(&their_file).unwrap();
-                let set = args(&["set"], &[their_path, key, value]);
-                let set: Vec<&str> = set.iter().map(String::as_str).collect();
+                let set = command_line(&["set"], types, &[their_path, key, value]);
                 ok(ours(&keys, d, &set), &format!("{case}: we set"));
                 let after = std::fs::read_to_string(&their_file).unwrap();
                 let changed = changed_ciphertexts(&before, &after);
-                let extract = args(&["decrypt", "--extract", key], &[their_path]);
-                let extract: Vec<&str> = extract.iter().map(String::as_str).collect();
+                let extract = command_line(&["decrypt", "--extract", key], types, &[their_path]);
                 let seen = ok(theirs(&sops, &keys, d, &extract), &format!("{case}: sops opens what we set"));
                 assert_eq!(String::from_utf8_lossy(&seen), "changed", "{case}");
                 if !store.ends_with(".bin") {
@@ -183,18 +181,15 @@ fn every_store_and_recipient_kind_both_ways_with_each_real_sops() {
                 let our_file = d.join(format!("ours.{store}"));
                 std::fs::write(&our_file, ok(ours(&keys, d, &enc), &format!("{case}: we encrypt"))).unwrap();
                 let our_path = our_file.to_str().unwrap();
-                let dec_ours = args(&["decrypt"], &[our_path]);
-                let dec_ours: Vec<&str> = dec_ours.iter().map(String::as_str).collect();
+                let dec_ours = command_line(&["decrypt"], types, &[our_path]);
                 let opened = ok(theirs(&sops, &keys, d, &dec_ours), &format!("{case}: sops opens ours"));
                 assert_eq!(opened, ok(ours(&keys, d, &dec_ours), &format!("{case}: we open ours")), "{case}");
 
                 // rotate, each on the other's file.
-                let rot = args(&["rotate", "-i"], &[their_path]);
-                let rot: Vec<&str> = rot.iter().map(String::as_str).collect();
+                let rot = command_line(&["rotate", "-i"], types, &[their_path]);
                 ok(ours(&keys, d, &rot), &format!("{case}: we rotate theirs"));
                 ok(theirs(&sops, &keys, d, &extract), &format!("{case}: sops opens theirs rotated by us"));
-                let rot = args(&["rotate", "-i"], &[our_path]);
-                let rot: Vec<&str> = rot.iter().map(String::as_str).collect();
+                let rot = command_line(&["rotate", "-i"], types, &[our_path]);
                 ok(theirs(&sops, &keys, d, &rot), &format!("{case}: sops rotates ours"));
                 assert_eq!(ok(ours(&keys, d, &dec_ours), &format!("{case}: we open ours rotated by sops")), opened);
             }
