@@ -24,7 +24,9 @@ use sealant_controller::serve::metrics::Metrics;
 use sealant_controller::unseal::cache::Cached;
 use sealant_controller::unseal::events::Events;
 use sealant_controller::unseal::reconcile::{Context, ReconcileError, Retry, error_policy, reconcile};
+use sealant_controller::unseal::seats::Seats;
 use sealant_controller::unseal::turns::FairTurns;
+use sealant_controller::unseal::{Lists, lists};
 use sealant_core::Certificate;
 use sealant_crds::{SealOptions, SealedSecret, UnsealOptions, seal_secret};
 use serde_json::{Value, json};
@@ -122,6 +124,7 @@ fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
         events: Events::new(client, "test".into()),
         unseal_options: UnsealOptions::default(),
         key_secrets: KeySecrets { namespace: "kube-system".into(), legacy_name: "sealed-secrets-key".into() },
+        seats: Seats::new(32),
         turns: FairTurns::new(2),
         template_guard: Default::default(),
         update_status: true,
@@ -335,4 +338,63 @@ async fn a_replica_whose_lease_is_not_fresh_writes_nothing() {
     let result = reconcile(cache(&ss), ctx).await;
     assert!(matches!(result, Err(ReconcileError::NotLeading)), "{result:?}");
     assert_eq!(seen.writes(), Vec::<String>::new(), "no Secret, event or status: {:?}", seen.calls());
+}
+
+/// A SealedSecret of the cache, named `namespace/name` (its items are not read here).
+fn cached_as(namespace: &str, name: &str) -> Arc<Cached> {
+    let mut ss = sealed();
+    ss.metadata.namespace = Some(namespace.into());
+    ss.metadata.name = Some(name.into());
+    cache(&ss)
+}
+
+#[tokio::test]
+async fn a_namespace_beyond_its_share_of_reconcile_slots_gives_the_slot_back_before_any_call() {
+    // Every request of namespace `busy` hangs: its reconciles hold their slots.
+    let (client, seen) = fake_api(|_, path, body| {
+        if path.contains("/namespaces/busy/") {
+            return None;
+        }
+        Some(if path.ends_with("/secrets/s") { status(404, "NotFound", "no Secret") } else { (200, body.clone()) })
+    });
+    let mut ctx = Arc::into_inner(context(client, None)).unwrap();
+    // Four slots: one namespace alone may hold two.
+    ctx.seats = Seats::new(4);
+    let ctx = Arc::new(ctx);
+    let held = ["a", "b"].map(|name| tokio::spawn(reconcile(cached_as("busy", name), ctx.clone())));
+    while seen.calls().len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let deferred = reconcile(cached_as("busy", "c"), ctx.clone()).await.unwrap();
+    assert_eq!(deferred, Action::requeue(Duration::from_secs(30)), "a retry as the backstop of the wake");
+    assert!(!seen.calls().iter().any(|c| c.contains("/busy/secrets/c")), "no call for a deferred reconcile");
+    assert!(ctx.metrics.encode().contains("sealant_deferred_reconciles_total 1"));
+    // Another namespace still reconciles.
+    let _ = reconcile(cached_as("other", "s"), ctx.clone()).await;
+    assert!(seen.calls().iter().any(|c| c == "GET /api/v1/namespaces/other/secrets/s"), "{:?}", seen.calls());
+    for task in held {
+        task.abort();
+    }
+}
+
+#[tokio::test]
+async fn lists_are_streamed_where_the_api_server_sends_the_initial_events_bookmark() {
+    let bookmark = json!({"type": "BOOKMARK", "object": {"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"resourceVersion": "218", "annotations": {"k8s.io/initial-events-end": "true"}}}});
+    let (client, seen) = fake_api(move |_, _, _| Some((200, bookmark.clone())));
+    assert_eq!(lists(&client, None).await, Lists::Streamed);
+    assert_eq!(seen.calls(), ["GET /apis/bitnami.com/v1alpha1/sealedsecrets"]);
+    // The WatchList feature gate off: the parameters are refused, and pages are read.
+    let (client, _) = fake_api(|_, _, _| {
+        Some(status(
+            422,
+            "Invalid",
+            "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+        ))
+    });
+    assert_eq!(lists(&client, Some("ns")).await, Lists::Paged);
+    // An older server that ignores the parameters and just watches: no bookmark, pages.
+    let (client, _) =
+        fake_api(|_, _, _| Some((200, json!({"type": "ADDED", "object": serde_json::to_value(sealed()).unwrap()}))));
+    assert_eq!(lists(&client, None).await, Lists::Paged);
 }

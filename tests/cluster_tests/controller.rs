@@ -441,6 +441,9 @@ async fn a_restart_decrypts_nothing_unchanged_and_restores_hand_edits() {
     .await;
     assert!(all_seen.is_some());
     assert_eq!(controller.metric("sealant_decryptions_total"), Some(2.0), "{}", controller.log_text());
+    // Every tested Kubernetes streams lists (WatchList): the restart read its SealedSecrets one
+    // at a time, not in pages.
+    assert!(controller.log_text().contains("initial lists are streamed"), "{}", controller.log_text());
 }
 
 /// Two replicas with a 4 s lease in a new namespace, once exactly one leads: (namespace,

@@ -22,7 +22,7 @@ use crate::keys::keyring::{KeySecrets, Keyring};
 use crate::keys::{renewal, watch as key_watch};
 use crate::serve::metrics::Metrics;
 use crate::serve::{http, proxies};
-use crate::unseal::{self, events, reconcile, template_guard, turns};
+use crate::unseal::{self, events, reconcile, seats, template_guard, turns};
 
 /// Reconciles that may hold a turn at the RSA work at once: two a core, so that one's API calls
 /// (reading the whole object, writing the Secret) overlap another's decryption. One a core left
@@ -139,6 +139,7 @@ async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
         events: events::Events::new(client.clone(), identity()),
         unseal_options: UnsealOptions { accept_v1_data: flags.accept_deprecated_v1_data },
         key_secrets: KeySecrets { namespace: namespace.clone(), legacy_name: flags.key_prefix.clone() },
+        seats: seats::Seats::new(unseal::RECONCILE_CONCURRENCY.into()),
         turns: turns::FairTurns::new(decrypt_turns()),
         template_guard: template_guard::TemplateGuard::new(flags.template_backoff),
         update_status: flags.update_status,
@@ -147,7 +148,9 @@ async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
         state: Default::default(),
         fence,
     });
-    for controller in unseal::controllers(&client, &flags, &namespace, &keyring, &context, &stop) {
+    // Asked where the first controller watches: RBAC may allow nothing wider.
+    let lists = unseal::lists(&client, unseal::scopes(&flags, &namespace)[0].as_deref()).await;
+    for controller in unseal::controllers(&client, &flags, lists, &namespace, &keyring, &context, &stop) {
         tasks.spawn(controller);
     }
     // Every task runs until `stop`; one that ends before is an error of the leader.

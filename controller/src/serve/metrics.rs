@@ -59,6 +59,7 @@ pub struct Metrics {
     pub rejected_keys: Gauge,
     pub newest_key_created: Gauge<f64, AtomicU64>,
     pub decryptions: Counter,
+    pub deferred_reconciles: Counter,
     pub reconcile_duration: Histogram,
     pub is_leader: Gauge,
     /// 1 when the Lease may not be read or written, so this replica runs as the single writer.
@@ -132,6 +133,12 @@ impl Metrics {
         );
         let decryptions = Counter::default();
         registry.register("sealant_decryptions", "Items decrypted while reconciling", decryptions.clone());
+        let deferred_reconciles = Counter::default();
+        registry.register(
+            "sealant_deferred_reconciles",
+            "Reconciles put off because their namespace held its share of the reconcile slots",
+            deferred_reconciles.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
             "sealant_reconcile_duration_seconds",
@@ -195,6 +202,7 @@ impl Metrics {
             rejected_keys,
             newest_key_created,
             decryptions,
+            deferred_reconciles,
             reconcile_duration,
             is_leader,
             election_forbidden,

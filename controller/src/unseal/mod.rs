@@ -2,14 +2,15 @@
 //! reconcile that writes it (`reconcile`) and its status (`status`) and Events (`events`), the
 //! small copy kept between reconciles (`cache`) and what is remembered of each object
 //! (`state`: failures, writes, verified Secrets), and what keeps tenants fair and slow to probe:
-//! turns at the RSA work per namespace (`turns`) and template failures slowed down
-//! (`template_guard`). Here: the kube-runtime controllers that drive reconciles, one per
+//! reconcile slots (`seats`) and turns at the RSA work (`turns`) per namespace, and template
+//! failures slowed down (`template_guard`). Here: the kube-runtime controllers that drive reconciles, one per
 //! watched scope ([`controllers`]).
 
 pub mod cache;
 pub mod events;
 pub mod plan;
 pub mod reconcile;
+pub mod seats;
 pub mod state;
 pub mod status;
 pub mod template_guard;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
+use kube::api::WatchParams;
+use kube::core::{PartialObjectMeta, WatchEvent};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use sealant_crds::SealedSecret;
@@ -33,13 +35,76 @@ use crate::keys::keyring::Keyring;
 use crate::serve::metrics::{self, Metrics};
 use cache::Cached;
 
-/// Objects per page of an initial list (kube's default is 500). A SealedSecret may be close to
-/// the API server's 1.5 MB limit, and a page is held whole while it is read: 20 of them cost at
-/// most about 30 MB, whatever tenants write; 10,000 small ones take 500 list calls.
+/// Objects per page of an initial list where lists are not streamed (kube's default is 500). A
+/// SealedSecret may be close to the API server's 1.5 MB limit, and a page is held whole while it
+/// is read: 20 of them cost at most about 30 MB, whatever tenants write; 10,000 small ones take
+/// 500 list calls.
 const LIST_PAGE: u32 = 20;
 
+/// How the initial state of a watch is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lists {
+    /// A watch that sends the objects there are as events, one at a time, then a bookmark
+    /// (Kubernetes' WatchList, on by default since 1.32): memory of one object, not of a page.
+    Streamed,
+    /// Lists in pages of [`LIST_PAGE`].
+    Paged,
+}
+
+impl Lists {
+    fn config(self) -> watcher::Config {
+        match self {
+            Lists::Streamed => watcher::Config::default().streaming_lists(),
+            Lists::Paged => watcher::Config::default().page_size(LIST_PAGE),
+        }
+    }
+}
+
+/// Whether the API server streams lists, asked with a watch of SealedSecrets in `scope` that no
+/// object matches: one that does answers with the bookmark that ends the initial events; one
+/// whose WatchList feature gate is off refuses the parameters. Any other answer (none in time,
+/// RBAC) keeps to pages, which every API server serves.
+pub async fn lists(client: &Client, scope: Option<&str>) -> Lists {
+    let api: Api<SealedSecret> = match scope {
+        None => Api::all(client.clone()),
+        Some(ns) => Api::namespaced(client.clone(), ns),
+    };
+    let params = WatchParams::streaming_lists().labels("sealant-probe,!sealant-probe").timeout(10);
+    let answer = crate::api::bounded(crate::api::API_TIMEOUT, async {
+        let mut events = api.watch(&params, "0").await?.boxed();
+        while let Some(event) = events.try_next().await? {
+            if let WatchEvent::Bookmark(bookmark) = event {
+                return Ok(bookmark.metadata.annotations.contains_key("k8s.io/initial-events-end"));
+            }
+        }
+        Ok::<_, kube::Error>(false)
+    })
+    .await;
+    match answer {
+        Ok(Ok(true)) => {
+            tracing::info!("initial lists are streamed (WatchList)");
+            Lists::Streamed
+        }
+        Ok(Ok(false)) => {
+            tracing::info!(
+                page = LIST_PAGE,
+                "initial lists are read in pages: the API server sent no initial-events bookmark"
+            );
+            Lists::Paged
+        }
+        Ok(Err(e)) => {
+            tracing::info!(page = LIST_PAGE, error = %e, "initial lists are read in pages: the API server does not stream them");
+            Lists::Paged
+        }
+        Err(e) => {
+            tracing::info!(page = LIST_PAGE, error = %e, "initial lists are read in pages");
+            Lists::Paged
+        }
+    }
+}
+
 /// SealedSecrets reconciled at once.
-const RECONCILE_CONCURRENCY: u16 = 32;
+pub(crate) const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// A watch event of SealedSecrets as the cache keeps them.
 fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
@@ -52,32 +117,37 @@ fn cached(event: watcher::Event<SealedSecret>) -> watcher::Event<Cached> {
     }
 }
 
+/// What each controller watches: every namespace (`None`), or the controller's own first and
+/// then `--additional-namespaces`.
+pub(crate) fn scopes(flags: &Flags, namespace: &str) -> Vec<Option<String>> {
+    let extra = flags.namespaces();
+    if flags.all_namespaces && extra.is_empty() {
+        return vec![None];
+    }
+    let mut scopes = vec![Some(namespace.to_owned())];
+    scopes.extend(extra.into_iter().filter(|ns| ns != namespace).map(Some));
+    scopes
+}
+
 /// The reconcilers of the leader: a kube-runtime `Controller` per watched scope (all namespaces,
 /// or the controller's and `--additional-namespaces`), each running until `stop`, with the
 /// reconciles in flight finishing first.
 pub(crate) fn controllers(
     client: &Client,
     flags: &Flags,
+    lists: Lists,
     namespace: &str,
     keyring: &watch::Receiver<Arc<Keyring>>,
     context: &Arc<reconcile::Context>,
     stop: &CancellationToken,
 ) -> Vec<impl Future<Output = Result<()>> + Send + 'static + use<>> {
     let mut controllers = Vec::new();
-    let mut scopes: Vec<Option<String>> = Vec::new();
-    let extra = flags.namespaces();
-    if flags.all_namespaces && extra.is_empty() {
-        scopes.push(None);
-    } else {
-        scopes.push(Some(namespace.to_owned()));
-        scopes.extend(extra.into_iter().filter(|ns| ns != namespace).map(Some));
-    }
-    for scope in scopes {
+    for scope in scopes(flags, namespace) {
         let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
             None => (Api::all(client.clone()), Api::all(client.clone())),
             Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         };
-        let mut config = watcher::Config::default().page_size(LIST_PAGE);
+        let mut config = lists.config();
         if !flags.label_selector.is_empty() {
             config = config.labels(&flags.label_selector);
         }
@@ -115,11 +185,12 @@ pub(crate) fn controllers(
         // only hold more objects, decrypted values and threads in memory.
         let mut controller = Controller::for_stream(sealed_stream, reader)
             .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-            .reconcile_all_on(key_changes);
+            .reconcile_all_on(key_changes)
+            .reconcile_on(context.seats.woken(scope.as_deref()));
         if !flags.skip_recreate {
             // Owned Secrets as metadata only: their ownerReferences are all the trigger needs, and
             // other Secrets in the cluster (Helm releases of 100 KB and more) cost next to nothing.
-            let owned = watcher(secrets, watcher::Config::default().page_size(LIST_PAGE))
+            let owned = watcher(secrets, lists.config())
                 .default_backoff()
                 .modify(|secret| {
                     secret.metadata.managed_fields = None;

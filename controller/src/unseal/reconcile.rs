@@ -18,6 +18,7 @@ use crate::serve::metrics::{ConditionLabels, ErrorLabels, Metrics};
 use crate::unseal::cache::{Cached, INSTANCE_LABEL};
 use crate::unseal::events::{EventType, Events};
 use crate::unseal::plan::{Plan, PlanError, Reasons, UPDATE_FAILED, plan, up_to_date};
+use crate::unseal::seats::Seats;
 use crate::unseal::state::ObjectStates;
 use crate::unseal::status::{Outcome, SYNCED, next_status};
 use crate::unseal::template_guard::TemplateGuard;
@@ -200,6 +201,9 @@ pub fn next_action(
 /// Longest error text a log line, an Event or a status condition carries.
 const MAX_MESSAGE: usize = 1024;
 
+/// When a deferred SealedSecret is reconciled again if no wake came first.
+const DEFERRED_RETRY: Duration = Duration::from_secs(30);
+
 /// The error and its causes on one line, each cause once, at most [`MAX_MESSAGE`] bytes.
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     sealant_core::error::bounded(sealant_core::error::one_line(e.to_string(), e.source()), MAX_MESSAGE)
@@ -227,6 +231,8 @@ pub struct Context {
     pub unseal_options: UnsealOptions,
     /// The Secrets read as keys, which no SealedSecret may produce.
     pub key_secrets: KeySecrets,
+    /// Reconcile slots, shared between namespaces.
+    pub seats: Arc<Seats>,
     /// Turns at decrypting, shared fairly between namespaces.
     pub turns: Arc<FairTurns>,
     /// Template evaluations held back after failures, per namespace.
@@ -341,10 +347,17 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
 pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let start = Instant::now();
     let id = key(&*ss);
-    ctx.metrics.unseal_requests.inc();
     if ss.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // Its namespace holds its share of the reconcile slots: this one's goes to another
+    // namespace, and the SealedSecret is woken when one of its namespace's reconciles ends.
+    let Some(_seat) = ctx.seats.take(&ss.namespace().unwrap_or_default(), &ss.name_any()) else {
+        tracing::debug!(sealedsecret = %id, "deferred: its namespace holds its share of reconciles");
+        ctx.metrics.deferred_reconciles.inc();
+        return Ok(Action::requeue(DEFERRED_RETRY));
+    };
+    ctx.metrics.unseal_requests.inc();
     let result = apply(&ss, &ctx).await;
     if let Err(ReconcileError::NotLeading) = &result {
         // Not ours to report either: events and status are writes too.
@@ -433,6 +446,7 @@ fn condition_labels(ss: &Cached) -> ConditionLabels {
 pub fn forget(ctx: &Context, ss: &Cached) {
     ctx.metrics.condition_info.remove(&condition_labels(ss));
     ctx.state.forget(&ObjectRef::from_obj(ss));
+    ctx.seats.forget(&ss.namespace().unwrap_or_default(), &ss.name_any());
 }
 
 /// Write the status with an update of the status subresource, as upstream does (its Helm chart
