@@ -239,6 +239,11 @@ fn read_kubeconfig(args: &ClusterArgs) -> Result<Kubeconfig, kube::config::Kubec
 }
 
 /// The namespace the kubeconfig's (current or chosen) context names, if it names one.
+/// Whether there is a kubeconfig to read (or `--server`, which needs none).
+pub fn kubeconfig_readable(args: &ClusterArgs) -> bool {
+    read_kubeconfig(args).is_ok()
+}
+
 pub fn kubeconfig_namespace(args: &ClusterArgs) -> Option<String> {
     let config = read_kubeconfig(args).ok()?;
     let context_name = args.context.clone().or(config.current_context.clone())?;

@@ -52,6 +52,11 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         self.exit.unwrap_or(if self.usage { EXIT_USAGE } else { EXIT_FAILURE })
     }
+
+    /// As kubeseal exits: 1 for every error found after its flags were read, usage included.
+    pub fn kubeseal_exit_code(&self) -> u8 {
+        self.exit.unwrap_or(EXIT_FAILURE)
+    }
 }
 
 impl fmt::Display for CliError {

@@ -2,8 +2,10 @@
 
 use sealant_core::error::quoted;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
 use sealant_core::Scope;
 
 use crate::cluster::{ClientFlags, ClusterArgs, ControllerApi};
@@ -135,6 +137,21 @@ fn parse_namespace(text: &str) -> Result<String, String> {
         return Err(format!("invalid namespace {}", quoted(text)));
     }
     Ok(name.to_owned())
+}
+
+/// A command line clap refused, with kubeseal's exit status: its flag library refuses unknown
+/// flags and values of typed flags (booleans, durations) with 2, and it checks `--format` and
+/// `--namespace` itself afterwards, failing with 1.
+pub fn clap_exit(e: clap::Error) -> ExitCode {
+    let checked_later = matches!(
+        e.get(ContextKind::InvalidArg),
+        Some(ContextValue::String(arg)) if arg.starts_with("--format") || arg.starts_with("--namespace")
+    );
+    if !checked_later {
+        return crate::clap_exit(e);
+    }
+    let _ = e.print();
+    ExitCode::from(crate::error::EXIT_FAILURE)
 }
 
 pub async fn run(args: KubesealArgs) -> CliResult {

@@ -132,12 +132,19 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return report(CliError::new("cannot start the async runtime").source(e)),
     };
-    let outcome = if kubeseal {
-        match parse::<kubeseal::KubesealArgs>(args) {
-            Ok(parsed) => runtime.block_on(kubeseal::run(parsed)),
-            Err(e) => return clap_exit(e),
-        }
-    } else {
+    if kubeseal {
+        return match parse::<kubeseal::KubesealArgs>(args) {
+            Ok(parsed) => match runtime.block_on(kubeseal::run(parsed)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(e.kubeseal_exit_code())
+                }
+            },
+            Err(e) => kubeseal::clap_exit(e),
+        };
+    }
+    let outcome = {
         match parse::<Cli>(args) {
             Ok(parsed) => runtime.block_on(dispatch(parsed)),
             Err(e) => return clap_exit(e),
@@ -149,7 +156,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-fn clap_exit(e: clap::Error) -> ExitCode {
+pub(crate) fn clap_exit(e: clap::Error) -> ExitCode {
     // --help and --version go to stdout and succeed; usage errors exit 2.
     let _ = e.print();
     ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(error::EXIT_USAGE))

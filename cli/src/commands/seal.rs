@@ -11,7 +11,7 @@ use sealant_core::{Certificate, Scope, SecretBytes, hybrid_encrypt, yaml};
 use sealant_crds::{SEALING_KEY_ANNOTATION, SealOptions, SealedSecret, seal_secret};
 use serde_json::Value;
 
-use crate::cluster::{ClusterArgs, kubeconfig_namespace};
+use crate::cluster::{ClusterArgs, kubeconfig_namespace, kubeconfig_readable};
 use crate::commands::cert::{CertArgs, sealing_certificate};
 use crate::config::Config;
 use crate::error::{CliError, CliResult, Hint};
@@ -114,9 +114,14 @@ impl From<&SealCommand> for SealRequest {
     }
 }
 
-/// The namespace to use when neither the input nor `-n` names one.
+/// The namespace to use when neither the input nor `-n` names one: the kubeconfig context's.
+/// As kubeseal (client-go) does it: the context's, else `default`; but without a kubeconfig to
+/// read, none, and sealing fails rather than guess.
 fn fallback_namespace(req: &SealRequest, cluster: &ClusterArgs) -> Option<String> {
-    kubeconfig_namespace(cluster).or_else(|| req.kubeseal.then(|| "default".to_owned()))
+    if !req.kubeseal {
+        return kubeconfig_namespace(cluster);
+    }
+    kubeconfig_readable(cluster).then(|| kubeconfig_namespace(cluster).unwrap_or_else(|| "default".to_owned()))
 }
 
 /// The Secrets in an input text; every document must be a Secret.
