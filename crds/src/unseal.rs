@@ -75,16 +75,47 @@ struct ItemList<'a>(&'a [(String, ItemError)]);
 /// Items a message names before it says how many more failed.
 const LISTED_ITEMS: usize = 5;
 
+/// How one item's failure reads, in upstream's words where it has them.
+fn item_text(err: &ItemError) -> String {
+    match err {
+        ItemError::Decrypt(sealant_core::hybrid::HybridError::NoKeyCouldDecrypt) => {
+            "no key could decrypt secret".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// As upstream's multierror words it: the items that failed the same way after their error,
+/// `no key could decrypt secret (a, b); not valid base64 (c)`; at most [`LISTED_ITEMS`] keys
+/// named in all, then how many more.
 impl fmt::Display for ItemList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (key, err)) in self.0.iter().take(LISTED_ITEMS).enumerate() {
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for (key, err) in self.0 {
+            let text = item_text(err);
+            match groups.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, keys)) => keys.push(key),
+                None => groups.push((text, vec![key])),
+            }
+        }
+        let mut named = 0;
+        for (i, (text, keys)) in groups.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{}: {err}", sealant_core::error::bounded(key.clone(), 64))?;
-        }
-        if self.0.len() > LISTED_ITEMS {
-            write!(f, "; and {} more", self.0.len() - LISTED_ITEMS)?;
+            write!(f, "{text} (")?;
+            let shown = keys.len().min(LISTED_ITEMS.saturating_sub(named).max(1));
+            for (j, key) in keys.iter().take(shown).enumerate() {
+                if j > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(&sealant_core::error::bounded((*key).to_owned(), 64))?;
+            }
+            named += shown;
+            if keys.len() > shown {
+                write!(f, " and {} more", keys.len() - shown)?;
+            }
+            f.write_str(")")?;
         }
         Ok(())
     }
@@ -263,4 +294,22 @@ pub fn reseal<R: rand::CryptoRng + ?Sized>(
     }
     out.metadata.annotations.get_or_insert_default().insert(SEALING_KEY_ANNOTATION.to_owned(), to.fingerprint());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_items_read_as_upstreams_grouped_and_bounded() {
+        let no_key = || ItemError::Decrypt(sealant_core::hybrid::HybridError::NoKeyCouldDecrypt);
+        let one = UnsealError::Items(vec![("password".into(), no_key())]);
+        assert_eq!(one.to_string(), "no key could decrypt secret (password)");
+        let mut many: Vec<(String, ItemError)> = (0..7).map(|i| (format!("k{i}"), no_key())).collect();
+        many.insert(2, ("b".into(), ItemError::Base64));
+        assert_eq!(
+            UnsealError::Items(many).to_string(),
+            "no key could decrypt secret (k0, k1, k2, k3, k4 and 2 more); not valid base64 (b)"
+        );
+    }
 }

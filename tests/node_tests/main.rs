@@ -24,6 +24,8 @@ mod install;
 mod rollback;
 mod status;
 mod upgrade;
+mod upstream_keys;
+mod upstream_status;
 
 const NS: &str = "kube-system";
 const DEPLOYMENT: &str = "sealed-secrets-controller";
