@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sealant_tests::cluster::{built_binary, repo, upstream_binary};
+use sealant_tests::cluster::{built_binary, jsonnet_binary, repo, upstream_binary, upstream_file};
 use sealant_tests::node::{Node, kubectl_as, node, process_facts};
 use serde_json::{Value, json};
 

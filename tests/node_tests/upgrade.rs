@@ -103,3 +103,82 @@ fn switching_upstreams_deployment_to_our_image_keeps_every_secret_and_unseals_ne
     node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&controller));
     node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&rbac));
 }
+
+/// Upstream's release manifest (`controller.yaml`) with `image`, rendered from its jsonnet as its
+/// Makefile does, by the real go-jsonnet; kubecfg's one function it calls, `parseYaml`, is stood
+/// in for by jsonnet's own. The objects as a `List`.
+fn upstream_release_manifest(image: &str) -> Value {
+    let stub = tempfile::tempdir().unwrap();
+    std::fs::write(
+        stub.path().join("kubecfg.libsonnet"),
+        "{ parseYaml(text):: local docs = std.parseYaml(text); if std.isArray(docs) then docs else [docs] }\n",
+    )
+    .unwrap();
+    let source = upstream_file("controller.jsonnet");
+    let out = Command::new(jsonnet_binary())
+        .arg("-J")
+        .arg(source.parent().unwrap())
+        .arg("-J")
+        .arg(stub.path())
+        .args(["--ext-str", &format!("CONTROLLER_IMAGE={image}"), "--ext-str", "IMAGE_PULL_POLICY=IfNotPresent"])
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "jsonnet: {}", String::from_utf8_lossy(&out.stderr));
+    let rendered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // kubecfg shows every object of the tree: here they are the top level's fields.
+    let items: Vec<Value> =
+        rendered.as_object().unwrap().values().filter(|v| v.get("kind").is_some()).cloned().collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+#[test]
+fn deploy_applied_with_kustomize_over_upstreams_release_manifest_takes_over() {
+    let node = node();
+    let ours = node.controller_image("over-release");
+    let upstream = upstream_image(node);
+    uninstall(node);
+    let _cleanup = Uninstall(node);
+
+    let manifest = upstream_release_manifest(&upstream);
+    assert!(manifest["items"].as_array().unwrap().len() >= 10, "{manifest}");
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&manifest.to_string()));
+    // Its Service's port has no name: the proxy path is `http:sealed-secrets-controller:`,
+    // which kubeseal and ours derive from the Service.
+    let cert_as_user = || {
+        let out = Command::new(built_binary("sealant"))
+            .arg("cert")
+            .env("KUBECONFIG", &node.user_kubeconfig)
+            .output()
+            .unwrap();
+        out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+    };
+    wait_rolled_out(node, 1, Duration::from_secs(180), "upstream's release manifest", || cert_as_user().is_some());
+    let cert = cert_as_user().unwrap();
+    node.kubectl_ok(&["create", "namespace", "over-release"], None);
+    let value = seal_and_apply(node, "over-release", "by-upstream");
+    assert_eq!(unsealed_password(node, "over-release", "by-upstream", Duration::from_secs(60)), value);
+    let kept = resource_version(node, &["secret", "-n", "over-release", "by-upstream"]);
+
+    // deploy/ over it, as kustomize users apply it; only the image is swapped.
+    let overlay = overlay(&repo_abs().join("deploy"), &ours);
+    node.kubectl_ok(&["apply", "-k", overlay.path().to_str().unwrap()], None);
+    wait_rolled_out(node, 2, Duration::from_secs(240), "ours over upstream's release manifest", || {
+        all_run(node, &ours)
+    });
+    assert_eq!(cert_as_user(), Some(cert), "the key upstream made is the one served");
+    assert_eq!(
+        resource_version(node, &["secret", "-n", "over-release", "by-upstream"]),
+        kept,
+        "upstream's Secret kept"
+    );
+    let value = seal_and_apply(node, "over-release", "by-ours");
+    assert_eq!(unsealed_password(node, "over-release", "by-ours", Duration::from_secs(60)), value);
+
+    node.kubectl_ok(&["delete", "namespace", "over-release", "--wait=false"], None);
+    node.kubectl_ok(&["delete", "-k", overlay.path().to_str().unwrap(), "--ignore-not-found", "--wait=true"], None);
+    // Upstream's objects that deploy/ does not name (its RBAC's names); the CRD is deploy/'s too.
+    let mut rest = manifest;
+    rest["items"].as_array_mut().unwrap().retain(|item| item["kind"] != "CustomResourceDefinition");
+    node.kubectl_ok(&["delete", "-f", "-", "--ignore-not-found"], Some(&rest.to_string()));
+}

@@ -70,6 +70,17 @@ pub fn upstream_chart() -> PathBuf {
     peer_file("sealed-secrets", "github.com/bitnami/sealed-secrets", "sealed-secrets")
 }
 
+/// A file of upstream's module at the same version, as tests/peers/build copies it (its
+/// release manifest's sources: `controller.jsonnet`, `vendor_jsonnet`, ...).
+pub fn upstream_file(name: &str) -> PathBuf {
+    peer_file("sealed-secrets", "github.com/bitnami/sealed-secrets", name)
+}
+
+/// The real go-jsonnet, at the version tests/peers/jsonnet/go.mod pins.
+pub fn jsonnet_binary() -> PathBuf {
+    peer_file("jsonnet", "github.com/google/go-jsonnet", "jsonnet")
+}
+
 /// The real `helm`, at the version tests/peers/helm/go.mod pins.
 pub fn helm_binary() -> PathBuf {
     peer_file("helm", "helm.sh/helm/v4", "helm")
