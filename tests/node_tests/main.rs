@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sealant_tests::cluster::{built_binary, jsonnet_binary, repo, upstream_binary, upstream_file};
+use sealant_tests::cluster::{built_binary, jsonnet_binary, repo, upstream_file};
 use sealant_tests::node::{Node, kubectl_as, node, process_facts};
 use serde_json::{Value, json};
 
@@ -168,42 +168,14 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(text).expect("base64 from the API server")
 }
 
-/// What upstream's chart installs (tests/fixtures/upstream-chart), after the CRD, with `image`
-/// as the controller's when given (the fixture names upstream's, which cannot be pulled here).
-/// Returns the RBAC and controller manifests as applied, to remove them afterwards.
+/// What upstream's chart installs (see [`Node::install_upstream_chart`]).
 fn install_upstream_chart(node: &Node, image: Option<&str>) -> (String, String) {
-    let crd = repo().join("crds/sealedsecrets.bitnami.com.yaml");
-    node.kubectl_ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
-    node.kubectl_ok(&["wait", "--for=condition=Established", "crd/sealedsecrets.bitnami.com", "--timeout=60s"], None);
-    let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
-    // The fixture suffixes cluster-wide names for tests that share a cluster; the node has its own.
-    let rbac = rbac.replace("-NAMESPACE", "").replace("NAMESPACE", NS);
-    node.kubectl_ok(&["apply", "-f", "-"], Some(&rbac));
-    let controller = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/controller.yaml")).unwrap();
-    let controller = match image {
-        Some(image) => controller.replace("docker.io/bitnami/sealed-secrets-controller:0.24.5", image),
-        None => controller,
-    };
-    node.kubectl_ok(&["apply", "-f", "-"], Some(&controller));
-    (rbac, controller)
+    node.install_upstream_chart(image)
 }
 
-/// Upstream's controller as an image: its static binary at `/usr/local/bin/controller`, the
-/// chart's command, in one FROM-scratch layer run as 1001, imported into the node.
+/// Upstream's controller as an image (see [`Node::upstream_image`]).
 fn upstream_image(node: &Node) -> String {
-    let reference = "localhost/sealed-secrets-controller:upstream".to_owned();
-    let archive = node.dir.join("upstream-controller.oci.tar");
-    let binary = upstream_binary("controller");
-    let out = Command::new("python3")
-        .arg(repo().join("deploy/image/oci-archive.py"))
-        .args(["--out", archive.to_str().unwrap(), "--name", &reference, "--created", "0"])
-        .arg(format!("--file={}=/usr/local/bin/controller", binary.display()))
-        .args(["--dir", "/tmp=1777", "--entrypoint", "/usr/local/bin/controller", "--user", "1001:1001"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "oci-archive.py: {}", String::from_utf8_lossy(&out.stderr));
-    node.ctr(&["images", "import", archive.to_str().unwrap()]);
-    reference
+    node.upstream_image()
 }
 
 /// Remove what the tests install into kube-system, and wait until its Pods are gone.

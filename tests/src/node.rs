@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use crate::cluster::{read_env, repo, up_for_run};
+use crate::cluster::{read_env, repo, up_for_run, upstream_binary};
 
 /// A running control plane with a node.
 #[derive(Debug)]
@@ -103,6 +103,47 @@ impl Node {
     /// The archive deploy/image/build wrote (after [`Node::controller_image`]).
     pub fn image_archive(&self) -> PathBuf {
         self.dir.join("sealant-controller.oci.tar")
+    }
+
+    /// What upstream's chart installs (tests/fixtures/upstream-chart), after the CRD, with `image`
+    /// as the controller's when given (the fixture names upstream's, which cannot be pulled here).
+    /// Returns the RBAC and controller manifests as applied, to remove them afterwards.
+    pub fn install_upstream_chart(&self, image: Option<&str>) -> (String, String) {
+        let crd = repo().join("crds/sealedsecrets.bitnami.com.yaml");
+        self.kubectl_ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
+        self.kubectl_ok(
+            &["wait", "--for=condition=Established", "crd/sealedsecrets.bitnami.com", "--timeout=60s"],
+            None,
+        );
+        let rbac = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/rbac.yaml")).unwrap();
+        // The fixture suffixes cluster-wide names for tests that share a cluster; the node has its own.
+        let rbac = rbac.replace("-NAMESPACE", "").replace("NAMESPACE", "kube-system");
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&rbac));
+        let controller = std::fs::read_to_string(repo().join("tests/fixtures/upstream-chart/controller.yaml")).unwrap();
+        let controller = match image {
+            Some(image) => controller.replace("docker.io/bitnami/sealed-secrets-controller:0.24.5", image),
+            None => controller,
+        };
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&controller));
+        (rbac, controller)
+    }
+
+    /// Upstream's controller as an image: its static binary at `/usr/local/bin/controller`, the
+    /// chart's command, in one FROM-scratch layer run as 1001, imported into the node.
+    pub fn upstream_image(&self) -> String {
+        let reference = "localhost/sealed-secrets-controller:upstream".to_owned();
+        let archive = self.dir.join("upstream-controller.oci.tar");
+        let binary = upstream_binary("controller");
+        let out = Command::new("python3")
+            .arg(repo().join("deploy/image/oci-archive.py"))
+            .args(["--out", archive.to_str().unwrap(), "--name", &reference, "--created", "0"])
+            .arg(format!("--file={}=/usr/local/bin/controller", binary.display()))
+            .args(["--dir", "/tmp=1777", "--entrypoint", "/usr/local/bin/controller", "--user", "1001:1001"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "oci-archive.py: {}", String::from_utf8_lossy(&out.stderr));
+        self.ctr(&["images", "import", archive.to_str().unwrap()]);
+        reference
     }
 
     /// The host pid of a container, from its Pod status's `containerd://<id>`.
