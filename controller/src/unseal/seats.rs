@@ -43,11 +43,28 @@ struct State {
     deferred: HashMap<String, Deferred>,
 }
 
-/// The SealedSecrets of one namespace sent away, by name, first come first.
+/// The SealedSecrets of one namespace sent away, by name, first come first. A name taken out
+/// of `names` stays in `order` until it is passed over or the queue is compacted: taking it
+/// out is then O(1), not a walk of a queue of thousands.
 #[derive(Debug, Default)]
 struct Deferred {
     order: VecDeque<String>,
     names: HashSet<String>,
+}
+
+impl State {
+    /// `namespace/name` is no longer waiting to be woken.
+    fn unqueue(&mut self, namespace: &str, name: &str) {
+        let Some(deferred) = self.deferred.get_mut(namespace) else { return };
+        if !deferred.names.remove(name) {
+            return;
+        }
+        if deferred.names.is_empty() {
+            self.deferred.remove(namespace);
+        } else if deferred.order.len() > 2 * deferred.names.len() {
+            deferred.order.retain(|n| deferred.names.contains(n));
+        }
+    }
 }
 
 /// A slot held by a reconcile of `namespace`, given back when dropped.
@@ -86,28 +103,13 @@ impl Seats {
         }
         *state.held.entry(namespace.to_owned()).or_default() += 1;
         // Here by another way (an update, the backstop): no longer waiting to be woken.
-        if let Some(deferred) = state.deferred.get_mut(namespace)
-            && deferred.names.remove(name)
-        {
-            deferred.order.retain(|n| n != name);
-            if deferred.names.is_empty() {
-                state.deferred.remove(namespace);
-            }
-        }
+        state.unqueue(namespace, name);
         Some(Seat { seats: self.clone(), namespace: namespace.to_owned() })
     }
 
     /// A deleted SealedSecret is not woken.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(deferred) = state.deferred.get_mut(namespace)
-            && deferred.names.remove(name)
-        {
-            deferred.order.retain(|n| n != name);
-            if deferred.names.is_empty() {
-                state.deferred.remove(namespace);
-            }
-        }
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).unqueue(namespace, name);
     }
 
     /// How many slots `namespace` may hold: an equal part of them for each namespace holding
@@ -128,10 +130,8 @@ impl Seats {
                 }
             }
             let Some(deferred) = state.deferred.get_mut(namespace) else { return };
-            let next = deferred.order.pop_front();
-            if let Some(name) = &next {
-                deferred.names.remove(name);
-            }
+            // Names taken out of the set meanwhile are passed over here.
+            let next = std::iter::from_fn(|| deferred.order.pop_front()).find(|name| deferred.names.remove(name));
             if deferred.names.is_empty() {
                 state.deferred.remove(namespace);
             }
