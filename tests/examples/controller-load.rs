@@ -3,10 +3,13 @@
 //! p50/p99 create→Secret latency, the controller's RSS (peak, and settled: 30 s after the last
 //! Secret), decryptions per second, and the time until every SealedSecret is reconciled again
 //! after a cold restart. With UNRELATED, that many Secrets of 100 KB that the controller does not
-//! own (as Helm release Secrets are) are created first in another namespace.
+//! own (as Helm release Secrets are) are created first in another namespace. With `backlog`, the
+//! SealedSecrets are all created before the controller starts (a restart after an outage, or an
+//! install over existing SealedSecrets): the whole backlog reaches its queue at once, which is
+//! where its memory peaks; times are then from the controller's start.
 //!
 //!     cargo build --release -p sealant-controller
-//!     cargo run --release -p sealant-tests --example controller-load [COUNT [UNRELATED]]
+//!     cargo run --release -p sealant-tests --example controller-load [COUNT [UNRELATED [backlog]]]
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark script: fail loudly
 
@@ -34,6 +37,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let count: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let unrelated: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let backlog = std::env::args().nth(3).is_some_and(|a| a == "backlog");
     let client = admin_client().await;
     apply_crd().await;
     let other = TestNamespace::create(&client, "unrelated").await;
@@ -85,10 +89,9 @@ async fn main() {
         .collect();
 
     // The unrelated Secrets' namespace is watched too: they are in the controller's view.
-    let mut controller =
-        RunningController::start(&n, &[other.name.as_str()], &["--key-renew-period=0", "--log-level=WARN"]);
-    controller.ready().await;
-    let pid = controller.process.child.id();
+    let start_controller =
+        || RunningController::start(&n, &[other.name.as_str()], &["--key-renew-period=0", "--log-level=WARN"]);
+    let controller = (!backlog).then(start_controller);
 
     // Watch Secrets as they appear.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -102,8 +105,8 @@ async fn main() {
     });
 
     let api = Api::<SealedSecret>::namespaced(client.clone(), &n);
-    let start = Instant::now();
-    let created: HashMap<String, Instant> = futures::stream::iter(sealed)
+    let mut start = Instant::now();
+    let mut created: HashMap<String, Instant> = futures::stream::iter(sealed)
         .map(|ss| {
             let api = api.clone();
             async move {
@@ -116,6 +119,16 @@ async fn main() {
         .collect()
         .await;
     let applied = start.elapsed();
+    let mut controller = match controller {
+        Some(controller) => controller,
+        None => {
+            start = Instant::now();
+            created.values_mut().for_each(|at| *at = start);
+            start_controller()
+        }
+    };
+    controller.ready().await;
+    let pid = controller.process.child.id();
     let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(pid)));
     let all = eventually(Duration::from_secs(1800), || {
         let (seen, peak_rss) = (seen.clone(), peak_rss.clone());
@@ -144,10 +157,17 @@ async fn main() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
     let now_rss = rss_kib(pid);
+    let high_water = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(30)).await;
     println!(
-        "controller RSS: {} MiB peak, {} MiB when the last Secret appeared, {} MiB settled (30 s later)",
+        "controller RSS: {} MiB peak ({} MiB high-water mark), {} MiB when the last Secret appeared, {} MiB \
+         settled (30 s later)",
         peak_rss / 1024,
+        high_water / 1024,
         now_rss / 1024,
         rss_kib(pid) / 1024
     );

@@ -148,6 +148,8 @@ async fn lead(leader: Leader, stop: CancellationToken) -> Result<()> {
         state: Default::default(),
         fence,
     });
+    // The backstop of reconciles deferred to other namespaces' turns (wakes lost).
+    tasks.spawn(stop.clone().run_until_cancelled_owned(context.seats.clone().sweep()).map(|_| Ok(())));
     // Asked where the first controller watches: RBAC may allow nothing wider.
     let lists = unseal::lists(&client, unseal::scopes(&flags, &namespace)[0].as_deref()).await;
     for controller in unseal::controllers(&client, &flags, lists, &namespace, &keyring, &context, &stop) {

@@ -201,9 +201,6 @@ pub fn next_action(
 /// Longest error text a log line, an Event or a status condition carries.
 const MAX_MESSAGE: usize = 1024;
 
-/// When a deferred SealedSecret is reconciled again if no wake came first.
-const DEFERRED_RETRY: Duration = Duration::from_secs(30);
-
 /// The error and its causes on one line, each cause once, at most [`MAX_MESSAGE`] bytes.
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     sealant_core::error::bounded(sealant_core::error::one_line(e.to_string(), e.source()), MAX_MESSAGE)
@@ -351,11 +348,12 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Rec
         return Ok(Action::await_change());
     }
     // Its namespace holds its share of the reconcile slots: this one's goes to another
-    // namespace, and the SealedSecret is woken when one of its namespace's reconciles ends.
+    // namespace, and the SealedSecret waits in `seats`, out of kube-runtime's queue, until one
+    // of its namespace's reconciles ends and wakes it.
     let Some(_seat) = ctx.seats.take(&ss.namespace().unwrap_or_default(), &ss.name_any()) else {
         tracing::debug!(sealedsecret = %id, "deferred: its namespace holds its share of reconciles");
         ctx.metrics.deferred_reconciles.inc();
-        return Ok(Action::requeue(DEFERRED_RETRY));
+        return Ok(Action::await_change());
     };
     ctx.metrics.unseal_requests.inc();
     let result = apply(&ss, &ctx).await;

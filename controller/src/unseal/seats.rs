@@ -6,20 +6,32 @@
 //! of the slots: half of them while it is the only one reconciling, and when others reconcile
 //! too, an equal part that still leaves one part free for a namespace not yet seen, never fewer
 //! than [`MIN_SHARE`]. A reconcile beyond its namespace's share gives its slot back before any
-//! API call. Its SealedSecret is remembered, and woken when a reconcile of its namespace ends;
-//! a retry some time later is the backstop for a wake that is lost (a deletion, a leader change).
+//! API call.
+//!
+//! Its SealedSecret then waits here, as a name, not in kube-runtime's queue: a backlog of
+//! 10,000 costs a name each, not a queued request and a timer each. When a reconcile of its
+//! namespace ends, the first waiting is woken, as many as the share has room for counting those
+//! woken and not yet arrived. A wake can be lost (its SealedSecret deleted meanwhile, a leader
+//! change): one not answered within [`WAKE_TIMEOUT`] no longer counts, and [`Seats::sweep`]
+//! wakes again every namespace whose waiting ones have room.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::Stream;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::cache::Cached;
 
 /// The fewest slots a namespace may hold, however many others reconcile.
 const MIN_SHARE: usize = 2;
+
+/// How long a woken SealedSecret counts against its namespace's share before it arrives; also
+/// how often [`Seats::sweep`] looks for namespaces with room.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Slots of reconciles, held per namespace.
 #[derive(Debug)]
@@ -40,30 +52,59 @@ struct Waker {
 #[derive(Debug, Default)]
 struct State {
     held: HashMap<String, usize>,
-    deferred: HashMap<String, Deferred>,
+    waiting: HashMap<String, Waiting>,
 }
 
-/// The SealedSecrets of one namespace sent away, by name, first come first. A name taken out
-/// of `names` stays in `order` until it is passed over or the queue is compacted: taking it
-/// out is then O(1), not a walk of a queue of thousands.
+/// The SealedSecrets of one namespace sent away, by name, first come first, and those woken
+/// and not yet back. A name taken out of `names` stays in `order` until it is passed over or
+/// the queue is compacted: taking it out is then O(1), not a walk of a queue of thousands.
 #[derive(Debug, Default)]
-struct Deferred {
+struct Waiting {
     order: VecDeque<String>,
     names: HashSet<String>,
+    woken: HashMap<String, Instant>,
 }
 
 impl State {
-    /// `namespace/name` is no longer waiting to be woken.
+    /// `namespace/name` is neither waiting nor woken any longer.
     fn unqueue(&mut self, namespace: &str, name: &str) {
-        let Some(deferred) = self.deferred.get_mut(namespace) else { return };
-        if !deferred.names.remove(name) {
-            return;
+        let Some(waiting) = self.waiting.get_mut(namespace) else { return };
+        waiting.woken.remove(name);
+        if waiting.names.remove(name) && waiting.order.len() > 2 * waiting.names.len() {
+            waiting.order.retain(|n| waiting.names.contains(n));
         }
-        if deferred.names.is_empty() {
-            self.deferred.remove(namespace);
-        } else if deferred.order.len() > 2 * deferred.names.len() {
-            deferred.order.retain(|n| deferred.names.contains(n));
+        if waiting.names.is_empty() && waiting.woken.is_empty() {
+            self.waiting.remove(namespace);
         }
+    }
+
+    /// How many slots `namespace` may hold, with `slots` in all: an equal part of them for each
+    /// namespace holding some, itself included, and one more part kept free.
+    fn share(&self, slots: usize, namespace: &str) -> usize {
+        let holding = self.held.len() + usize::from(!self.held.contains_key(namespace));
+        (slots / (holding + 1)).max(MIN_SHARE)
+    }
+
+    /// The waiting SealedSecrets of `namespace` to wake now: as many as its share has room for,
+    /// counting the slots it holds and the wakes of the last [`WAKE_TIMEOUT`] not yet answered.
+    fn wake(&mut self, slots: usize, namespace: &str, now: Instant) -> Vec<String> {
+        let share = self.share(slots, namespace);
+        let held = self.held.get(namespace).copied().unwrap_or(0);
+        let Some(waiting) = self.waiting.get_mut(namespace) else { return Vec::new() };
+        waiting.woken.retain(|_, at| now.duration_since(*at) < WAKE_TIMEOUT);
+        let mut woken = Vec::new();
+        while held + waiting.woken.len() < share {
+            // Names taken out of the set meanwhile are passed over here.
+            let Some(name) = std::iter::from_fn(|| waiting.order.pop_front()).find(|n| waiting.names.remove(n)) else {
+                break;
+            };
+            waiting.woken.insert(name.clone(), now);
+            woken.push(name);
+        }
+        if waiting.names.is_empty() && waiting.woken.is_empty() {
+            self.waiting.remove(namespace);
+        }
+        woken
     }
 }
 
@@ -89,20 +130,21 @@ impl Seats {
     }
 
     /// A slot for the reconcile of `namespace/name`, or `None` when its namespace holds its share
-    /// already: then the SealedSecret is woken when one of them ends.
+    /// already: then the SealedSecret waits to be woken when one of them ends.
     pub fn take(self: &Arc<Self>, namespace: &str, name: &str) -> Option<Seat> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let share = self.share(&state, namespace);
+        let share = state.share(self.slots, namespace);
         let held = state.held.get(namespace).copied().unwrap_or(0);
         if held >= share {
-            let deferred = state.deferred.entry(namespace.to_owned()).or_default();
-            if deferred.names.insert(name.to_owned()) {
-                deferred.order.push_back(name.to_owned());
+            let waiting = state.waiting.entry(namespace.to_owned()).or_default();
+            waiting.woken.remove(name);
+            if waiting.names.insert(name.to_owned()) {
+                waiting.order.push_back(name.to_owned());
             }
             return None;
         }
         *state.held.entry(namespace.to_owned()).or_default() += 1;
-        // Here by another way (an update, the backstop): no longer waiting to be woken.
+        // Woken, or here by another way (an update, a resync): no longer waiting.
         state.unqueue(namespace, name);
         Some(Seat { seats: self.clone(), namespace: namespace.to_owned() })
     }
@@ -112,16 +154,34 @@ impl Seats {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).unqueue(namespace, name);
     }
 
-    /// How many slots `namespace` may hold: an equal part of them for each namespace holding
-    /// some, itself included, and one more part kept free.
-    fn share(&self, state: &State, namespace: &str) -> usize {
-        let holding = state.held.len() + usize::from(!state.held.contains_key(namespace));
-        (self.slots / (holding + 1)).max(MIN_SHARE)
+    /// Every [`WAKE_TIMEOUT`], wake the waiting SealedSecrets of every namespace that has room:
+    /// the backstop for wakes lost. Runs until dropped.
+    pub async fn sweep(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(WAKE_TIMEOUT);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let now = Instant::now();
+            let woken: Vec<(String, Vec<String>)> = {
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let namespaces: Vec<String> = state.waiting.keys().cloned().collect();
+                namespaces
+                    .into_iter()
+                    .map(|ns| {
+                        let names = state.wake(self.slots, &ns, now);
+                        (ns, names)
+                    })
+                    .collect()
+            };
+            for (namespace, names) in woken {
+                self.send(&namespace, names);
+            }
+        }
     }
 
-    /// A reconcile of `namespace` ended: wake the SealedSecret of that namespace deferred first.
+    /// A reconcile of `namespace` ended: wake the SealedSecrets of that namespace deferred first.
     fn give_back(&self, namespace: &str) {
-        let next = {
+        let woken = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(held) = state.held.get_mut(namespace) {
                 *held -= 1;
@@ -129,17 +189,19 @@ impl Seats {
                     state.held.remove(namespace);
                 }
             }
-            let Some(deferred) = state.deferred.get_mut(namespace) else { return };
-            // Names taken out of the set meanwhile are passed over here.
-            let next = std::iter::from_fn(|| deferred.order.pop_front()).find(|name| deferred.names.remove(name));
-            if deferred.names.is_empty() {
-                state.deferred.remove(namespace);
-            }
-            next
+            state.wake(self.slots, namespace, Instant::now())
         };
-        let Some(name) = next else { return };
+        self.send(namespace, woken);
+    }
+
+    /// Send woken SealedSecrets of `namespace` to the controller of their scope.
+    fn send(&self, namespace: &str, names: Vec<String>) {
+        if names.is_empty() {
+            return;
+        }
         let wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(waker) = wakers.iter().find(|w| w.scope.as_deref().is_none_or(|s| s == namespace)) {
+        let Some(waker) = wakers.iter().find(|w| w.scope.as_deref().is_none_or(|s| s == namespace)) else { return };
+        for name in names {
             // A controller that has stopped takes no more: its successor reconciles everything.
             let _ = waker.send.send(ObjectRef::new(&name).within(namespace));
         }
@@ -154,7 +216,7 @@ impl Drop for Seat {
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
 
     use super::*;
 
@@ -220,7 +282,42 @@ mod tests {
         let none = tokio::time::timeout(std::time::Duration::from_millis(20), woken.next()).await;
         assert!(none.is_err(), "a SealedSecret already reconciling was woken");
         drop(late);
-        assert!(seats.state.lock().unwrap().held.is_empty());
+        let state = seats.state.lock().unwrap();
+        assert!(state.held.is_empty() && state.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_slot_given_back_wakes_as_many_as_the_share_has_room_for() {
+        let seats = Seats::new(8);
+        let mut woken = seats.woken(None);
+        let mut held: Vec<Seat> = (0..4).map(|i| seats.take("ns", &format!("s{i}")).unwrap()).collect();
+        for i in 0..10 {
+            assert!(seats.take("ns", &format!("w{i}")).is_none());
+        }
+        // Three come back at once: three wakes, in the order they waited.
+        held.truncate(1);
+        let names: Vec<String> = (0..3).map(|_| woken.next().now_or_never().flatten().unwrap().name).collect();
+        assert_eq!(names, ["w0", "w1", "w2"]);
+        // Woken and not back yet, they count: with the one still held, the share of 4 is full.
+        let state = seats.state.lock().unwrap();
+        assert_eq!((state.held["ns"], state.waiting["ns"].woken.len(), state.waiting["ns"].names.len()), (1, 3, 7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_wake_stops_counting_and_the_sweep_wakes_again() {
+        let seats = Seats::new(4);
+        let mut woken = seats.woken(None);
+        let held: Vec<Seat> = (0..2).map(|i| seats.take("ns", &format!("s{i}")).unwrap()).collect();
+        for name in ["a", "b", "c"] {
+            assert!(seats.take("ns", name).is_none());
+        }
+        drop(held);
+        // `a` and `b` are woken; neither comes back (deleted meanwhile, their wakes lost).
+        assert_eq!([woken.next().await.unwrap().name, woken.next().await.unwrap().name], ["a", "b"]);
+        tokio::spawn(seats.clone().sweep());
+        // Within a sweep after the wakes time out, `c` is woken: nothing was left stuck.
+        let c = tokio::time::timeout(2 * WAKE_TIMEOUT + Duration::from_secs(1), woken.next()).await;
+        assert_eq!(c.unwrap().unwrap().name, "c");
     }
 
     #[tokio::test]
