@@ -45,7 +45,7 @@ fn parse_everything(bytes: &[u8]) {
 /// Render `template` over the password; check the bounds and that no error carries it.
 fn render_checked(template: &str) {
     let items = BTreeMap::from([("password".to_owned(), SecretBytes::from(PASSWORD.as_bytes()))]);
-    let templates = BTreeMap::from([("t".to_owned(), template.to_owned())]);
+    let templates = BTreeMap::from([("t".to_owned(), Some(template.to_owned()))]);
     match render_all(&templates, &items) {
         Ok(out) => assert!(out["t"].len() <= MAX_OUTPUT_BYTES, "{template}: output over the bound"),
         Err(e) => {

@@ -224,7 +224,7 @@ async fn a_5xx_on_the_secret_write_is_retried_without_limit_and_named_in_the_sta
 #[tokio::test]
 async fn after_a_template_failure_changed_templates_wait() {
     let mut failing = sealed();
-    failing.spec.template.data = Some(BTreeMap::from([("x".into(), "{{ nosuchfunction }}".into())]));
+    failing.spec.template.data = Some(BTreeMap::from([("x".into(), Some("{{ nosuchfunction }}".into()))]));
     let (client, seen) = fake_api(healthy(&failing, None));
     let ctx = context(client, None);
     let error = reconcile(cache(&failing), ctx.clone()).await.unwrap_err();
@@ -232,7 +232,7 @@ async fn after_a_template_failure_changed_templates_wait() {
     assert!(seen.bodies("POST /api/v1/namespaces/ns/secrets").is_empty());
 
     let mut probe = sealed();
-    probe.spec.template.data = Some(BTreeMap::from([("x".into(), "{{ index . \"password\" }}".into())]));
+    probe.spec.template.data = Some(BTreeMap::from([("x".into(), Some("{{ index . \"password\" }}".into()))]));
     probe.metadata.generation = Some(2);
     let (client, seen) = fake_api(healthy(&probe, None));
     let ctx = Arc::new(Context {

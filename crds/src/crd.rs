@@ -60,7 +60,7 @@ pub fn schema() -> Value {
                         "properties": {
                             "data": {
                                 "additionalProperties": { "type": "string" },
-                                "description": "Keys that should be templated using decrypted data.",
+                                "description": "Keys that should be templated using decrypted data. Set a key with the same name as in `encryptedData` to `null` to omit the unsealed data from the final secret.",
                                 "nullable": true,
                                 "type": "object",
                             },
@@ -220,10 +220,11 @@ mod tests {
                     },
                     type_: Some("Opaque".into()),
                     immutable: Some(true),
-                    data: Some(BTreeMap::from([("k".into(), "{{ .x }}".into())])),
+                    data: Some(BTreeMap::from([("k".into(), Some("{{ .x }}".into())), ("x".into(), None)])),
                 },
                 data: Some("AAAA".into()),
                 encrypted_data: BTreeMap::from([("x".into(), "AgA=".into())]),
+                invalid: None,
             },
             status: Some(SealedSecretStatus {
                 observed_generation: Some(1),

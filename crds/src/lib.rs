@@ -4,6 +4,7 @@
 
 pub mod crd;
 pub mod keys;
+mod lenient;
 pub mod seal;
 pub mod types;
 pub mod unseal;

@@ -140,6 +140,7 @@ pub fn seal_secret<R: CryptoRng + ?Sized>(
             },
             data: None,
             encrypted_data,
+            invalid: None,
         },
         status: None,
     })

@@ -22,7 +22,7 @@ pub struct SealedSecret {
     #[serde(default)]
     pub metadata: ObjectMeta,
     pub spec: SealedSecretSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::lenient::status")]
     pub status: Option<SealedSecretStatus>,
 }
 
@@ -34,7 +34,8 @@ fn api_version() -> String {
     API_VERSION.to_owned()
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Read by [`crate::lenient`]: never failing, `invalid` says why when it should have.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretSpec {
     #[serde(default)]
@@ -44,6 +45,10 @@ pub struct SealedSecretSpec {
     pub data: Option<String>,
     #[serde(default)]
     pub encrypted_data: BTreeMap<String, String>,
+    /// Why the spec as stored cannot be used (a value of the wrong type), if it cannot: every
+    /// operation refuses it with this reason. Never written.
+    #[serde(skip)]
+    pub invalid: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -55,9 +60,10 @@ pub struct SecretTemplateSpec {
     pub type_: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
-    /// Go text/template strings rendered with the decrypted items.
+    /// Go text/template strings rendered with the decrypted items and the other plain values;
+    /// `None` (`null`) for the key of an item: leave it out of the Secret, as upstream v0.40.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<BTreeMap<String, String>>,
+    pub data: Option<BTreeMap<String, Option<String>>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use sealant_core::template::{self, RenderError};
 use sealant_core::{HybridError, PrivateKey, Scope, SecretBytes, hybrid_decrypt};
 
-use crate::types::{API_VERSION, KIND, SealedSecret};
+use crate::types::{API_VERSION, KIND, SealedSecret, SealedSecretSpec};
 use crate::{SEALING_KEY_ANNOTATION, SKIP_SET_OWNER_REFERENCES_ANNOTATION};
 
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +50,9 @@ pub enum UnsealError {
     BothDataAndEncryptedData,
     #[error("the deprecated 'data' field does not hold a Secret")]
     V1NotASecret,
+    /// A value of the wrong type where the API server kept one ([`SealedSecretSpec::invalid`]).
+    #[error("{0}")]
+    Malformed(String),
     #[error(
         "spec.template.metadata.finalizers is not allowed: the API server's garbage collector could \
          never delete the Secret"
@@ -63,9 +66,10 @@ impl UnsealError {
         match self {
             UnsealError::Items(_) | UnsealError::V1NotASecret => "DecryptFailed",
             UnsealError::Template(_) => "TemplateError",
-            UnsealError::V1DataRefused | UnsealError::BothDataAndEncryptedData | UnsealError::TemplateFinalizers => {
-                "InvalidSpec"
-            }
+            UnsealError::V1DataRefused
+            | UnsealError::BothDataAndEncryptedData
+            | UnsealError::TemplateFinalizers
+            | UnsealError::Malformed(_) => "InvalidSpec",
         }
     }
 }
@@ -121,6 +125,10 @@ impl fmt::Display for ItemList<'_> {
     }
 }
 
+fn well_formed(spec: &SealedSecretSpec) -> Result<(), UnsealError> {
+    spec.invalid.as_ref().map_or(Ok(()), |reason| Err(UnsealError::Malformed(reason.clone())))
+}
+
 /// Keys in the order to try them: those named by our sealing-key annotation (a comma-separated
 /// list of fingerprints) first.
 fn ordered_keys<'a>(ss: &SealedSecret, keys: &'a [PrivateKey]) -> Vec<&'a PrivateKey> {
@@ -142,6 +150,7 @@ fn ordered_keys<'a>(ss: &SealedSecret, keys: &'a [PrivateKey]) -> Vec<&'a Privat
 /// Open every item of `ss` with `keys`, without rendering templates or reading the plaintext:
 /// what `/v1/verify` answers. The deprecated `data` field counts as one item.
 pub fn open_items(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) -> Result<(), UnsealError> {
+    well_formed(&ss.spec)?;
     let name = ss.metadata.name.clone().unwrap_or_default();
     let namespace = ss.metadata.namespace.clone().unwrap_or_default();
     let label = Scope::from_annotations(ss.metadata.annotations.as_ref()).label(&namespace, &name);
@@ -171,6 +180,7 @@ pub fn open_items(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions
 
 /// The Secret the controller would write for `ss`, decrypted with `keys`.
 pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) -> Result<Secret, UnsealError> {
+    well_formed(&ss.spec)?;
     let name = ss.metadata.name.clone().unwrap_or_default();
     let namespace = ss.metadata.namespace.clone().unwrap_or_default();
     let scope = Scope::from_annotations(ss.metadata.annotations.as_ref());
@@ -214,7 +224,11 @@ pub fn unseal(ss: &SealedSecret, keys: &[PrivateKey], options: UnsealOptions) ->
         }
         let mut data: BTreeMap<String, SecretBytes> = items.clone();
         if let Some(templates) = &template.data {
-            data.extend(template::render_all(templates, &items)?);
+            let rendered = template::render_all(templates, &items)?;
+            // As upstream v0.40: a `null` template leaves its item out; a rendered template
+            // never replaces an item of the same key (it is rendered, and may fail, all the same).
+            data.retain(|key, _| !matches!(templates.get(key), Some(None)));
+            data.extend(rendered.into_iter().filter(|(key, _)| !ss.spec.encrypted_data.contains_key(key)));
         }
         Secret {
             metadata: template.metadata.clone(),
@@ -266,6 +280,7 @@ pub fn reseal<R: rand::CryptoRng + ?Sized>(
     keys: &[PrivateKey],
     to: &sealant_core::PublicKey,
 ) -> Result<SealedSecret, UnsealError> {
+    well_formed(&ss.spec)?;
     let name = ss.metadata.name.clone().unwrap_or_default();
     let namespace = ss.metadata.namespace.clone().unwrap_or_default();
     let label = Scope::from_annotations(ss.metadata.annotations.as_ref()).label(&namespace, &name);

@@ -249,13 +249,18 @@ fn is_true(secret: &Secret, key: &str) -> bool {
 
 /// Digest of everything in a SealedSecret that shapes its Secret.
 pub fn source_digest(ss: &SealedSecret) -> SourceDigest {
-    let source = serde_json::json!({
+    let mut source = serde_json::json!({
         "namespace": ss.metadata.namespace,
         "name": ss.metadata.name,
         "uid": ss.metadata.uid,
         "annotations": ss.metadata.annotations,
         "spec": ss.spec,
     });
+    // A spec read with a value of the wrong type is not the spec without it (which a Secret
+    // may already match); added only then, so that every other digest stays what it was.
+    if let Some(reason) = &ss.spec.invalid {
+        source["invalid"] = reason.as_str().into();
+    }
     let bytes = serde_json::to_vec(&source).unwrap_or_default();
     SourceDigest(Sha256::digest(bytes).into())
 }
@@ -597,6 +602,19 @@ mod tests {
             plan(&relabelled, Some(&first), &ring, UnsealOptions::default(), &key_secrets()),
             Ok(Plan::Write { decrypted: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_malformed_spec_is_refused_even_where_the_rest_matches_a_written_secret() {
+        let ring = keyring();
+        let ss = sealed(&[]);
+        let first = written(plan(&ss, None, &ring, UnsealOptions::default(), &key_secrets()).unwrap());
+        // What the lenient read makes of `encryptedData: {extra: 5}` beside the same items.
+        let mut malformed = ss.clone();
+        malformed.spec.invalid = Some(r#"spec.encryptedData["extra"] is not a string"#.into());
+        let refused = plan(&malformed, Some(&first), &ring, UnsealOptions::default(), &key_secrets());
+        assert!(matches!(refused, Err(PlanError::Unseal(UnsealError::Malformed(_)))), "{refused:?}");
+        assert_ne!(source_digest(&ss), source_digest(&malformed));
     }
 
     #[test]

@@ -98,27 +98,34 @@ fn refuse_subtemplates(source: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
-/// Render every template in `templates` with `items` (decrypted values) as the data, within
-/// the bounds above (see [`MAX_VALUE_BYTES`], [`MAX_OUTPUT_BYTES`], [`TIME_LIMIT`]).
+/// Render every template of `templates` within the bounds above (see [`MAX_VALUE_BYTES`],
+/// [`MAX_OUTPUT_BYTES`], [`TIME_LIMIT`]); a key whose value is `None` (`null` in the
+/// SealedSecret: an input-only item) is not rendered and is not in the answer.
+///
+/// What each template sees, as upstream's since v0.37: the decrypted `items`, and every other
+/// non-null template value as it is written (its source, not its rendering) under its own key,
+/// an item winning when both have the same key, so that adding a plain value can never hide a
+/// secret one.
 ///
 /// Values that are not UTF-8 reach the template with invalid sequences replaced, since Go
 /// strings are bytes but template values here are text.
 pub fn render_all(
-    templates: &BTreeMap<String, String>,
+    templates: &BTreeMap<String, Option<String>>,
     items: &BTreeMap<String, SecretBytes>,
 ) -> Result<BTreeMap<String, SecretBytes>, RenderError> {
-    let data = Value::Map(Arc::new(
-        items
-            .iter()
-            .map(|(k, v)| {
-                let text = String::from_utf8_lossy(v.expose());
-                (Arc::<str>::from(k.as_str()), Value::String(Arc::from(text.as_ref())))
-            })
-            .collect(),
-    ));
+    let decrypted = items.iter().map(|(k, v)| {
+        let text = String::from_utf8_lossy(v.expose());
+        (Arc::<str>::from(k.as_str()), Value::String(Arc::from(text.as_ref())))
+    });
+    let plain = templates
+        .iter()
+        .filter(|(k, _)| !items.contains_key(*k))
+        .filter_map(|(k, v)| Some((Arc::<str>::from(k.as_str()), Value::String(Arc::from(v.as_deref()?)))));
+    let data = Value::Map(Arc::new(decrypted.chain(plain).collect()));
     let budget = Arc::new(Budget::new());
     templates
         .iter()
+        .filter_map(|(key, source)| Some((key, source.as_deref()?)))
         .map(|(key, source)| {
             let rendered = render(key, source, &data, &budget)
                 .map_err(|error| RenderError { key: key.clone(), reason: describe_in(&error, source) })?;
@@ -150,7 +157,7 @@ mod tests {
 
     fn render_one(source: &str, items: &[(&str, &str)]) -> String {
         let items = items.iter().map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes()))).collect();
-        let templates = BTreeMap::from([("out".to_string(), source.to_string())]);
+        let templates = BTreeMap::from([("out".to_string(), Some(source.to_string()))]);
         let out = render_all(&templates, &items).unwrap_or_else(|e| panic!("{e}"));
         String::from_utf8(out["out"].expose().to_vec()).unwrap_or_default()
     }
@@ -199,6 +206,38 @@ mod tests {
         }
     }
 
+    fn render_many(templates: &[(&str, Option<&str>)], items: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let items = items.iter().map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes()))).collect();
+        let templates = templates.iter().map(|(k, v)| (k.to_string(), v.map(str::to_owned))).collect();
+        let out = render_all(&templates, &items).unwrap_or_else(|e| panic!("{e}"));
+        out.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(v.expose()).into_owned())).collect()
+    }
+
+    #[test]
+    fn plain_siblings_are_seen_as_written() {
+        let out = render_many(&[("host", Some("db")), ("url", Some("{{ .user }}@{{ .host }}"))], &[("user", "u")]);
+        assert_eq!(out["url"], "u@db");
+        // A sibling is its source, not its rendering (upstream puts the raw value in the data).
+        let out = render_many(&[("a", Some("{{ .user }}")), ("b", Some("[{{ .a }}]"))], &[("user", "u")]);
+        assert_eq!((out["a"].as_str(), out["b"].as_str()), ("u", "[{{ .user }}]"));
+    }
+
+    #[test]
+    fn an_item_wins_over_a_plain_value_of_the_same_key() {
+        let out =
+            render_many(&[("password", Some("plain")), ("t", Some("{{ .password }}"))], &[("password", "s3cret")]);
+        assert_eq!(out["t"], "s3cret");
+    }
+
+    #[test]
+    fn null_templates_are_not_rendered_and_their_items_stay_readable() {
+        let out = render_many(&[("password", None), ("dsn", Some("pw={{ .password }}"))], &[("password", "s3cret")]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out["dsn"], "pw=s3cret");
+        // A null key with no item is nothing to a sibling, as a missing key.
+        assert_eq!(render_many(&[("gone", None), ("t", Some("{{ .gone }}"))], &[])["t"], "<no value>");
+    }
+
     #[test]
     fn missing_key_prints_no_value_like_go() {
         assert_eq!(render_one("{{ .nope }}", &[]), "<no value>");
@@ -206,14 +245,14 @@ mod tests {
 
     #[test]
     fn parse_error_names_the_key() {
-        let templates = BTreeMap::from([("k".to_string(), "{{ .a ".to_string())]);
+        let templates = BTreeMap::from([("k".to_string(), Some("{{ .a ".to_string()))]);
         let err = render_all(&templates, &BTreeMap::new()).err().map(|e| e.key);
         assert_eq!(err.as_deref(), Some("k"));
     }
 
     fn render_error(source: &str, items: &[(&str, &str)]) -> RenderError {
         let items = items.iter().map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes()))).collect();
-        let templates = BTreeMap::from([("out".to_string(), source.to_string())]);
+        let templates = BTreeMap::from([("out".to_string(), Some(source.to_string()))]);
         match render_all(&templates, &items) {
             Ok(_) => panic!("{source} rendered"),
             Err(e) => e,
@@ -293,7 +332,7 @@ mod tests {
                 let items = [("password", secret)];
                 let items: BTreeMap<_, _> =
                     items.iter().map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_bytes()))).collect();
-                let all = BTreeMap::from([("out".to_string(), source.clone())]);
+                let all = BTreeMap::from([("out".to_string(), Some(source.clone()))]);
                 let Err(error) = render_all(&all, &items) else { continue };
                 let message = error.to_string();
                 let chars: Vec<char> = secret.chars().collect();
