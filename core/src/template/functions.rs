@@ -95,6 +95,11 @@ pub(super) fn is_empty(v: &Value) -> bool {
 /// Go's `encoding/json` string encoding, which escapes `<`, `>` and `&` for HTML safety (sops'
 /// JSON store writes strings this way too).
 pub fn go_json_string(s: &str) -> String {
+    json_string(s, true)
+}
+
+/// Go's JSON string encoding; `html`: with `<`, `>` and `&` escaped (sprig's `toRawJson` has not).
+fn json_string(s: &str, html: bool) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -104,7 +109,8 @@ pub fn go_json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' if html => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -114,22 +120,74 @@ pub fn go_json_string(s: &str) -> String {
 }
 
 pub(super) fn to_json(v: &Value) -> String {
+    Json { html: true, indent: None }.write(v, 0)
+}
+
+/// Go's `json.Marshal` (`indent`: `json.MarshalIndent` with that unit) of a template value, keys
+/// in order as Go sorts a map's.
+struct Json {
+    html: bool,
+    indent: Option<&'static str>,
+}
+
+impl Json {
+    fn write(&self, v: &Value, depth: usize) -> String {
+        let (open, close, separator) = match self.indent {
+            Some(unit) => (format!("\n{}", unit.repeat(depth + 1)), format!("\n{}", unit.repeat(depth)), ": "),
+            None => (String::new(), String::new(), ":"),
+        };
+        let items = |parts: Vec<String>, brackets: (&str, &str)| {
+            if parts.is_empty() {
+                return format!("{}{}", brackets.0, brackets.1);
+            }
+            format!("{}{open}{}{close}{}", brackets.0, parts.join(&format!(",{open}")), brackets.1)
+        };
+        match v {
+            Value::Nil => "null".to_owned(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Uint(u) => u.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::String(s) => json_string(s, self.html),
+            Value::List(list) => items(list.iter().map(|v| self.write(v, depth + 1)).collect(), ("[", "]")),
+            Value::Map(map) => items(
+                map.iter()
+                    .map(|(k, v)| format!("{}{separator}{}", json_string(k, self.html), self.write(v, depth + 1)))
+                    .collect(),
+                ("{", "}"),
+            ),
+            _ => "null".to_owned(),
+        }
+    }
+}
+
+/// Sprig's `strslice`: a list's elements as text (nil ones left out), or one value as a list.
+fn texts(v: Option<&Value>) -> Vec<String> {
     match v {
-        Value::Nil => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Uint(u) => u.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::String(s) => go_json_string(s),
-        Value::List(items) => {
-            let parts: Vec<String> = items.iter().map(to_json).collect();
-            format!("[{}]", parts.join(","))
+        None | Some(Value::Nil) => Vec::new(),
+        Some(Value::List(list)) => {
+            list.iter().filter(|v| !matches!(v, Value::Nil)).map(|v| text(std::slice::from_ref(v), 0)).collect()
         }
-        Value::Map(map) => {
-            let parts: Vec<String> = map.iter().map(|(k, v)| format!("{}:{}", go_json_string(k), to_json(v))).collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        _ => "null".to_owned(),
+        Some(v) => vec![text(std::slice::from_ref(v), 0)],
+    }
+}
+
+fn list(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::List(items.into_iter().collect())
+}
+
+/// Go's `strings.Split`: an empty separator splits after each character.
+fn split<'a>(separator: &str, s: &'a str) -> Vec<&'a str> {
+    if separator.is_empty() {
+        return s.char_indices().map(|(i, c)| &s[i..i + c.len_utf8()]).collect();
+    }
+    s.split(separator).collect()
+}
+
+fn map_arg(args: &[Value], i: usize) -> Result<&std::collections::BTreeMap<Arc<str>, Value>, TemplateError> {
+    match args.get(i) {
+        Some(Value::Map(map)) => Ok(map),
+        _ => Err(exec_error("expected a dict")),
     }
 }
 
@@ -167,7 +225,7 @@ pub(super) fn title(s: &str) -> String {
 /// Sprig's functions and Go's output builtins, each charged to `budget` (see [`metered`]).
 pub(super) fn with_functions(t: Template, budget: &Arc<Budget>) -> Template {
     type Func = fn(&[Value]) -> Result<Value, TemplateError>;
-    let functions: [(&'static str, Func); 32] = [
+    let functions: [(&'static str, Func); 47] = [
         ("upper", |a| Ok(string(text(a, 0).to_uppercase()))),
         ("lower", |a| Ok(string(text(a, 0).to_lowercase()))),
         ("title", |a| Ok(string(title(&text(a, 0))))),
@@ -240,6 +298,59 @@ pub(super) fn with_functions(t: Template, budget: &Arc<Budget>) -> Template {
             }
         }),
         ("empty", |a| Ok(Value::Bool(a.first().is_none_or(is_empty)))),
+        ("toRawJson", |a| {
+            Ok(string(a.first().map_or_else(|| "null".into(), |v| Json { html: false, indent: None }.write(v, 0))))
+        }),
+        ("toPrettyJson", |a| {
+            Ok(string(a.first().map_or_else(|| "null".into(), |v| Json { html: true, indent: Some("  ") }.write(v, 0))))
+        }),
+        // Sprig's lists and dicts, as its templates build JSON and connection strings with them.
+        ("list", |a| Ok(list(a.iter().cloned()))),
+        ("dict", |a| {
+            // An odd last key gets an empty value, as sprig's.
+            let pairs = a.chunks(2).map(|pair| {
+                let key = text(pair, 0);
+                (Arc::<str>::from(key.as_str()), pair.get(1).cloned().unwrap_or_else(|| string("")))
+            });
+            Ok(Value::Map(Arc::new(pairs.collect())))
+        }),
+        ("hasKey", |a| Ok(Value::Bool(map_arg(a, 0)?.contains_key(text(a, 1).as_str())))),
+        ("get", |a| Ok(map_arg(a, 0)?.get(text(a, 1).as_str()).cloned().unwrap_or_else(|| string("")))),
+        ("keys", |a| {
+            let mut keys = Vec::new();
+            for i in 0..a.len() {
+                keys.extend(map_arg(a, i)?.keys().map(|k| Value::String(k.clone())));
+            }
+            Ok(list(keys))
+        }),
+        ("sortAlpha", |a| {
+            let mut all = texts(a.first());
+            all.sort();
+            Ok(list(all.into_iter().map(string)))
+        }),
+        ("join", |a| Ok(string(texts(a.get(1)).join(&text(a, 0))))),
+        ("splitList", |a| Ok(list(split(&text(a, 0), &text(a, 1)).into_iter().map(string)))),
+        ("split", |a| {
+            let s = text(a, 1);
+            let parts = split(&text(a, 0), &s).into_iter().enumerate();
+            Ok(Value::Map(Arc::new(
+                parts.map(|(i, p)| (Arc::<str>::from(format!("_{i}").as_str()), string(p))).collect(),
+            )))
+        }),
+        ("first", |a| match a.first() {
+            Some(Value::List(l)) => Ok(l.first().cloned().unwrap_or(Value::Nil)),
+            _ => Err(exec_error("expected a list")),
+        }),
+        ("last", |a| match a.first() {
+            Some(Value::List(l)) => Ok(l.last().cloned().unwrap_or(Value::Nil)),
+            _ => Err(exec_error("expected a list")),
+        }),
+        ("coalesce", |a| Ok(a.iter().find(|v| !is_empty(v)).cloned().unwrap_or(Value::Nil))),
+        ("ternary", |a| {
+            Ok(if matches!(a.get(2), Some(Value::Bool(true))) { a.first() } else { a.get(1) }
+                .cloned()
+                .unwrap_or(Value::Nil))
+        }),
         // Go's builtins that build strings, bounded here like the rest.
         ("html", |a| Ok(string(gotmpl::html_escape(&text(a, 0))))),
         ("js", |a| Ok(string(gotmpl::js_escape(&text(a, 0))))),
