@@ -170,6 +170,54 @@ mod tests {
         }
     }
 
+    /// A page of a list, as kube reads it whole: one odd object does not fail the others.
+    #[test]
+    fn a_list_page_with_an_odd_object_is_read_whole() {
+        let page = json!({"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecretList", "metadata": {"resourceVersion": "7"},
+        "items": [
+            {"metadata": {"name": "a"}, "spec": {"encryptedData": {"x": 5}, "template": {"metadata": null}}},
+            {"metadata": {"name": "b"}, "spec": {"encryptedData": {"x": "AgA="}}, "status": {"conditions": "odd"}},
+        ]});
+        let list: kube::core::ObjectList<crate::SealedSecret> = serde_json::from_value(page).unwrap();
+        assert_eq!(list.items.len(), 2);
+        assert!(list.items[0].spec.invalid.is_some());
+        assert_eq!((list.items[1].spec.invalid.as_ref(), list.items[1].status.as_ref()), (None, None));
+    }
+
+    proptest::proptest! {
+        /// Whatever JSON a spec holds, it is read.
+        #[test]
+        fn any_spec_is_read(spec in json_value()) {
+            let read: Result<SealedSecretSpec, _> = serde_json::from_value(spec);
+            proptest::prop_assert!(read.is_ok());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z{}. ]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            let keys = prop_oneof![
+                Just("template".to_owned()),
+                Just("data".to_owned()),
+                Just("encryptedData".to_owned()),
+                Just("metadata".to_owned()),
+                Just("type".to_owned()),
+                Just("immutable".to_owned()),
+                "[a-z]{1,3}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(keys, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     #[test]
     fn unknown_fields_are_ignored() {
         let spec = read(json!({"encryptedData": {"a": "AgA="}, "extra": {"x": 1}, "template": {"extra": 1}}));

@@ -23,6 +23,7 @@ mod faults;
 mod hostile;
 mod kubeseal_path;
 mod monitoring;
+mod odd_objects;
 mod runbooks;
 mod upstream_chart;
 mod upstream_kubeseal;
