@@ -232,6 +232,20 @@ fn a_values_file_written_for_upstreams_chart_carries_over() {
 }
 
 #[test]
+fn host_users_is_taken_as_upstreams_chart_takes_it() {
+    // Upstream's chart since v0.39.0 (#1978): `hostUsers` on the Pod only when it is a boolean.
+    let host_users = |values: &[&str]| {
+        let objects = render("kube-system", values);
+        the(&objects, "Deployment")["spec"]["template"]["spec"].get("hostUsers").cloned()
+    };
+    assert_eq!(host_users(&[]), None);
+    assert_eq!(host_users(&["--set=hostUsers=false"]), Some(json!(false)));
+    assert_eq!(host_users(&["--set=hostUsers=true"]), Some(json!(true)));
+    let err = render_err("kube-system", &["--set-string=hostUsers=no"]);
+    assert!(err.contains("/hostUsers"), "{err}");
+}
+
+#[test]
 fn values_that_cannot_work_are_refused_with_the_reason() {
     let err = render_err("kube-system", &["--set-json=privateKeyLabels={\"tier\":1}"]);
     assert!(err.contains("privateKeyLabels: the value of tier must be a string"), "{err}");

@@ -23,6 +23,7 @@ mod image;
 mod install;
 mod rollback;
 mod status;
+mod template_corpus;
 mod upgrade;
 mod upstream_keys;
 mod upstream_status;
