@@ -145,7 +145,11 @@ impl Config {
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, entry) in file.rules.into_iter().enumerate() {
             let n = i + 1;
-            let path_regex = Regex::new(&entry.path_regex)
+            // Bounded as sops' regexes are: a few kilobytes of patterns must not cost gigabytes.
+            let path_regex = regex::RegexBuilder::new(&entry.path_regex)
+                .size_limit(256 << 10)
+                .dfa_size_limit(256 << 10)
+                .build()
                 .map_err(|e| CliError::new(format!("{origin}: rule {n}: path_regex {} does not compile", quoted(&entry.path_regex))).source(e))
                 .hint("it is a regular expression (Rust's regex syntax, as RE2) matched against the path from the config's directory, with /")?;
             let mut clusters: Vec<String> =

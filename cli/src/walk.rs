@@ -1,6 +1,7 @@
 //! The one directory walk of `lint`, `validate`, `reencrypt` and `keys usage`: the same files
 //! in the same order whichever command asks.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, CliResult};
@@ -14,8 +15,9 @@ const SKIPPED_DIRS: [&str; 3] = ["target", "node_modules", "vendor"];
 /// on the command line (a named file is always taken).
 pub fn files(paths: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> CliResult<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
+    let mut entered = HashSet::new();
     for path in paths {
-        walk(path, true, &wanted, &mut out).map_err(|e| {
+        walk(path, true, &wanted, &mut entered, &mut out).map_err(|e| {
             CliError::new(format!("cannot read {}", path.display()))
                 .source(e)
                 .hint("check that the path exists and is readable")
@@ -24,10 +26,13 @@ pub fn files(paths: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> CliResult<Vec
     Ok(out)
 }
 
+/// `entered`: every directory walked so far, resolved: a symbolic link back to one (a loop, or
+/// two links to one folder) is not walked again.
 fn walk(
     path: &Path,
     explicit: bool,
     wanted: &impl Fn(&Path) -> bool,
+    entered: &mut HashSet<PathBuf>,
     out: &mut Vec<(PathBuf, bool)>,
 ) -> std::io::Result<()> {
     if path.is_dir() {
@@ -35,10 +40,13 @@ fn walk(
         if !explicit && (SKIPPED_DIRS.contains(&name.as_str()) || name.starts_with('.')) {
             return Ok(());
         }
+        if !entered.insert(path.canonicalize()?) {
+            return Ok(());
+        }
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
-            walk(&entry.path(), false, wanted, out)?;
+            walk(&entry.path(), false, wanted, entered, out)?;
         }
     } else if explicit || wanted(path) {
         out.push((path.to_path_buf(), explicit));
@@ -67,5 +75,19 @@ mod tests {
         let names: Vec<String> =
             found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
         assert_eq!(names, [".hidden.yaml", "a.yaml", "sub/e.json", "vendor/d.yaml"]);
+    }
+
+    #[test]
+    fn symbolic_link_loops_are_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a.yaml"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/up")).unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("self")).unwrap();
+        std::os::unix::fs::symlink("sub", dir.path().join("again")).unwrap();
+        let found = files(&[dir.path().to_path_buf()], manifests).unwrap();
+        let names: Vec<String> =
+            found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+        assert_eq!(names, ["again/a.yaml"]);
     }
 }

@@ -1,7 +1,6 @@
 //! `.sops.yaml`: the creation rule that applies to a file, as sops picks it (the first whose
 //! `path_regex` matches the path relative to the config file's directory).
 
-use regex::Regex;
 use serde_json::Value;
 
 use crate::Selection;
@@ -43,7 +42,7 @@ pub fn creation_rule(config: &str, relative: &str) -> Result<Option<Rule>, Confi
         docs.first().and_then(|d| d.get("creation_rules")).and_then(Value::as_array).cloned().unwrap_or_default();
     for rule in rules {
         if let Some(pattern) = rule.get("path_regex").and_then(Value::as_str) {
-            let regex = Regex::new(pattern)
+            let regex = crate::rules::bounded_regex(pattern)
                 .map_err(|e| ConfigError::PathRegex(pattern.to_owned(), crate::rules::regex_problem(&e)))?;
             if !regex.is_match(relative) {
                 continue;

@@ -35,13 +35,22 @@ pub(crate) fn regex_problem(e: &regex::Error) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&text).trim().trim_start_matches("error: ").to_owned()
 }
 
+/// Compiled size of one regular expression from a file (its NFA, and its lazy DFA's cache): the
+/// regex crate's default allows 10 MiB each, so a few kilobytes of patterns could cost gigabytes.
+pub(crate) const REGEX_BYTES: usize = 256 << 10;
+
+/// A regular expression from a file, compiled within [`REGEX_BYTES`].
+pub(crate) fn bounded_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(REGEX_BYTES).dfa_size_limit(REGEX_BYTES).build()
+}
+
 impl Rules {
     pub(crate) fn from(meta: &Value) -> Result<Rules, SopsError> {
         let text = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
         let regex = |k: &str| {
             text(k)
                 .map(|r| {
-                    Regex::new(&r)
+                    bounded_regex(&r)
                         .map_err(|e| SopsError::InvalidRegex { key: k.to_owned(), message: regex_problem(&e) })
                 })
                 .transpose()
@@ -239,5 +248,17 @@ impl Selection {
             Selection::UnencryptedCommentRegex(r) => ("unencrypted_comment_regex", r.clone()),
             Selection::EncryptedCommentRegex(r) => ("encrypted_comment_regex", r.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regex_that_would_compile_to_megabytes_is_refused() {
+        assert!(bounded_regex(r"^(data|stringData)$").is_ok());
+        assert!(bounded_regex(r"^clusters/(?P<cluster>[\w-]+)/.*\.ya?ml$").is_ok());
+        assert!(bounded_regex(r"(\w{50}){50}").is_err(), "its NFA is tens of megabytes");
     }
 }

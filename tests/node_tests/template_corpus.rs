@@ -16,14 +16,20 @@ fn corpus() -> Vec<(&'static str, Value, Value)> {
     let items = json!({"user": "app", "password": "s3<&>cr3t"});
     let case = |name: &'static str, templates: Value| (name, items.clone(), templates);
     vec![
-        case("plain-sibling", json!({"host": "db.local", "dsn": "postgres://{{ .user }}:{{ .password }}@{{ .host }}/app"})),
+        case(
+            "plain-sibling",
+            json!({"host": "db.local", "dsn": "postgres://{{ .user }}:{{ .password }}@{{ .host }}/app"}),
+        ),
         case("plain-sibling-as-written", json!({"a": "{{ .user }}", "b": "[{{ .a }}]"})),
         case("item-wins-over-plain", json!({"password": "plain", "copy": "{{ .password }}"})),
         case("null-omits-an-item", json!({"password": null, "dsn": "{{ .user }}:{{ .password }}"})),
         case("null-without-an-item", json!({"nothing": null, "t": "[{{ .nothing }}]"})),
         case("null-only", json!({"password": null, "user": null})),
         case("missing-key", json!({"t": "{{ .nope }}"})),
-        case("upper-lower-title", json!({"t": "{{ .user | upper }}-{{ \"A B\" | lower }}-{{ \"hello world\" | title }}"})),
+        case(
+            "upper-lower-title",
+            json!({"t": "{{ .user | upper }}-{{ \"A B\" | lower }}-{{ \"hello world\" | title }}"}),
+        ),
         case("basic-auth-b64enc", json!({"auth": "{{ printf \"%s:%s\" .user .password | b64enc }}"})),
         case("b64-round-trip", json!({"t": "{{ .password | b64enc | b64dec }}"})),
         case(
@@ -34,7 +40,10 @@ fn corpus() -> Vec<(&'static str, Value, Value)> {
             "dockerconfigjson-dict-toJson",
             json!({".dockerconfigjson": "{{ dict \"auths\" (dict \"r.example\" (dict \"username\" .user \"password\" .password)) | toJson }}"}),
         ),
-        case("toPrettyJson", json!({"config.json": "{{ dict \"user\" .user \"tags\" (list \"a\" 1) | toPrettyJson }}"})),
+        case(
+            "toPrettyJson",
+            json!({"config.json": "{{ dict \"user\" .user \"tags\" (list \"a\" 1) | toPrettyJson }}"}),
+        ),
         case("toRawJson", json!({"t": "{{ dict \"p\" .password | toRawJson }}"})),
         case("toJson-string", json!({"t": "{{ toJson .password }}"})),
         case("default", json!({"t": "{{ .missing | default \"fallback\" }}/{{ .user | default \"x\" }}"})),
@@ -42,16 +51,29 @@ fn corpus() -> Vec<(&'static str, Value, Value)> {
         case("list-join", json!({"t": "{{ list .user \"x\" | join \",\" }}"})),
         case("trim-replace", json!({"t": "{{ \"  x \" | trim }}{{ .user | trimPrefix \"a\" | replace \"p\" \"P\" }}"})),
         case("sha256sum", json!({"t": "{{ .password | sha256sum }}"})),
-        case("nindent-yaml", json!({"config.yaml": "db:{{ printf \"user: %s\\npassword: %s\" .user .password | nindent 2 }}"})),
+        case(
+            "nindent-yaml",
+            json!({"config.yaml": "db:{{ printf \"user: %s\\npassword: %s\" .user .password | nindent 2 }}"}),
+        ),
         case("if-eq", json!({"t": "{{ if eq .user \"app\" }}yes{{ else }}no{{ end }}"})),
         case("range-list", json!({"t": "{{ range $i, $e := list \"a\" \"b\" }}{{ $i }}={{ $e }};{{ end }}"})),
-        case("dict-hasKey-get", json!({"t": "{{ $d := dict \"k\" .user }}{{ if hasKey $d \"k\" }}{{ get $d \"k\" }}{{ end }}"})),
-        case("splitList-first-last", json!({"t": "{{ $p := splitList \":\" \"h:5432\" }}{{ first $p }}/{{ last $p }}"})),
+        case(
+            "dict-hasKey-get",
+            json!({"t": "{{ $d := dict \"k\" .user }}{{ if hasKey $d \"k\" }}{{ get $d \"k\" }}{{ end }}"}),
+        ),
+        case(
+            "splitList-first-last",
+            json!({"t": "{{ $p := splitList \":\" \"h:5432\" }}{{ first $p }}/{{ last $p }}"}),
+        ),
         case("coalesce-ternary", json!({"t": "{{ coalesce .missing .user }}-{{ ternary \"y\" \"n\" true }}"})),
         case("urlquery-html", json!({"t": "{{ .password | urlquery }} {{ .password | html }}"})),
         case("printf-verbs", json!({"t": "{{ printf \"%q %5s|%-5s|\" .user \"a\" \"b\" }}"})),
         case("cat-toString", json!({"t": "{{ cat .user 1 }}{{ toString 2 }}"})),
-        ("dotted-and-dashed-keys", json!({"db.password": "p1", "api-key": "k1"}), json!({"t": "{{ index . \"db.password\" }}/{{ index . \"api-key\" }}"})),
+        (
+            "dotted-and-dashed-keys",
+            json!({"db.password": "p1", "api-key": "k1"}),
+            json!({"t": "{{ index . \"db.password\" }}/{{ index . \"api-key\" }}"}),
+        ),
         case("parse-error", json!({"t": "{{ .user "})),
         case("unknown-function", json!({"t": "{{ .user | nosuchfunction }}"})),
         case("collision-that-fails", json!({"password": "{{ .user | nosuchfunction }}"})),
@@ -112,7 +134,8 @@ fn a_template_corpus_unseals_alike_through_upstream_and_ours() {
         .map(|(name, items, templates)| {
             let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": items});
             let args = ["seal", "-o", "json", "--scope", "cluster-wide", "--cert", cert.to_str().unwrap()];
-            let mut object: Value = serde_json::from_str(&sealant_as_user(node, &sealant, &args, &secret.to_string())).unwrap();
+            let mut object: Value =
+                serde_json::from_str(&sealant_as_user(node, &sealant, &args, &secret.to_string())).unwrap();
             object["spec"]["template"]["data"] = templates.clone();
             object
         })
@@ -130,12 +153,22 @@ fn a_template_corpus_unseals_alike_through_upstream_and_ours() {
 
     let decode = |data: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         let engine = base64::engine::general_purpose::STANDARD;
-        data.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(&engine.decode(v).unwrap()).into_owned())).collect()
+        data.iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&engine.decode(v).unwrap()).into_owned()))
+            .collect()
     };
     let mut differences = Vec::new();
     for (name, _, _) in &cases {
         let (a, b) = (&theirs[*name], &mine[*name]);
-        eprintln!("{name}: upstream Synced={} {:?}\n{:width$}ours     Synced={} {:?}", a.0, decode(&a.1), "", b.0, decode(&b.1), width = name.len() + 2);
+        eprintln!(
+            "{name}: upstream Synced={} {:?}\n{:width$}ours     Synced={} {:?}",
+            a.0,
+            decode(&a.1),
+            "",
+            b.0,
+            decode(&b.1),
+            width = name.len() + 2
+        );
         if a != b {
             differences.push(*name);
         }
