@@ -283,6 +283,24 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SopsError> {
         .collect::<Result<_, _>>()
         // The scanner's own message quotes the text, which may be a secret: position only.
         .map_err(|e| SopsError::Parse(format!("invalid YAML at line {}: {}", e.marker().line(), e.info())))?;
+    // Block nesting (`- - - x`, indented maps) has no brackets for `flow_depth` to count: count the
+    // collections as they open, before anything walks the tree recursively.
+    let mut depth = 0usize;
+    for (event, at) in &events {
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > sealant_core::yaml::MAX_NESTING {
+                    return Err(bad(
+                        at,
+                        &format!("the document is nested deeper than {} levels", sealant_core::yaml::MAX_NESTING),
+                    ));
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let mut comments = find_comments(text, &events).into_iter().peekable();
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -739,6 +757,20 @@ fn write_with(docs: &[Node], layout: Layout) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_block_nesting_is_refused_before_any_walk() {
+        let deep = format!("{}x\n", "- ".repeat(100_000));
+        let Err(SopsError::Parse(message)) = parse(&deep) else { panic!("parsed") };
+        assert_eq!(message, "line 1: the document is nested deeper than 100 levels");
+        let indented = |levels: usize| {
+            let mut text: String = (0..levels).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+            text.push_str(&format!("{}leaf: x\n", "  ".repeat(levels)));
+            text
+        };
+        assert!(matches!(parse(&indented(200)), Err(SopsError::Parse(_))));
+        assert!(parse(&indented(50)).is_ok());
+    }
 
     #[test]
     fn scalars_are_typed_like_yaml_v3() {
