@@ -53,6 +53,18 @@ pub fn quoted(text: &str) -> String {
     out
 }
 
+/// `text` as it is, but for control characters (a line break, an escape sequence, an OSC 52
+/// clipboard write), which are escaped as [`quoted`] escapes them, and a backslash, doubled so the
+/// escapes cannot be forged: for names shown where upstream shows them bare (item keys in a
+/// status), which only a hostile one changes.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let quoted = quoted(text).replace("\\\"", "\"");
+    std::borrow::Cow::Owned(quoted[1..quoted.len() - 1].to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(Debug, thiserror::Error)]
@@ -62,6 +74,14 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("inner failed")]
     struct Inner;
+
+    #[test]
+    fn printable_text_is_itself_unless_it_could_drive_a_terminal() {
+        assert_eq!(super::printable("db.password-1"), "db.password-1");
+        assert_eq!(super::printable("say \"hi\""), "say \"hi\"");
+        assert_eq!(super::printable("a\nb\u{1b}]52;c;aGk=\u{7}"), r"a\nb\u{1b}]52;c;aGk=\u{7}");
+        assert_eq!(super::printable(r"a\nb"), r"a\\nb");
+    }
 
     #[test]
     fn quoted_text_cannot_break_the_line() {

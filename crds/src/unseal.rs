@@ -113,7 +113,7 @@ impl fmt::Display for ItemList<'_> {
                 if j > 0 {
                     f.write_str(", ")?;
                 }
-                f.write_str(&sealant_core::error::bounded((*key).to_owned(), 64))?;
+                f.write_str(&sealant_core::error::bounded(sealant_core::error::printable(key).into_owned(), 64))?;
             }
             named += shown;
             if keys.len() > shown {
@@ -322,6 +322,8 @@ mod tests {
         assert_eq!(one.to_string(), "no key could decrypt secret (password)");
         let mut many: Vec<(String, ItemError)> = (0..7).map(|i| (format!("k{i}"), no_key())).collect();
         many.insert(2, ("b".into(), ItemError::Base64));
+        let hostile = UnsealError::Items(vec![("a\u{1b}[2K\nforged".into(), no_key())]);
+        assert_eq!(hostile.to_string(), r"no key could decrypt secret (a\u{1b}[2K\nforged)");
         assert_eq!(
             UnsealError::Items(many).to_string(),
             "no key could decrypt secret (k0, k1, k2, k3, k4 and 2 more); not valid base64 (b)"

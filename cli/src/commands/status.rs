@@ -299,7 +299,9 @@ async fn sealed_secrets(client: &Client, namespace: Option<&str>) -> CliResult<S
         None => Api::<SealedSecret>::all(client.clone()),
     };
     let mut counts = SealedSecrets { namespace: namespace.map(str::to_owned), ..Default::default() };
-    let mut params = ListParams::default().limit(500);
+    // A SealedSecret may hold 1.5 MB and a page is read whole: 50 of them cost at most about
+    // 75 MB, where kube's 500 cost 750 MB.
+    let mut params = ListParams::default().limit(50);
     loop {
         let page = api.list(&params).await.context("cannot list SealedSecrets")?;
         for ss in &page.items {
@@ -513,9 +515,11 @@ impl Status {
                 out.push_str(&format!(
                     "  {:<40} {:<18} {:<10} {}\n",
                     format!("{}/{}", f.namespace, f.name),
-                    f.reason,
+                    sealant_core::error::printable(&f.reason),
                     f.since.map_or("-".to_owned(), |t| human(now - t)),
-                    f.message.lines().next().unwrap_or_default()
+                    // Written by a controller from what a tenant chose (item keys): never raw
+                    // to a terminal, whichever controller wrote it.
+                    sealant_core::error::printable(f.message.lines().next().unwrap_or_default())
                 ));
             }
             if s.failing > s.failures.len() {
