@@ -56,6 +56,8 @@ struct Cluster {
     deployment: Option<Value>,
     lease_renewed: &'static str,
     backup_keys: &'static str,
+    /// The backup Secret's ownerReferences (a SealedSecret's, when one squats its name).
+    backup_owners: Value,
     sealed_secrets: Vec<Value>,
 }
 
@@ -78,6 +80,7 @@ impl Cluster {
             })),
             lease_renewed: "2026-12-05T11:59:58.000000Z",
             backup_keys: "sealed-secrets-keydemo1",
+            backup_owners: json!([]),
             sealed_secrets: vec![
                 sealed_secret("apps", "db", Some(("True", "", ""))),
                 sealed_secret("apps", "web", Some(("True", "", ""))),
@@ -110,7 +113,8 @@ impl Cluster {
             "/api/v1/namespaces/kube-system/secrets/sealed-secrets-key-backup" => (
                 200,
                 json!({"apiVersion": "v1", "kind": "Secret",
-                       "metadata": {"name": "sealed-secrets-key-backup", "namespace": "kube-system", "annotations": {
+                       "metadata": {"name": "sealed-secrets-key-backup", "namespace": "kube-system",
+                           "ownerReferences": self.backup_owners, "annotations": {
                            "sealant.dev/backup-keys": self.backup_keys,
                            "sealant.dev/backup-written-at": "2026-12-05T10:00:00Z"}}}),
             ),
@@ -193,6 +197,25 @@ async fn failing_secrets_a_stale_backup_no_leader_an_overdue_key_and_a_foreign_c
     assert_eq!(status.problems.len(), 5, "{:#?}", status.problems);
     golden("unhealthy.txt", &status.text(now));
     golden("unhealthy.json", &(serde_json::to_string_pretty(&status).unwrap() + "\n"));
+}
+
+#[tokio::test]
+async fn a_backup_made_by_a_sealed_secret_and_control_characters_are_not_believed() {
+    let mut cluster = Cluster::healthy();
+    cluster.backup_owners = json!([{"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+        "name": "sealed-secrets-key-backup", "uid": "u", "controller": true}]);
+    cluster.sealed_secrets.push(sealed_secret(
+        "tenant",
+        "forged",
+        Some(("False", "DecryptFailed", "no key could decrypt secret (a\u{1b}]52;c;aGk=\u{7}\u{1b}[2K)")),
+    ));
+    let now = datetime!(2026-12-05 12:00:00 UTC);
+    let status = status(cluster, None, now).await;
+    assert!(!status.backup.found && status.backup.made_by_sealed_secret, "{:?}", status.backup);
+    assert!(status.problems.iter().any(|p| p.contains("was made by a SealedSecret")), "{:#?}", status.problems);
+    let text = status.text(now);
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+    assert!(text.contains(r"(a\u{1b}]52;c;aGk=\u{7}\u{1b}[2K)"), "{text}");
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ pub enum Error {
     Api(#[from] kube::Error),
     #[error("cannot generate a key")]
     Generate(#[source] sealant_core::CertError),
+    #[error("the next key's name {0} is taken by a Secret that is not a key: remove it to renew")]
+    KeyNameTaken(String),
     #[error("cannot encrypt the key backup")]
     Backup(#[source] AgeError),
     #[error("cannot encode the key backup")]

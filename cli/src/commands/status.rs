@@ -115,6 +115,10 @@ pub struct Backup {
     pub recipients: usize,
     pub secret: String,
     pub found: bool,
+    /// The Secret of that name was made by a SealedSecret (whose template chose the name and
+    /// the annotations read here): not the controller's backup, and nothing of it is believed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub made_by_sealed_secret: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub written: Option<OffsetDateTime>,
     /// Key Secrets the backup holds.
@@ -255,11 +259,15 @@ pub async fn collect(
         .unwrap_or(0);
     let backup_name = format!("{prefix}-backup");
     let backup_secret = Api::<Secret>::namespaced(client.clone(), home).get_opt(&backup_name).await.ok().flatten();
+    let made_by_sealed_secret =
+        backup_secret.as_ref().is_some_and(|s| s.owner_references().iter().any(|o| o.kind == "SealedSecret"));
+    let backup_secret = backup_secret.filter(|_| !made_by_sealed_secret);
     let annotations = backup_secret.as_ref().map(|s| s.annotations().clone()).unwrap_or_default();
     let backup = Backup {
         recipients,
         secret: backup_name,
         found: backup_secret.is_some(),
+        made_by_sealed_secret,
         written: annotations
             .get(BACKUP_WRITTEN_ANNOTATION)
             .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()),
@@ -407,7 +415,13 @@ impl Status {
         }
         if self.backup.recipients > 0 {
             let newest = self.keys.iter().max_by_key(|k| k.created).map(|k| k.secret.as_str());
-            if !self.backup.found {
+            if self.backup.made_by_sealed_secret {
+                problems.push(format!(
+                    "the Secret {} was made by a SealedSecret, not by the controller: no backup can be written \
+                     until it is deleted",
+                    self.backup.secret
+                ));
+            } else if !self.backup.found {
                 problems.push(format!("key backup is configured but the Secret {} does not exist", self.backup.secret));
             } else if let Some(newest) = newest.filter(|n| !self.backup.keys.iter().any(|k| k == n)) {
                 problems.push(format!(

@@ -97,9 +97,14 @@ pub struct KeySecrets {
 
 impl KeySecrets {
     /// Whether a Secret with this namespace, name and labels would be watched as a key (any
-    /// value of the key label counts: a retired key's label changes how the next is named).
+    /// value of the key label counts: a retired key's label changes how the next is named), or
+    /// takes a name the controller keeps for its own Secrets: the key prefix and every name
+    /// under it (`<prefix>-<hex time>-<n>` for keys, which anyone can tell from the served
+    /// certificate, and `<prefix>-backup`).
     pub fn would_watch(&self, namespace: &str, name: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
-        namespace == self.namespace && (name == self.legacy_name || labels.is_some_and(|l| l.contains_key(KEY_LABEL)))
+        let reserved =
+            name.strip_prefix(self.legacy_name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('-'));
+        namespace == self.namespace && (reserved || labels.is_some_and(|l| l.contains_key(KEY_LABEL)))
     }
 }
 

@@ -42,7 +42,12 @@ async fn generate_key(
     let retired = kube::api::ListParams::default().labels(&format!("{KEY_LABEL},{KEY_LABEL}!=active"));
     let retired = answered(api.list_metadata(&retired)).await?.items.len();
     let name = next_key_name(&flags.key_prefix, newest, retired);
-    if answered(api.get_opt(&name)).await?.is_some() {
+    if let Some(existing) = answered(api.get_opt(&name)).await? {
+        // Another replica's key carries the key label; anything else took the name, and no key
+        // can be made under it until it goes: a failure, counted and alerted on.
+        if !existing.metadata.labels.as_ref().is_some_and(|l| l.contains_key(KEY_LABEL)) {
+            return Err(Error::KeyNameTaken(name));
+        }
         tracing::info!(secret = %name, "the next key already exists (made by another replica)");
         return Ok(None);
     }

@@ -33,9 +33,9 @@ pub enum PlanError {
     #[error("Secrets of type {} are filled in by another controller; a SealedSecret cannot own one", quoted(.0))]
     ForeignType(String),
     #[error(
-        "the Secret would be read as a sealing key (the key label, or the legacy key's name, in \
-         the controller's namespace): keys are made by the controller or an operator, never \
-         unsealed"
+        "the Secret would be read as a sealing key or take the name of one (the key label, or a \
+         name under the key prefix, in the controller's namespace): keys and their backup are \
+         made by the controller or an operator, never unsealed"
     )]
     KeySecret,
     #[error(
@@ -675,8 +675,14 @@ mod tests {
             ss.metadata.name = Some(name.into());
             ss
         };
-        let legacy = in_key_namespace("sealed-secrets-key");
-        assert!(matches!(plan(&legacy, None, &ring, UnsealOptions::default(), &keys), Err(PlanError::KeySecret)));
+        // The legacy key's name, the next key's (told by the served certificate), the backup's.
+        for name in ["sealed-secrets-key", "sealed-secrets-key-6939a2c0-0", "sealed-secrets-key-backup"] {
+            let taken = in_key_namespace(name);
+            let refused = plan(&taken, None, &ring, UnsealOptions::default(), &keys);
+            assert!(matches!(refused, Err(PlanError::KeySecret)), "{name}: {refused:?}");
+        }
+        let near = plan(&in_key_namespace("sealed-secrets-keys"), None, &ring, UnsealOptions::default(), &keys);
+        assert!(!matches!(near, Err(PlanError::KeySecret)), "{near:?}");
         let mut labelled = in_key_namespace("anything");
         labelled.spec.template.metadata.labels = Some(BTreeMap::from([(KEY_LABEL.into(), "active".into())]));
         let err = plan(&labelled, None, &ring, UnsealOptions::default(), &keys).unwrap_err();
