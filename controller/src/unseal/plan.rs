@@ -30,7 +30,7 @@ pub enum PlanError {
     Immutable,
     #[error("no keys are loaded yet")]
     NoKeys,
-    #[error("Secrets of type {} are filled in by another controller; a SealedSecret cannot own one", quoted(.0))]
+    #[error("Secrets of type {} are Kubernetes' own credentials; a SealedSecret cannot make one", quoted(.0))]
     ForeignType(String),
     #[error(
         "the Secret would be read as a sealing key or take the name of one (the key label, or a \
@@ -111,9 +111,15 @@ impl Writes {
     }
 }
 
-/// Secret types whose data another controller writes: managing one would be a write war
-/// (kube-controller-manager fills in a token Secret's data as fast as we overwrite it).
-const FOREIGN_TYPES: &[&str] = &["kubernetes.io/service-account-token"];
+/// Secret types Kubernetes itself gives meaning to, which a SealedSecret must never make: a
+/// service account token's data is filled in by kube-controller-manager (a write war), and
+/// both it and a bootstrap token (in kube-system) are cluster credentials that whoever may
+/// create a SealedSecret could mint.
+const FOREIGN_TYPES: &[&str] = &["kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token"];
+
+fn foreign_type(type_: Option<&str>) -> Option<&'static str> {
+    type_.and_then(|t| FOREIGN_TYPES.iter().copied().find(|f| *f == t))
+}
 
 /// How a failure is reported, in one place for every kind: the reason of the status condition
 /// (Sealant's, PascalCase), the Event's reason and the `unseal_errors_total` reason label.
@@ -208,7 +214,7 @@ impl Shape {
         let (labels, annotations) = (template.metadata.labels.as_ref(), template.metadata.annotations.as_ref());
         Shape {
             digest: shape_digest(template.type_.as_deref(), labels, annotations.into_iter().flatten()),
-            foreign_type: template.type_.as_deref().and_then(|t| FOREIGN_TYPES.iter().copied().find(|f| *f == t)),
+            foreign_type: foreign_type(template.type_.as_deref()),
             key_label: labels.is_some_and(|l| l.contains_key(KEY_LABEL)),
         }
     }
@@ -359,6 +365,10 @@ pub fn plan(
     }
     let decrypted = ss.spec.encrypted_data.len() + usize::from(ss.spec.data.is_some());
     let desired = unseal(ss, keyring.keys(), options)?;
+    // The deprecated `data` field's Secret says its type only once decrypted.
+    if let Some(kind) = foreign_type(desired.type_.as_deref()) {
+        return Err(PlanError::ForeignType(kind.to_owned()));
+    }
 
     let mut secret = match existing {
         None => desired,
@@ -658,12 +668,35 @@ mod tests {
     }
 
     #[test]
-    fn service_account_tokens_are_refused_without_decrypting() {
-        let mut ss = sealed(&[]);
-        ss.spec.template.type_ = Some("kubernetes.io/service-account-token".into());
-        let err = plan(&ss, None, &keyring(), UnsealOptions::default(), &key_secrets()).unwrap_err();
-        assert!(matches!(err, PlanError::ForeignType(_)));
-        assert_eq!(err.category(), "InvalidSpec");
+    fn service_account_and_bootstrap_tokens_are_refused_without_decrypting() {
+        for kind in ["kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token"] {
+            let mut ss = sealed(&[]);
+            ss.spec.template.type_ = Some(kind.into());
+            let err = plan(&ss, None, &keyring(), UnsealOptions::default(), &key_secrets()).unwrap_err();
+            assert!(matches!(err, PlanError::ForeignType(_)), "{kind}");
+            assert_eq!(err.category(), "InvalidSpec");
+        }
+    }
+
+    #[test]
+    fn a_token_sealed_whole_in_the_deprecated_data_field_is_refused_once_decrypted() {
+        let ring = keyring();
+        let token = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": "s", "namespace": "ns", "annotations": {"kubernetes.io/service-account.name": "priv"}},
+            "data": {"token": "dA=="}});
+        let label = sealant_core::Scope::Strict.label("ns", "s");
+        let item = sealant_core::hybrid_encrypt(
+            &mut rand::rng(),
+            ring.keys()[0].public(),
+            &serde_json::to_vec(&token).unwrap(),
+            &label,
+        )
+        .unwrap();
+        let mut ss = SealedSecret::default();
+        (ss.metadata.name, ss.metadata.namespace) = (Some("s".into()), Some("ns".into()));
+        ss.spec.data = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, item));
+        let err = plan(&ss, None, &ring, UnsealOptions::default(), &key_secrets()).unwrap_err();
+        assert!(matches!(err, PlanError::ForeignType(_)), "{err:?}");
     }
 
     #[test]
