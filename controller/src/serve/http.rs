@@ -129,12 +129,34 @@ pub fn api_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The last encoding of the metrics, and when it started.
+type Encoded = tokio::sync::Mutex<Option<(Instant, Arc<str>)>>;
+
+/// `/metrics`, which anyone who reaches the port may ask for as often as they like: one encoding
+/// at a time, on a blocking thread (never on the async workers that unseal), and every request
+/// that waited for it answered by an encoding that started after it arrived, so no answer is
+/// older than its request and a flood of scrapes costs at most one core.
 pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    let encoded = Arc::new(Encoded::default());
     Router::new().route(
         "/metrics",
         get(move || {
-            let metrics = metrics.clone();
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.encode()) }
+            let (metrics, encoded) = (metrics.clone(), encoded.clone());
+            async move {
+                let arrived = Instant::now();
+                let mut last = encoded.lock().await;
+                let text = match &*last {
+                    Some((started, text)) if *started >= arrived => text.clone(),
+                    _ => {
+                        let started = Instant::now();
+                        let text: Arc<str> =
+                            tokio::task::spawn_blocking(move || metrics.encode()).await.unwrap_or_default().into();
+                        *last = Some((started, text.clone()));
+                        text
+                    }
+                };
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text.to_string())
+            }
         }),
     )
 }
