@@ -142,6 +142,11 @@ impl Config {
             .parent()
             .and_then(|d| d.canonicalize().ok())
             .ok_or_else(|| CliError::new(format!("cannot resolve the directory of {origin}")))?;
+        if let Some(name) = file.clusters.keys().find(|name| !is_cluster_name(name)) {
+            // A name goes into output paths through {cluster}: `../` in one would leave the tree.
+            return Err(CliError::new(format!("{origin}: cluster name {} is not a plain name", quoted(name)))
+                .hint("use letters, digits, '-', '_' and '.', not starting with '.'"));
+        }
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, entry) in file.rules.into_iter().enumerate() {
             let n = i + 1;
@@ -214,7 +219,14 @@ impl Config {
                     ))
                     .hint(format!("the clusters are: {}", names(&self.clusters)))
                 })?;
-                let output = rule.output.as_deref().map(|p| normalize(&self.dir.join(expand(p, &relative, cluster))));
+                let output = match rule.output.as_deref() {
+                    None => None,
+                    Some(pattern) => Some(self.confined(
+                        &normalize(&self.dir.join(expand(pattern, &relative, cluster))),
+                        i + 1,
+                        &relative,
+                    )?),
+                };
                 targets.push(Target { cluster: cluster.as_str(), entry, output });
             }
             return Ok(Decision {
@@ -227,6 +239,32 @@ impl Config {
         }
         Err(CliError::new(format!("no rule of {} matches {relative}", shown(&self.path)))
             .hint("add a rule whose path_regex matches it (sealant config explain FILE shows what each file gets), or pass --cert"))
+    }
+
+    /// `output` (of rule `rule`, for the input at `relative`) if it stays inside the config's
+    /// directory once symbolic links are resolved, and is not the input itself: a config that
+    /// arrives in a pull request must not aim writes anywhere the user can write.
+    fn confined(&self, output: &Path, rule: usize, relative: &str) -> CliResult<PathBuf> {
+        // The output need not exist yet: resolve the deepest part of it that does.
+        let existing = output.ancestors().find(|a| a.exists()).unwrap_or(output);
+        let resolved = resolve(existing)?.join(output.strip_prefix(existing).unwrap_or(Path::new("")));
+        if !resolved.starts_with(&self.dir) {
+            return Err(CliError::new(format!(
+                "{relative}: rule {rule} of {} writes to {}, outside {}",
+                shown(&self.path),
+                shown(&resolved),
+                shown(&self.dir)
+            ))
+            .hint("outputs stay in the config's directory tree: change the rule's output pattern"));
+        }
+        if resolved == self.dir.join(relative) {
+            return Err(CliError::new(format!(
+                "{relative}: rule {rule} of {} would write the sealed file over its input",
+                shown(&self.path)
+            ))
+            .hint("give the output another name, e.g. {dir}/{stem}.sealed.yaml"));
+        }
+        Ok(output.to_owned())
     }
 
     /// `file`'s path from the config's directory, with `/`, symbolic links resolved.
@@ -282,15 +320,45 @@ fn resolve(path: &Path) -> CliResult<PathBuf> {
     path.canonicalize().map_err(|e| CliError::new(format!("cannot resolve {}", path.display())).source(e))
 }
 
-/// The first `.sealant.yaml` in `dir` (resolved) or a directory above it, loaded.
+/// The first `.sealant.yaml` in `dir` (resolved) or a directory above it, up to the
+/// repository's root (the first directory holding `.git`), loaded: a config above the
+/// repository, in a directory anyone may write to, must not choose the certificate.
 fn upwards(dir: &Path) -> CliResult<Option<Config>> {
     for here in dir.ancestors() {
         let candidate = here.join(FILE_NAME);
         if candidate.is_file() {
+            trusted(&candidate)?;
             return Config::load(&candidate).map(Some);
+        }
+        if here.join(".git").exists() {
+            break;
         }
     }
     Ok(None)
+}
+
+/// Refuse a config that another user could have written, as git refuses a repository of
+/// another owner (`safe.directory`): owned by someone else than this user (or root), or
+/// writable by others.
+fn trusted(path: &Path) -> CliResult<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path).map_err(|e| CliError::new(format!("cannot read {}", shown(path))).source(e))?;
+    // The owner of /proc/self is this process's effective user (Linux); elsewhere, no check.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let foreign = me.is_some_and(|me| meta.uid() != me && meta.uid() != 0);
+    if foreign || meta.permissions().mode() & 0o002 != 0 {
+        let why = if foreign { format!("is owned by user {}", meta.uid()) } else { "is writable by anyone".to_owned() };
+        return Err(CliError::new(format!("{} {why}: not used", shown(path)))
+            .hint("a config another user could write chooses your certificates and outputs; chown it or remove it"));
+    }
+    Ok(())
+}
+
+/// A cluster name as {cluster} puts it in a path: one plain component.
+fn is_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// `path` without `.` and with each `..` taking away the part before it (no file system access:
@@ -360,6 +428,75 @@ mod tests {
         );
         assert_eq!(expand("out/{cluster}/{name}", "db.yaml", "prod"), "out/prod/db.yaml");
         assert_eq!(expand("{dir}/{stem}-{cluster}.{ext}", "a/b/c.secret.json", "x"), "a/b/c-x.secret.json");
+    }
+
+    fn repository(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::create_dir_all(dir.path().join("clusters/dev")).unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), config).unwrap();
+        std::fs::write(dir.path().join("clusters/dev/db.yaml"), "x").unwrap();
+        dir
+    }
+
+    const CLUSTERS: &str = "clusters:\n  dev: {cert: dev.pem}\n";
+
+    fn decided(dir: &Path) -> CliResult<Option<PathBuf>> {
+        let config = Config::from_dir(dir)?;
+        let decision = config.decide(&dir.join("clusters/dev/db.yaml"))?;
+        Ok(decision.targets[0].output.clone())
+    }
+
+    #[test]
+    fn outputs_stay_in_the_configs_tree() {
+        for output in ["/tmp/x.yaml", "../../x.yaml", "{dir}/../../../x.yaml", "{dir}/{name}"] {
+            let dir = repository(&format!(
+                "{CLUSTERS}rules:\n  - {{path_regex: ^clusters/, cluster: dev, output: \"{output}\"}}\n"
+            ));
+            assert!(decided(dir.path()).is_err(), "{output}");
+        }
+        let dir = repository(&format!(
+            "{CLUSTERS}rules:\n  - {{path_regex: ^clusters/, cluster: dev, output: \"{{dir}}/../sealed/{{stem}}.yaml\"}}\n"
+        ));
+        let inside = decided(dir.path()).unwrap().unwrap();
+        assert!(inside.ends_with("clusters/sealed/db.yaml"), "{}", inside.display());
+        // Through a symbolic link out of the tree.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("clusters/link")).unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            format!(
+                "{CLUSTERS}rules:\n  - {{path_regex: ^clusters/, cluster: dev, output: \"clusters/link/{{name}}\"}}\n"
+            ),
+        )
+        .unwrap();
+        assert!(decided(dir.path()).is_err());
+    }
+
+    #[test]
+    fn cluster_names_are_plain_names() {
+        let dir = repository("clusters:\n  ../../x: {cert: dev.pem}\nrules: []\n");
+        assert!(Config::from_dir(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_search_stops_at_the_repository_and_refuses_configs_others_may_write() {
+        let above = tempfile::tempdir().unwrap();
+        std::fs::write(above.path().join(FILE_NAME), CLUSTERS).unwrap();
+        let repo = above.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        assert!(Config::near(&repo).unwrap().is_none(), "a config above the repository is not used");
+        std::fs::write(repo.join(FILE_NAME), CLUSTERS).unwrap();
+        assert!(Config::near(&repo).unwrap().is_some());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(repo.join(FILE_NAME), std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(Config::near(&repo).is_err(), "writable by anyone");
+        std::fs::set_permissions(repo.join(FILE_NAME), std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Another user's (only root can give a file away; others skip this part).
+        if std::os::unix::fs::chown(repo.join(FILE_NAME), Some(65534), None).is_ok() {
+            let refused = Config::near(&repo).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(refused.contains("is owned by user 65534"), "{refused}");
+        }
     }
 
     #[test]
