@@ -114,17 +114,34 @@ pub enum Privacy {
 pub const TEMP_PREFIX: &str = ".sealant-tmp-";
 
 /// The file `path` names once symbolic links are followed (at most 40, as the kernel does; a
-/// link to nothing yet names the file to create).
-fn through_links(path: &Path) -> PathBuf {
+/// link to nothing yet names the file to create). A link the kernel's `protected_symlinks` would
+/// not follow is refused: in a sticky directory anyone may write to (`/tmp`), one owned by
+/// neither this user nor the directory's owner (another user's trap for a victim's `-w`).
+fn through_links(path: &Path) -> CliResult<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
     let mut current = path.to_path_buf();
     for _ in 0..40 {
-        match std::fs::read_link(&current) {
-            Ok(target) if target.is_absolute() => current = target,
-            Ok(target) => current = current.parent().map_or_else(|| target.clone(), |dir| dir.join(&target)),
-            Err(_) => break,
+        let Ok(target) = std::fs::read_link(&current) else { break };
+        let dir = match current.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let (Some(me), Ok(link), Ok(parent)) = (me, std::fs::symlink_metadata(&current), std::fs::metadata(&dir))
+            && parent.mode() & 0o1002 == 0o1002
+            && link.uid() != me
+            && link.uid() != parent.uid()
+        {
+            return Err(CliError::new(format!(
+                "{} is a symbolic link of user {} in a shared directory: not followed",
+                current.display(),
+                link.uid()
+            ))
+            .hint("another user may have put it there to have you overwrite its target; write elsewhere"));
         }
+        current = if target.is_absolute() { target } else { dir.join(&target) };
     }
-    current
+    Ok(current)
 }
 
 /// Write `contents` to `path` all at once: a temporary file in the same directory, synced, then
@@ -135,7 +152,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult
     let _held = crate::signals::hold();
     // Through a symbolic link to the file it names, as the real sops and an editor do: the link
     // stays a link, and the file it points to gets the new contents.
-    let target = through_links(path);
+    let target = through_links(path)?;
     let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -160,4 +177,30 @@ pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> CliResult
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_users_link_in_a_shared_sticky_directory_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("tmp");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "mine").unwrap();
+        let trap = shared.join("out.yaml");
+        std::os::unix::fs::symlink(&victim, &trap).unwrap();
+        // Our own link is followed, as an editor would.
+        write_atomic(&trap, b"sealed", Privacy::Public).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "sealed");
+        // Another user's is not (only root can give a link away; others skip this part).
+        if std::os::unix::fs::lchown(&trap, Some(65534), None).is_ok() {
+            assert!(write_atomic(&trap, b"again", Privacy::Public).is_err());
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "sealed");
+        }
+    }
 }
