@@ -378,3 +378,65 @@ fn cert_urls_are_bounded_in_size_time_and_redirects() {
     let stderr = String::from_utf8_lossy(&silent.stderr);
     assert!(!silent.status.success() && stderr.contains("no answer within 2 s"), "{stderr}");
 }
+
+/// A backup is an age file anyone with the recipient can make: `keys restore` restores only key
+/// Secrets, only the keys `--expect` names, and checks all of them before writing anything.
+#[test]
+fn keys_restore_refuses_a_forged_backup_before_touching_the_cluster() {
+    use base64::Engine as _;
+    let repo = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity.txt");
+    assert!(Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap().status.success());
+    let recipient =
+        String::from_utf8(Command::new("age-keygen").arg("-y").arg(&identity).output().unwrap().stdout).unwrap();
+    let b64 = |path: &str| base64::engine::general_purpose::STANDARD.encode(std::fs::read(repo.join(path)).unwrap());
+    let key = |name: &str, key: &str, cert: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "labels": {"sealedsecrets.bitnami.com/sealed-secrets-key": "active"}},
+            "data": {"tls.key": b64(key), "tls.crt": b64(cert)}})
+    };
+    let demo = key("sealed-secrets-keydemo", "keys-example/demo.tls.key", "keys-example/demo.tls.crt");
+    let foreign = key(
+        "sealed-secrets-keyevil",
+        "tests/fixtures/sealed-secrets/python-generated/keys/key-a.tls.key",
+        "tests/fixtures/sealed-secrets/python-generated/keys/key-a.tls.crt",
+    );
+    let token = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+        "metadata": {"name": "bootstrap-token-abcdef"}, "data": {"token-id": "YWJjZGVm"}});
+    let restore = |items: Vec<serde_json::Value>, expect: &[&str]| {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let file = dir.path().join("backup.age");
+        let mut age =
+            Command::new("age").args(["-r", recipient.trim(), "-o"]).arg(&file).stdin(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut age.stdin.take().unwrap(), list.to_string().as_bytes()).unwrap();
+        assert!(age.wait().unwrap().success());
+        let mut args = vec!["keys".to_owned(), "restore".to_owned(), file.display().to_string(), "-i".to_owned()];
+        args.push(identity.display().to_string());
+        for e in expect {
+            args.extend(["--expect".to_owned(), (*e).to_owned()]);
+        }
+        let out = Command::new(sealant())
+            .current_dir(repo)
+            .args(&args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let demo_cert = "keys-example/demo.tls.crt";
+    let err = restore(vec![demo.clone(), token], &[demo_cert]);
+    assert!(err.contains("\"bootstrap-token-abcdef\", which is not a key Secret"), "{err}");
+    let err = restore(vec![demo.clone(), foreign], &[demo_cert]);
+    assert!(
+        err.contains("sealed-secrets-keyevil") && err.contains("which --expect does not name: nothing restored"),
+        "{err}"
+    );
+    let err = restore(vec![demo.clone()], &["SHA256:nope"]);
+    assert!(err.contains("which --expect does not name"), "{err}");
+    // Checked and shown; then the cluster (none here) is the only thing that fails.
+    let err = restore(vec![demo], &[demo_cert]);
+    assert!(err.starts_with("SHA256:") && err.contains("sealed-secrets-keydemo"), "{err}");
+    assert!(!err.contains("nothing restored"), "{err}");
+}

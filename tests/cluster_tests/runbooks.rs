@@ -259,7 +259,10 @@ async fn recover_from_a_lost_cluster_runbook() {
     }
 
     // keys restore, then a new controller: every SealedSecret unseals again with the old key.
-    ok(&sealant_in(work.path(), n, &["keys", "restore", "keys.age", "-i", "identity.txt"]), "keys restore");
+    // The committed certificate says which key to expect.
+    std::fs::write(work.path().join("cert.pem"), &keys[0].data.as_ref().unwrap()["tls.crt"].0).unwrap();
+    let restore = ["keys", "restore", "keys.age", "-i", "identity.txt", "--expect", "cert.pem"];
+    ok(&sealant_in(work.path(), n, &restore), "keys restore");
     let controller = RunningController::start(n, &[], &["--key-renew-period=0"]);
     controller.ready().await;
     for name in ["x", "y"] {
@@ -314,7 +317,11 @@ async fn a_post_quantum_backup_is_restored_with_the_identity_age_keygen_pq_made(
     for key in &keys {
         secrets.delete(&key.name_any(), &DeleteParams::default()).await.unwrap();
     }
-    ok(&sealant_in(work.path(), n, &["keys", "restore", "own.age", "-i", "pq.txt"]), "keys restore");
+    std::fs::write(work.path().join("cert.pem"), &keys[0].data.as_ref().unwrap()["tls.crt"].0).unwrap();
+    ok(
+        &sealant_in(work.path(), n, &["keys", "restore", "own.age", "-i", "pq.txt", "--expect", "cert.pem"]),
+        "keys restore",
+    );
     let restored = secrets.list(&key_selector).await.unwrap().items;
     assert_eq!(restored.len(), 1);
     assert_eq!(restored[0].data.as_ref().unwrap()["tls.crt"], keys[0].data.as_ref().unwrap()["tls.crt"]);
