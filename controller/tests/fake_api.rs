@@ -259,6 +259,36 @@ async fn after_a_template_failure_changed_templates_wait() {
     assert_eq!(seen.bodies("POST /api/v1/namespaces/ns/secrets").len(), 1);
 }
 
+/// Finding 1 of issue 34: a rendered template whose write the API server refuses (a Secret over
+/// 1 MiB, say, which a template can make depend on the plaintext) is a failure for the guard
+/// too: the next changed template in the namespace waits.
+#[tokio::test]
+async fn a_write_refused_after_a_render_holds_the_namespace_back_like_a_template_failure() {
+    let mut big = sealed();
+    big.spec.template.data = Some(BTreeMap::from([(
+        "x".into(),
+        Some("{{ if eq .password \"guess\" }}{{ repeat 1048576 \"x\" }}{{ end }}".into()),
+    )]));
+    let too_large = status(422, "Invalid", "Secret \"s\" is invalid: data: Too long: must have at most 1048576 bytes");
+    let (client, _seen) = fake_api(healthy(&big, Some(too_large)));
+    let ctx = context(client, None);
+    let error = reconcile(cache(&big), ctx.clone()).await.unwrap_err();
+    assert!(matches!(error, ReconcileError::Write { .. }), "{error}");
+
+    let mut probe = sealed();
+    probe.spec.template.data = Some(BTreeMap::from([("x".into(), Some("{{ .password }}".into()))]));
+    probe.metadata.generation = Some(2);
+    let (client, seen) = fake_api(healthy(&probe, None));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: Events::new(client, "test".into()),
+        ..Arc::into_inner(ctx).unwrap()
+    });
+    let error = reconcile(cache(&probe), ctx).await.unwrap_err();
+    assert!(matches!(error, ReconcileError::TemplateWait(_)), "{error}");
+    assert!(seen.bodies("POST /api/v1/namespaces/ns/secrets").is_empty(), "not evaluated, not written");
+}
+
 #[tokio::test]
 async fn a_refused_write_counts_toward_max_unseal_retries_and_success_resets_the_count() {
     let ss = Arc::new(sealed());

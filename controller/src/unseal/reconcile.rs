@@ -301,15 +301,26 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
     let decided = tokio::task::spawn_blocking(move || plan(&whole, existing.as_ref(), &keyring, options, &keys))
         .await
         .map_err(|_| ReconcileError::Internal)?;
-    // A template was rendered (or failed to): count it for the namespace's guard.
+    // A template was rendered (or failed to): count it for the namespace's guard. Every outcome
+    // decided after a render can depend on the rendered content, so every failure after one is
+    // a failure for the guard, not only the template's own: an immutable Secret refusing other
+    // data, a write the API server refuses (too large, not JSON, an admission webhook).
     let rendered = match &decided {
-        Ok(Plan::Matches { .. } | Plan::Write { .. }) => Some(false),
-        Err(PlanError::Unseal(sealant_crds::unseal::UnsealError::Template(_))) => Some(true),
+        Ok(Plan::Matches { .. } | Plan::UpToDate) => Some(false),
+        // Counted once the API server has answered the write.
+        Ok(Plan::Write { .. }) => None,
+        Err(PlanError::Unseal(sealant_crds::unseal::UnsealError::Template(_)))
+        | Err(PlanError::Immutable | PlanError::Contested) => Some(true),
         _ => None,
     };
     if let (true, Some(failed)) = (templated, rendered) {
         ctx.template_guard.evaluated(&namespace, failed, Instant::now());
     }
+    let guarded = |failed: bool| {
+        if templated {
+            ctx.template_guard.evaluated(&namespace, failed, Instant::now());
+        }
+    };
     match decided? {
         Plan::UpToDate => Ok(false),
         Plan::Matches { decrypted, digest } => {
@@ -335,6 +346,11 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
             if result.is_ok() {
                 ctx.state.wrote(&object, ss.metadata.generation, Instant::now());
             }
+            // A refusal may depend on the content (too large, not JSON, an admission webhook's
+            // word); no answer, a conflict, throttling or a server error does not.
+            guarded(
+                matches!(&result, Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && ![408, 409, 429].contains(&s.code)),
+            );
             result.map(|_| true).map_err(|source| ReconcileError::Write { verb, source })
         }
     }

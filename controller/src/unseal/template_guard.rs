@@ -1,7 +1,9 @@
 //! Template failures, slowed down. Whether a `template.data` template renders shows in the
 //! status (`TemplateError` or `Unsealed`), and a template can test the plaintext (`{{ if eq
 //! (index . "password") "..." }}`): whoever may change templates and read statuses learns one
-//! bit per evaluation. So once a template has failed in a namespace, every later evaluation of a
+//! bit per evaluation; so does any outcome decided after a render (an immutable Secret refusing
+//! other data, a write the API server refuses), which the reconcile counts as a failure here
+//! too. So once a template has failed in a namespace, every later evaluation of a
 //! templated SealedSecret there waits its turn: one minute after the failure, then twice as long
 //! after each evaluation, whatever its outcome (were successes free, a guess could be written so
 //! that only the right answer fails), at most a day. Plain SealedSecrets (no `template.data`)
