@@ -440,3 +440,29 @@ fn keys_restore_refuses_a_forged_backup_before_touching_the_cluster() {
     assert!(err.starts_with("SHA256:") && err.contains("sealed-secrets-keydemo"), "{err}");
     assert!(!err.contains("nothing restored"), "{err}");
 }
+
+/// Upstream v0.40's `null` for an input-only item is dropped by the API server: `validate` says
+/// so rather than pass a file that will not do what it says.
+#[test]
+fn validate_says_a_template_null_will_not_leave_the_item_out() {
+    let repo = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let example = std::fs::read_to_string(repo.join("keys-example/example.sealedsecret.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input-only.yaml");
+    let with_null = example.replace(
+        "    type: Opaque",
+        "    type: Opaque\n    data:\n      password: null\n      dsn: \"{{ .username }}:{{ .password }}\"",
+    );
+    std::fs::write(&file, &with_null).unwrap();
+    let out = Command::new(sealant()).arg("validate").arg(&file).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("demo-credentials: spec.template.data.password: null is dropped by the API server"),
+        "{stdout}"
+    );
+    // The same file without the null passes.
+    std::fs::write(&file, with_null.replace("      password: null\n", "")).unwrap();
+    let out = Command::new(sealant()).arg("validate").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

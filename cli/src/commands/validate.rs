@@ -153,6 +153,15 @@ fn check_document(doc: &Value, kind: &str, api_version: &str, cert: Option<&Cert
         problems.push("spec.encryptedData: missing or not a map".to_owned());
         return problems;
     };
+    // Upstream v0.40's input-only item: what it means is not what a cluster does with it.
+    let templates = spec.pointer("/template/data").and_then(Value::as_object).into_iter().flatten();
+    for (key, _) in templates.filter(|(_, v)| v.is_null()) {
+        problems.push(format!(
+            "spec.template.data.{}: null is dropped by the API server (template.data's values are not nullable in \
+             upstream's CRD or ours), so the item stays in the Secret, with upstream's controller as with ours",
+            sealant_core::error::printable(key)
+        ));
+    }
     for (key, value) in items {
         let at = format!("spec.encryptedData.{key}");
         let Some(text) = value.as_str() else {
