@@ -6,18 +6,32 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, CliResult};
 
-/// Directories never entered unless named on the command line: version control, build output and
-/// vendored dependencies. Hidden directories are skipped too; hidden files are not (a leftover
+/// Directories [`Skip::Vendored`] never enters unless named on the command line: build output
+/// and vendored dependencies. Hidden directories are skipped too; hidden files are not (a leftover
 /// temporary file of ours is one).
 const SKIPPED_DIRS: [&str; 3] = ["target", "node_modules", "vendor"];
 
+/// Version control's own directories, never entered unless named.
+const VERSION_CONTROL: [&str; 4] = [".git", ".hg", ".svn", ".jj"];
+
+/// Which directories a walk leaves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Version control, hidden directories, build output and vendored dependencies: the files
+    /// a check of one's own manifests wants.
+    Vendored,
+    /// Only version control: the plaintext gate, for which a Secret in `.github/` or `vendor/` is
+    /// as much a leak as one anywhere else.
+    VersionControl,
+}
+
 /// Every file under `paths` that `wanted` accepts, in name order, each with whether it was named
 /// on the command line (a named file is always taken).
-pub fn files(paths: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> CliResult<Vec<(PathBuf, bool)>> {
+pub fn files(paths: &[PathBuf], skip: Skip, wanted: impl Fn(&Path) -> bool) -> CliResult<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
     let mut entered = HashSet::new();
     for path in paths {
-        walk(path, true, &wanted, &mut entered, &mut out).map_err(|e| {
+        walk(path, true, skip, &wanted, &mut entered, &mut out).map_err(|e| {
             CliError::new(format!("cannot read {}", path.display()))
                 .source(e)
                 .hint("check that the path exists and is readable")
@@ -31,13 +45,18 @@ pub fn files(paths: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> CliResult<Vec
 fn walk(
     path: &Path,
     explicit: bool,
+    skip: Skip,
     wanted: &impl Fn(&Path) -> bool,
     entered: &mut HashSet<PathBuf>,
     out: &mut Vec<(PathBuf, bool)>,
 ) -> std::io::Result<()> {
     if path.is_dir() {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !explicit && (SKIPPED_DIRS.contains(&name.as_str()) || name.starts_with('.')) {
+        let skipped = match skip {
+            Skip::Vendored => SKIPPED_DIRS.contains(&name.as_str()) || name.starts_with('.'),
+            Skip::VersionControl => VERSION_CONTROL.contains(&name.as_str()),
+        };
+        if !explicit && skipped {
             return Ok(());
         }
         if !entered.insert(path.canonicalize()?) {
@@ -46,7 +65,7 @@ fn walk(
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
-            walk(&entry.path(), false, wanted, entered, out)?;
+            walk(&entry.path(), false, skip, wanted, entered, out)?;
         }
     } else if explicit || wanted(path) {
         out.push((path.to_path_buf(), explicit));
@@ -71,7 +90,12 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, "x").unwrap();
         }
-        let found = files(&[dir.path().to_path_buf(), dir.path().join("vendor")], manifests).unwrap();
+        let found = files(&[dir.path().to_path_buf(), dir.path().join("vendor")], Skip::Vendored, manifests).unwrap();
+        let names: Vec<String> =
+            found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+        assert_eq!(names, [".hidden.yaml", "a.yaml", "sub/e.json", "vendor/d.yaml"]);
+        // The plaintext gate enters all but version control.
+        let found = files(&[dir.path().to_path_buf()], Skip::VersionControl, manifests).unwrap();
         let names: Vec<String> =
             found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
         assert_eq!(names, [".hidden.yaml", "a.yaml", "sub/e.json", "vendor/d.yaml"]);
@@ -85,7 +109,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/up")).unwrap();
         std::os::unix::fs::symlink(".", dir.path().join("self")).unwrap();
         std::os::unix::fs::symlink("sub", dir.path().join("again")).unwrap();
-        let found = files(&[dir.path().to_path_buf()], manifests).unwrap();
+        let found = files(&[dir.path().to_path_buf()], Skip::Vendored, manifests).unwrap();
         let names: Vec<String> =
             found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
         assert_eq!(names, ["again/a.yaml"]);

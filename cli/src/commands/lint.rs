@@ -164,6 +164,19 @@ fn check_document(doc: &Value, text: &str, file_name: &str, findings: &mut Vec<(
         if sops.get("mac").and_then(Value::as_str).is_none_or(|m| !m.starts_with("ENC[")) {
             findings.push((line_of(text, r#"^\s*sops\s*:|"sops""#), "SOPS file without an encrypted MAC".to_owned()));
         }
+        // The file's own selection (`encrypted_regex: ^data$`) is the file's word, not a proof: a
+        // Secret's values are checked whatever it says.
+        let mut plain = plain;
+        if kind == "Secret" {
+            for field in ["data", "stringData"] {
+                for (key, value) in doc.get(field).and_then(Value::as_object).into_iter().flatten() {
+                    let path = format!("{field}.{key}");
+                    if !value.as_str().is_some_and(|v| v.starts_with("ENC[")) && !plain.contains(&path) {
+                        plain.push(path);
+                    }
+                }
+            }
+        }
         for path in plain {
             let key = path.rsplit('.').next().unwrap_or(&path);
             let pattern = format!(r#"^\s*-?\s*"?{}"?\s*:"#, regex::escape(key));
@@ -250,7 +263,10 @@ fn sealing_command(file: &Path, findings: &[Finding]) -> Option<String> {
 
 pub fn run(command: &LintCommand) -> CliResult {
     let paths = if command.paths.is_empty() { vec![PathBuf::from(".")] } else { command.paths.clone() };
-    let files: Vec<PathBuf> = crate::walk::files(&paths, lintable)?.into_iter().map(|(file, _)| file).collect();
+    let files: Vec<PathBuf> = crate::walk::files(&paths, crate::walk::Skip::VersionControl, lintable)?
+        .into_iter()
+        .map(|(file, _)| file)
+        .collect();
     let mut report = String::new();
     let mut count = 0;
     for file in &files {

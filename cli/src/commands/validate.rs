@@ -41,7 +41,7 @@ fn sealed_to(text: &str) -> Option<String> {
 
 /// Every file under `paths` to check: (path, given explicitly).
 pub fn sealed_secret_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, bool)>> {
-    crate::walk::files(paths, crate::walk::manifests)
+    crate::walk::files(paths, crate::walk::Skip::Vendored, crate::walk::manifests)
 }
 
 /// Ask the controller about every SealedSecret in `text`.
