@@ -271,6 +271,31 @@ async fn a_sealed_secret_cannot_plant_a_sealing_key() {
     let (_, served) = http(&format!("{}/v1/cert.pem", controller.url), "GET", b"").unwrap();
     assert_eq!(served, own_cert, "the controller still serves its own certificate");
     assert_eq!(controller.metric("sealant_keys"), Some(1.0));
+
+    // Issue 34: the next key's name, told by the served certificate, and the backup's are the
+    // controller's; a SealedSecret cannot take them.
+    let cert = sealant_core::Certificate::from_pem(&String::from_utf8_lossy(&own_cert)).unwrap();
+    let next = format!("sealed-secrets-key-{:x}-0", cert.not_before().unix_timestamp());
+    for name in [next.as_str(), "sealed-secrets-key-backup"] {
+        let doc = demo_sealed(&n, name, json!({}));
+        tenant_api.create(&PostParams::default(), &serde_json::from_value(doc).unwrap()).await.unwrap();
+        let refused = synced(&client, &n, name, "False").await;
+        assert_eq!(refused.status.unwrap().conditions[0].reason.as_deref(), Some("InvalidSpec"), "{name}");
+        assert!(secret(&client, &n, name).await.is_none(), "no Secret {name} was made");
+    }
+    // A Secret that took the next key's name some other way: a renewal is a failure, counted.
+    let squatter: Secret =
+        serde_json::from_value(json!({"metadata": {"name": next}, "stringData": {"x": "y"}})).unwrap();
+    Api::<Secret>::namespaced(client.clone(), &n).create(&PostParams::default(), &squatter).await.unwrap();
+    let pid = controller.process.child.id().to_string();
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
+    let counted = eventually(Duration::from_secs(30), || async {
+        (controller.metric("sealant_key_renewal_failures_total")? >= 1.0).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "the blocked renewal was not counted: {}", controller.log_text());
+    assert!(controller.log_text().contains("is taken by a Secret that is not a key"), "{}", controller.log_text());
+    assert_eq!(controller.metric("sealant_keys"), Some(1.0));
 }
 
 /// Issue 26, findings 2, 3 and 5, against a running controller: held connections do not keep
