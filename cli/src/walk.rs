@@ -31,11 +31,18 @@ pub fn files(paths: &[PathBuf], skip: Skip, wanted: impl Fn(&Path) -> bool) -> C
     let mut out = Vec::new();
     let mut entered = HashSet::new();
     for path in paths {
-        walk(path, true, skip, &wanted, &mut entered, &mut out).map_err(|e| {
+        let before = out.len();
+        // A path that is not there is an error, never nothing to report: a typo in a CI job or a
+        // renamed folder must not turn a gate green.
+        std::fs::metadata(path).and_then(|_| walk(path, true, skip, &wanted, &mut entered, &mut out)).map_err(|e| {
             CliError::new(format!("cannot read {}", path.display()))
                 .source(e)
                 .hint("check that the path exists and is readable")
         })?;
+        if out.len() == before && path.is_dir() {
+            return Err(CliError::new(format!("{} holds no file to check", path.display()))
+                .hint("give the folder that holds your manifests (YAML or JSON files)"));
+        }
     }
     Ok(out)
 }
@@ -99,6 +106,16 @@ mod tests {
         let names: Vec<String> =
             found.iter().map(|(p, _)| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
         assert_eq!(names, [".hidden.yaml", "a.yaml", "sub/e.json", "vendor/d.yaml"]);
+    }
+
+    #[test]
+    fn a_missing_path_or_a_folder_with_nothing_to_check_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = files(&[dir.path().join("nope")], Skip::Vendored, manifests).unwrap_err();
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let empty = files(&[dir.path().to_path_buf()], Skip::Vendored, manifests).unwrap_err();
+        assert!(empty.to_string().contains("holds no file to check"), "{empty}");
     }
 
     #[test]
