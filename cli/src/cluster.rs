@@ -238,6 +238,23 @@ fn read_kubeconfig(args: &ClusterArgs) -> Result<Kubeconfig, kube::config::Kubec
     }
 }
 
+/// Why the kubeconfig cannot be read, never with a line of it: the YAML parser's message shows
+/// the lines around a syntax error, which hold tokens and keys, and would go to a CI log. As
+/// kubectl does, the position only.
+fn kubeconfig_error(error: kube::config::KubeconfigError) -> CliError {
+    match error {
+        kube::config::KubeconfigError::Parse(parse) => {
+            let text = parse.to_string();
+            let position = regex::Regex::new(r"line (\d+),? column (\d+)")
+                .ok()
+                .and_then(|r| r.captures(&text).map(|c| format!(" at line {}, column {}", &c[1], &c[2])))
+                .unwrap_or_default();
+            CliError::new(format!("cannot read the kubeconfig: it does not parse as one{position}"))
+        }
+        other => CliError::new("cannot read the kubeconfig").source(other),
+    }
+}
+
 /// The namespace the kubeconfig's (current or chosen) context names, if it names one.
 /// Whether there is a kubeconfig to read (or `--server`, which needs none).
 pub fn kubeconfig_readable(args: &ClusterArgs) -> bool {
@@ -259,7 +276,7 @@ pub fn kubeconfig_namespace(args: &ClusterArgs) -> Option<String> {
 pub async fn cluster_client(args: &ClusterArgs) -> CliResult<Client> {
     let hint =
         "point --kubeconfig (or KUBECONFIG) at your cluster, or give the certificate with --cert or --controller-url";
-    let mut kubeconfig = read_kubeconfig(args).context("cannot read the kubeconfig").hint(hint)?;
+    let mut kubeconfig = read_kubeconfig(args).map_err(kubeconfig_error).hint(hint)?;
     let options = if args.client.is_set() {
         args.client.apply(&mut kubeconfig, args.context.as_deref())
     } else {

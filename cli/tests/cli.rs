@@ -466,3 +466,32 @@ fn validate_says_a_template_null_will_not_leave_the_item_out() {
     let out = Command::new(sealant()).arg("validate").arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A kubeconfig with a syntax error next to a token: the error says where, never the lines
+/// (the YAML parser's own message quotes them), so no CI log gets the credential.
+#[test]
+fn a_broken_kubeconfig_is_reported_by_position_without_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "users:\n- name: u\n  user:\n    token: TOKEN-Zq7Xv9kWm\n    bad: [unclosed\ncontexts: []\n",
+            "at line 8, column 9",
+        ),
+        ("users:\n- name: u\n  user:\n    token: [TOKEN-Zq7Xv9kWm, 5]\n", "at line 6, column"),
+    ];
+    for (text, position) in cases {
+        let file = dir.path().join("kubeconfig");
+        std::fs::write(&file, format!("apiVersion: v1\nkind: Config\n{text}")).unwrap();
+        for args in [&["keys", "list"][..], &["cert"], &["status"]] {
+            let out = Command::new(sealant()).args(args).env("KUBECONFIG", &file).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(!stderr.contains("Zq7Xv9kWm") && !stdout_holds(&out.stdout), "{args:?}: {stderr}");
+            assert!(stderr.contains("cannot read the kubeconfig") && stderr.contains(position), "{args:?}: {stderr}");
+        }
+    }
+}
+
+fn stdout_holds(stdout: &[u8]) -> bool {
+    String::from_utf8_lossy(stdout).contains("Zq7Xv9kWm")
+}
