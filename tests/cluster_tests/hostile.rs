@@ -319,6 +319,33 @@ async fn held_connections_odd_methods_and_tiny_items_cost_nothing() {
     }
     drop(held);
 
+    // Issue 34: requests that wait (a body sent slowly, a turn at the work) held their
+    // connections: from enough addresses, each under the rate limit, they filled the cap and
+    // kept out the probes. 200 loopback addresses, 3 waiting requests each.
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut waiting = Vec::new();
+    for i in 0..600u32 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 1, (i / 3 / 250) as u8, (i / 3 % 250) as u8 + 1], 0))).unwrap();
+        let Ok(stream) = socket.connect(target).await else { continue };
+        let Ok(mut stream) = stream.into_std() else { continue };
+        stream.set_nonblocking(false).unwrap();
+        if stream.write_all(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{").is_ok() {
+            waiting.push(stream);
+        }
+    }
+    assert!(waiting.len() >= 512, "the attacker holds at least the cap: {}", waiting.len());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for probe in 0..10 {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        assert!(response.starts_with(b"HTTP/1.1 200"), "probe {probe} beside 600 waiting requests: {response:?}");
+    }
+    drop(waiting);
+
     let method = "X".repeat(10_000);
     for _ in 0..20 {
         let mut stream = TcpStream::connect(&addr).unwrap();

@@ -269,6 +269,10 @@ async fn admit(State(state): State<ApiState>, request: Request, next: Next) -> R
     let Ok(Ok(_permit)) = tokio::time::timeout(HEAVY_WAIT, state.heavy.clone().acquire_owned()).await else {
         return busy();
     };
+    // At work: its connection is no longer one to close to make room.
+    if let Some(cell) = parts.extensions.get::<PhaseCell>() {
+        cell.set(Phase::Working);
+    }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
@@ -383,21 +387,55 @@ pub struct Timeouts {
 }
 
 /// The open connections of one server: at most [`MAX_CONNECTIONS`], [`MAX_PER_PEER`] from one
-/// address. When a new one would pass a cap, the oldest connection (of that peer, or of all)
-/// that is not in a request is closed to make room; if every one is in a request, the new
-/// connection is closed instead.
+/// address. When a new one would pass a cap, a connection (of that peer, or of all) is closed to
+/// make room: the oldest idle one, else the oldest whose request is still waiting (for its body
+/// or a turn at the decrypting work), which a client can send again. Only requests at work are
+/// never closed, and there are at most [`HEAVY_REQUESTS`] of those: so a new connection, a
+/// kubelet probe's or another client's behind the same proxy, always gets in.
 #[derive(Debug, Default)]
 struct Connections {
     open: Mutex<Vec<Open>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
+/// What a connection is doing, as [`Connections`] weighs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Idle = 0,
+    /// In a request that does not wait: answered at once.
+    Quick = 1,
+    /// In a decrypting request not yet at work: reading its body, or waiting for a turn.
+    Waiting = 2,
+    /// In a decrypting request at work.
+    Working = 3,
+}
+
+/// A connection's [`Phase`], shared between the server and the request on it.
+#[derive(Clone, Debug, Default)]
+struct PhaseCell(Arc<std::sync::atomic::AtomicU8>);
+
+impl PhaseCell {
+    fn get(&self) -> Phase {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Phase::Quick,
+            2 => Phase::Waiting,
+            3 => Phase::Working,
+            _ => Phase::Idle,
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, std::sync::atomic::Ordering::Release);
+    }
+}
+
 #[derive(Debug)]
 struct Open {
     id: u64,
     peer: IpAddr,
-    /// Requests in progress on it (HTTP/1 serves one at a time).
-    in_request: Arc<std::sync::atomic::AtomicBool>,
+    /// HTTP/1 serves one request at a time.
+    phase: PhaseCell,
     close: Arc<tokio::sync::Notify>,
 }
 
@@ -405,28 +443,32 @@ struct Open {
 struct Slot {
     id: u64,
     connections: Arc<Connections>,
-    in_request: Arc<std::sync::atomic::AtomicBool>,
+    phase: PhaseCell,
     close: Arc<tokio::sync::Notify>,
 }
 
 impl Connections {
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
-        use std::sync::atomic::Ordering;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let idle = |o: &Open| !o.in_request.load(Ordering::Acquire);
+        // The oldest connection `among` accepts that may be closed: idle first, then waiting.
+        let victim = |open: &[Open], among: &dyn Fn(&Open) -> bool| {
+            [Phase::Idle, Phase::Waiting]
+                .into_iter()
+                .find_map(|phase| open.iter().position(|o| among(o) && o.phase.get() == phase))
+        };
         if open.iter().filter(|o| o.peer == peer).count() >= MAX_PER_PEER {
-            let oldest = open.iter().position(|o| o.peer == peer && idle(o))?;
+            let oldest = victim(&open, &|o| o.peer == peer)?;
             open.remove(oldest).close.notify_one();
         }
         if open.len() >= MAX_CONNECTIONS {
-            let oldest = open.iter().position(idle)?;
+            let oldest = victim(&open, &|_| true)?;
             open.remove(oldest).close.notify_one();
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let in_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let phase = PhaseCell::default();
         let close = Arc::new(tokio::sync::Notify::new());
-        open.push(Open { id, peer, in_request: in_request.clone(), close: close.clone() });
-        Some(Slot { id, connections: self.clone(), in_request, close })
+        open.push(Open { id, peer, phase: phase.clone(), close: close.clone() });
+        Some(Slot { id, connections: self.clone(), phase, close })
     }
 }
 
@@ -437,19 +479,19 @@ impl Drop for Slot {
     }
 }
 
-/// Marks its connection as in a request while it lives.
-struct InRequest(Arc<std::sync::atomic::AtomicBool>);
+/// Marks its connection as in a request (`phase`) while it lives, idle again after.
+struct InRequest(PhaseCell);
 
 impl InRequest {
-    fn new(flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
-        flag.store(true, std::sync::atomic::Ordering::Release);
-        InRequest(flag)
+    fn new(cell: PhaseCell, phase: Phase) -> Self {
+        cell.set(phase);
+        InRequest(cell)
     }
 }
 
 impl Drop for InRequest {
     fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::Release);
+        self.0.set(Phase::Idle);
     }
 }
 
@@ -485,11 +527,13 @@ pub async fn serve(addr: SocketAddr, router: Router, timeouts: Timeouts) -> crat
             if !spoke {
                 return;
             }
-            let in_request = slot.in_request.clone();
+            let cell = slot.phase.clone();
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
-                let marked = InRequest::new(in_request.clone());
+                request.extensions_mut().insert(cell.clone());
+                let waits = matches!(request.uri().path(), "/v1/verify" | "/v1/rotate");
+                let marked = InRequest::new(cell.clone(), if waits { Phase::Waiting } else { Phase::Quick });
                 let call = router.clone().oneshot(request);
                 async move {
                     let response = call.await;
@@ -571,8 +615,8 @@ mod tests {
         let attacker = IpAddr::from([10, 0, 0, 66]);
         let held: Vec<Slot> = (0..MAX_PER_PEER * 2).filter_map(|_| connections.admit(attacker)).collect();
         assert_eq!(connections.open.lock().unwrap().len(), MAX_PER_PEER, "one peer holds at most its share");
-        let busy: Vec<_> = held.iter().map(|s| InRequest::new(s.in_request.clone())).collect();
-        assert!(connections.admit(attacker).is_none(), "every one in a request: the new one waits");
+        let busy: Vec<_> = held.iter().map(|s| InRequest::new(s.phase.clone(), Phase::Working)).collect();
+        assert!(connections.admit(attacker).is_none(), "every one at work: the new one waits");
         drop(busy);
         let others: Vec<Slot> =
             (0..MAX_CONNECTIONS as u32).filter_map(|i| connections.admit(IpAddr::from(i.to_be_bytes()))).collect();
@@ -580,5 +624,27 @@ mod tests {
         let probe = connections.admit(IpAddr::from([10, 0, 0, 1]));
         assert!(probe.is_some(), "the probe's connection closes the oldest idle one");
         assert_eq!(connections.open.lock().unwrap().len(), MAX_CONNECTIONS);
+    }
+
+    /// Issue 34: requests waiting for a body or a turn held their connections, so a proxy's 64
+    /// or 512 addresses kept out the probes and every other client.
+    #[test]
+    fn waiting_requests_make_room_and_only_work_in_progress_is_kept() {
+        let connections = Arc::new(Connections::default());
+        let proxy = IpAddr::from([10, 0, 0, 2]);
+        let waiting: Vec<Slot> = (0..MAX_PER_PEER).filter_map(|_| connections.admit(proxy)).collect();
+        let marks: Vec<_> = waiting.iter().map(|s| InRequest::new(s.phase.clone(), Phase::Waiting)).collect();
+        let working = InRequest::new(waiting[1].phase.clone(), Phase::Working);
+        let next = connections.admit(proxy);
+        assert!(next.is_some(), "another client behind the proxy gets in");
+        let open = connections.open.lock().unwrap().iter().map(|o| o.id).collect::<Vec<_>>();
+        assert!(!open.contains(&waiting[0].id), "the oldest waiting request made room");
+        assert!(open.contains(&waiting[1].id), "the one at work is kept");
+        // From as many addresses as the cap, all waiting: a probe still gets in.
+        drop((marks, working, next, waiting));
+        let many: Vec<Slot> =
+            (0..MAX_CONNECTIONS as u32).filter_map(|i| connections.admit(IpAddr::from(i.to_be_bytes()))).collect();
+        let _marks: Vec<_> = many.iter().map(|s| InRequest::new(s.phase.clone(), Phase::Waiting)).collect();
+        assert!(connections.admit(IpAddr::from([127, 0, 0, 1])).is_some(), "kubelet's probe gets in");
     }
 }
