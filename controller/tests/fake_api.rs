@@ -115,6 +115,15 @@ fn fake_api(answer: impl Fn(&Method, &str, &Value) -> Option<(u16, Value)> + Sen
     (Client::new(service, "default"), seen)
 }
 
+/// The same context (its guard, seats and state) against another fake API server.
+fn against(ctx: Arc<Context>, client: Client) -> Arc<Context> {
+    Arc::new(Context {
+        client: client.clone(),
+        events: Events::new(client, "test".into()),
+        ..Arc::into_inner(ctx).unwrap()
+    })
+}
+
 fn context(client: Client, fence: Option<Fence>) -> Arc<Context> {
     let (_tx, keyring) = tokio::sync::watch::channel(Arc::new(keyring()));
     Arc::new(Context {
@@ -235,11 +244,7 @@ async fn after_a_template_failure_changed_templates_wait() {
     probe.spec.template.data = Some(BTreeMap::from([("x".into(), Some("{{ index . \"password\" }}".into()))]));
     probe.metadata.generation = Some(2);
     let (client, seen) = fake_api(healthy(&probe, None));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        events: Events::new(client, "test".into()),
-        ..Arc::into_inner(ctx).unwrap()
-    });
+    let ctx = against(ctx, client);
     let error = reconcile(cache(&probe), ctx.clone()).await.unwrap_err();
     assert!(matches!(error, ReconcileError::TemplateWait(_)), "{error}");
     assert!(matches!(error.retry(), Retry::After(wait) if wait <= Duration::from_secs(60)));
@@ -250,11 +255,7 @@ async fn after_a_template_failure_changed_templates_wait() {
     // Plain SealedSecrets of the namespace are not held back.
     let plain = sealed();
     let (client, seen) = fake_api(healthy(&plain, None));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        events: Events::new(client, "test".into()),
-        ..Arc::into_inner(ctx).unwrap()
-    });
+    let ctx = against(ctx, client);
     reconcile(cache(&plain), ctx).await.unwrap();
     assert_eq!(seen.bodies("POST /api/v1/namespaces/ns/secrets").len(), 1);
 }
@@ -279,11 +280,7 @@ async fn a_write_refused_after_a_render_holds_the_namespace_back_like_a_template
     probe.spec.template.data = Some(BTreeMap::from([("x".into(), Some("{{ .password }}".into()))]));
     probe.metadata.generation = Some(2);
     let (client, seen) = fake_api(healthy(&probe, None));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        events: Events::new(client, "test".into()),
-        ..Arc::into_inner(ctx).unwrap()
-    });
+    let ctx = against(ctx, client);
     let error = reconcile(cache(&probe), ctx).await.unwrap_err();
     assert!(matches!(error, ReconcileError::TemplateWait(_)), "{error}");
     assert!(seen.bodies("POST /api/v1/namespaces/ns/secrets").is_empty(), "not evaluated, not written");

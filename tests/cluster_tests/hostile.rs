@@ -26,6 +26,18 @@ fn post_from(url: &str, path: &str, forwarded_for: &str, body: &[u8]) -> u16 {
     response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
 
+/// Ten `/healthz` probes on fresh connections, as kubelet sends them: each answered 200 in time.
+fn probes_answer(addr: &str, while_: &str) {
+    for probe in 0..10 {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        assert!(response.starts_with(b"HTTP/1.1 200"), "probe {probe} {while_}: {response:?}");
+    }
+}
+
 /// A value that no log line holds by chance.
 const PASSWORD: &str = "Zq7#Xv9kWm";
 
@@ -309,14 +321,7 @@ async fn held_connections_odd_methods_and_tiny_items_cost_nothing() {
 
     let held: Vec<TcpStream> = (0..600).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
     assert!(held.len() >= 512, "the attacker holds at least the old cap");
-    for probe in 0..10 {
-        let mut stream = TcpStream::connect(&addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        assert!(response.starts_with(b"HTTP/1.1 200"), "probe {probe} with 600 held connections: {response:?}");
-    }
+    probes_answer(&addr, "with 600 held connections");
     drop(held);
 
     // Issue 34: requests that wait (a body sent slowly, a turn at the work) held their
@@ -336,14 +341,7 @@ async fn held_connections_odd_methods_and_tiny_items_cost_nothing() {
     }
     assert!(waiting.len() >= 512, "the attacker holds at least the cap: {}", waiting.len());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for probe in 0..10 {
-        let mut stream = TcpStream::connect(&addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        assert!(response.starts_with(b"HTTP/1.1 200"), "probe {probe} beside 600 waiting requests: {response:?}");
-    }
+    probes_answer(&addr, "beside 600 waiting requests");
     drop(waiting);
 
     let method = "X".repeat(10_000);
