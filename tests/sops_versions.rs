@@ -372,3 +372,67 @@ fn identity_sources_of_sops_3_13_alike() {
         }
     }
 }
+
+/// The exit codes scripts read, as each real sops gives them (issue 36): a file that is not there
+/// (100 for encrypt and decrypt, 2 for set, unset and rotate, 1 for the others), a file to
+/// decrypt that does not parse (1; 2 to encrypt), `set` with a value that is not JSON (7), and
+/// `edit` that changes nothing (200).
+#[test]
+fn exit_codes_are_each_real_sops_own() {
+    let junk: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for sops in every_sops() {
+        let keys = Keys::new(false);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("plain.yaml"), "a: 1\nb: x\n").unwrap();
+        std::fs::write(d.join("bad.yaml"), "a: [1\n").unwrap();
+        std::fs::write(d.join("junk.bin"), &junk).unwrap();
+        std::fs::write(d.join("junk.yaml"), &junk).unwrap();
+        let encrypted = ok(ours(&keys, d, &["encrypt", "--age", KEY_A, "plain.yaml"]), "encrypt");
+        let cases: [&[&str]; 20] = [
+            &["decrypt", "missing.yaml"],
+            &["encrypt", "--age", KEY_A, "missing.yaml"],
+            &["set", "missing.yaml", r#"["a"]"#, "1"],
+            &["unset", "missing.yaml", r#"["a"]"#],
+            &["rotate", "missing.yaml"],
+            &["updatekeys", "-y", "missing.yaml"],
+            &["filestatus", "missing.yaml"],
+            &["decrypt", "bad.yaml"],
+            &["decrypt", "junk.bin"],
+            &["decrypt", "junk.yaml"],
+            &["decrypt", "plain.yaml"],
+            &["set", "bad.yaml", r#"["a"]"#, "1"],
+            &["unset", "bad.yaml", r#"["a"]"#],
+            &["rotate", "bad.yaml"],
+            &["updatekeys", "-y", "bad.yaml"],
+            &["filestatus", "bad.yaml"],
+            &["encrypt", "--age", KEY_A, "bad.yaml"],
+            &["encrypt", "--age", KEY_A, "junk.yaml"],
+            &["set", "enc.yaml", r#"["b"]"#, "not-json"],
+            &["edit", "enc.yaml"],
+        ];
+        for args in cases {
+            let code = |program: Option<&Path>| {
+                std::fs::write(d.join("enc.yaml"), &encrypted).unwrap();
+                let mut command = match program {
+                    Some(p) => {
+                        let mut c = Command::new(p);
+                        c.arg("--disable-version-check");
+                        c
+                    }
+                    None => {
+                        let mut c = Command::new(built_binary("sealant"));
+                        c.arg("sops");
+                        c
+                    }
+                };
+                command.args(args);
+                keys.apply(&mut command);
+                // An editor that changes nothing.
+                command.env("EDITOR", "true");
+                command.current_dir(d).output().unwrap().status.code()
+            };
+            assert_eq!(code(None), code(Some(&sops.program)), "{}: sops {}", sops.name, args.join(" "));
+        }
+    }
+}

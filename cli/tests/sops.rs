@@ -457,12 +457,12 @@ fn edit_changes_only_the_edited_value() {
         let text = String::from_utf8_lossy(&opened.stdout);
         assert!(text.contains(to.trim_start_matches('^').trim_end_matches('$')), "{name}: {text}");
 
-        // No change: nothing is written.
+        // No change: nothing is written, and the exit code says so, as sops' (200).
         let unchanged = std::fs::read(&file).unwrap();
         executable(&editor, "#!/bin/sh\ntrue\n");
         let out =
             sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
-        assert!(out.status.success());
+        assert_eq!(out.status.code(), Some(200), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read(&file).unwrap(), unchanged, "{name}");
     }
     // An edit that does not parse: an error, and the file is as it was.
@@ -706,7 +706,8 @@ fn the_edit_copy_is_private() {
     let editor = dir.path().join("editor.sh");
     executable(&editor, &format!("#!/bin/sh\nstat -c %a \"$(dirname \"$1\")\" \"$1\" > {}\n", modes.display()));
     let out = sealant(&["sops", "edit", file.to_str().unwrap()], &[("SOPS_AGE_KEY_FILE", &keys), ("EDITOR", &editor)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The editor changed nothing: sops' 200.
+    assert_eq!(out.status.code(), Some(200), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&modes).unwrap(), "700\n600\n");
 }
 

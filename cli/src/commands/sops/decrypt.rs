@@ -37,6 +37,7 @@ fn extract<'a>(doc: &'a mut Node, path: &str) -> CliResult<&'a Node> {
 }
 
 pub fn decrypt(command: &DecryptCommand) -> CliResult {
+    must_exist(&command.file, 100)?;
     let store = store_for(command.input_type, command.filename_override.as_deref().unwrap_or(&command.file));
     let mut file = open(&command.file, store, command.ignore_mac)?;
     let output = command.output_type.map_or(store, CoreStore::from);

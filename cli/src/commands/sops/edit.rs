@@ -135,8 +135,8 @@ pub fn edit(command: &EditCommand) -> CliResult {
         }
         let edited = zeroize::Zeroizing::new(io::read_bytes(&copy.path)?);
         if *edited == *plain {
-            eprintln!("{} has not changed", file.origin);
-            return Ok(());
+            // sops' FileHasNotBeenModified: scripts tell an edit that changed nothing by it.
+            return Err(CliError::new(format!("{} has not changed", file.origin)).exit(200));
         }
         let problem = match store.read_plain(&edited) {
             Ok(docs) if docs.iter().any(|d| d.get("sops").is_some()) => "a top-level `sops` key is reserved".to_owned(),

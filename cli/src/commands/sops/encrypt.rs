@@ -49,6 +49,7 @@ pub struct EncryptCommand {
 }
 
 pub fn encrypt(command: &EncryptCommand) -> CliResult {
+    must_exist(&command.file, 100)?;
     let origin = command.file.display().to_string();
     let input = io::read_bytes(&command.file)?;
     let named = command.filename_override.as_deref().unwrap_or(&command.file);

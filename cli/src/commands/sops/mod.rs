@@ -107,12 +107,26 @@ fn sops_error(origin: &str, tried: &[String], e: SopsError) -> CliError {
             .exit(code)
             .source(e)
             .hint("restore the file from version control; --ignore-mac decrypts it anyway"),
+        // Reading a file to decrypt, sops reports a parse error as a generic one (1); encrypting a
+        // plain file, as unreadable input (2, the core's code, used by `encrypt`).
         SopsError::Parse(_) => CliError::new(format!("cannot read {origin}"))
-            .exit(code)
+            .exit(1)
             .source(e)
             .hint("check the file, or set --input-type"),
         e => failed(format!("cannot decrypt {origin}"), e),
     }
+}
+
+/// sops refuses a file that is not there before anything else, with a code of its own per
+/// command: 100 (NoFileSpecified) for `encrypt` and `decrypt`, 2 (CouldNotReadInputFile) for
+/// `set`, `unset` and `rotate`, 1 for the others. Standard input (`-`) is always there.
+fn must_exist(file: &Path, code: u8) -> CliResult {
+    if file.as_os_str() == "-" || file.exists() {
+        return Ok(());
+    }
+    Err(CliError::new(format!("cannot operate on {}: there is no such file", file.display()))
+        .exit(code)
+        .hint("check the path"))
 }
 
 /// An encrypted file, read and decrypted.

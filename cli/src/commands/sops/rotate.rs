@@ -13,6 +13,7 @@ pub struct RotateCommand {
 
 /// A new data key: every value is encrypted again, to the same recipients and with the same rules.
 pub fn rotate(RotateCommand { file: command, output_type }: &RotateCommand) -> CliResult {
+    must_exist(&command.file, 2)?;
     let OpenFile { origin, store, mut docs, meta, .. } =
         open(&command.file, store_for(command.input_type, &command.file), false)?;
     let options = sealant_sops::options_from_metadata(&meta)

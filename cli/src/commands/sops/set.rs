@@ -25,6 +25,7 @@ pub struct SetCommand {
 }
 
 pub fn set(command: &SetCommand) -> CliResult {
+    must_exist(&command.file, 2)?;
     let steps = parse_path(&command.path, 7)?;
     check_binary_path(store_for(command.input_type, &command.file), &steps, false)?;
     let raw = match &command.value {
@@ -32,7 +33,8 @@ pub fn set(command: &SetCommand) -> CliResult {
         None => zeroize::Zeroizing::new(io::read_input(None, "the value")?),
     };
     let json: Value = serde_json::from_str(raw.trim_end_matches('\n'))
-        .map_err(|_| CliError::usage("the value is not JSON").hint(r#"quote a string as JSON: '"s3cret"'"#))?;
+        // sops' ErrorInvalidSetFormat.
+        .map_err(|_| CliError::new("the value is not JSON").exit(7).hint(r#"quote a string as JSON: '"s3cret"'"#))?;
     let value = Node::from_json(&json);
     let mut file = open(&command.file, store_for(command.input_type, &command.file), false)?;
     let doc = file.docs.first_mut().ok_or_else(|| CliError::new(format!("{} has no document", file.origin)))?;

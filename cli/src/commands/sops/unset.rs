@@ -16,6 +16,7 @@ pub struct UnsetCommand {
 }
 
 pub fn unset(command: &UnsetCommand) -> CliResult {
+    must_exist(&command.file, 2)?;
     let steps = parse_path(&command.path, 7)?;
     check_binary_path(store_for(command.input_type, &command.file), &steps, true)?;
     let mut file = open(&command.file, store_for(command.input_type, &command.file), false)?;
