@@ -97,6 +97,22 @@ fn ours(keys: &Keys, dir: &Path, args: &[&str]) -> Output {
     run(command, keys, dir)
 }
 
+/// A real sops (`Some`) or ours, ready for its arguments.
+fn sops_command(program: Option<&Path>) -> Command {
+    match program {
+        Some(p) => {
+            let mut c = Command::new(p);
+            c.arg("--disable-version-check");
+            c
+        }
+        None => {
+            let mut c = Command::new(built_binary("sealant"));
+            c.arg("sops");
+            c
+        }
+    }
+}
+
 #[track_caller]
 fn ok(out: Output, what: &str) -> Vec<u8> {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
@@ -340,18 +356,7 @@ fn identity_sources_of_sops_3_13_alike() {
         let _ = std::fs::remove_file(&log);
         let mut results = Vec::new();
         for program in [Some(&sops.program), None] {
-            let mut command = match program {
-                Some(p) => {
-                    let mut c = Command::new(p);
-                    c.arg("--disable-version-check");
-                    c
-                }
-                None => {
-                    let mut c = Command::new(built_binary("sealant"));
-                    c.arg("sops");
-                    c
-                }
-            };
+            let mut command = sops_command(program.map(PathBuf::as_path));
             command.args(["decrypt", file]);
             keys.apply(&mut command);
             command.env_remove("SOPS_AGE_KEY_FILE").env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE").env(variable, &value);
@@ -414,18 +419,7 @@ fn exit_codes_are_each_real_sops_own() {
         for args in cases {
             let code = |program: Option<&Path>| {
                 std::fs::write(d.join("enc.yaml"), &encrypted).unwrap();
-                let mut command = match program {
-                    Some(p) => {
-                        let mut c = Command::new(p);
-                        c.arg("--disable-version-check");
-                        c
-                    }
-                    None => {
-                        let mut c = Command::new(built_binary("sealant"));
-                        c.arg("sops");
-                        c
-                    }
-                };
+                let mut command = sops_command(program);
                 command.args(args);
                 keys.apply(&mut command);
                 // An editor that changes nothing.

@@ -313,14 +313,14 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<bool, ReconcileError> {
         | Err(PlanError::Immutable | PlanError::Contested) => Some(true),
         _ => None,
     };
-    if let (true, Some(failed)) = (templated, rendered) {
-        ctx.template_guard.evaluated(&namespace, failed, Instant::now());
-    }
     let guarded = |failed: bool| {
         if templated {
             ctx.template_guard.evaluated(&namespace, failed, Instant::now());
         }
     };
+    if let Some(failed) = rendered {
+        guarded(failed);
+    }
     match decided? {
         Plan::UpToDate => Ok(false),
         Plan::Matches { decrypted, digest } => {
